@@ -1,0 +1,284 @@
+"""``hangar``: the command line, talking to the server over HTTP like kubectl."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from hangar.cli.client import Client, client_config
+from hangar.cli.render import (
+    console,
+    dump,
+    err_console,
+    print_error,
+    resource_table,
+    run_tree,
+    runs_table,
+)
+from hangar.errors import HangarError
+
+app = typer.Typer(
+    name="hangar",
+    help="Run AI agents in production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(keys_app, name="keys")
+
+_conn: dict[str, str | None] = {"url": None, "api_key": None}
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL [env HANGAR_URL].")]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", help="API key [env HANGAR_API_KEY].")]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")]
+
+
+@app.callback()
+def _main(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
+    _conn["url"], _conn["api_key"] = url, api_key
+
+
+def client() -> Client:
+    return Client(*client_config(_conn["url"], _conn["api_key"]))
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to bind [env HANGAR_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env HANGAR_PORT].")] = None,
+    home: Annotated[Path | None, typer.Option(help="State folder [env HANGAR_HOME].")] = None,
+) -> None:
+    """Start Hangar in the foreground: gateway and workers, state in a SQLite file."""
+    from hangar.config import Settings
+    from hangar.gateway.server import serve
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    if home:
+        overrides["home"] = home
+    serve(Settings(**overrides))
+
+
+@app.command()
+def apply(
+    files: Annotated[
+        list[Path], typer.Option("--filename", "-f", help="A manifest file or folder.")
+    ],
+) -> None:
+    """Create or update the resources in files or folders (all valid, or none applied)."""
+    from hangar.spec import load_path
+
+    documents: list[dict[str, Any]] = []
+    for path in files:
+        for resource in load_path(path):
+            documents.append(resource.model_dump(mode="json", by_alias=True, exclude_none=True))
+    result = client().request("POST", "/v1/apply", json={"documents": documents})
+    for item in result["results"]:
+        console.print(
+            f"{item['kind'].lower()}/{item['name']} {item['outcome']} "
+            f"[dim](generation {item['generation']})[/]"
+        )
+        for warning in item.get("warnings", []):
+            err_console.print(f"  warning: {warning}", style="yellow")
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="agents, models, sandboxtemplates, mcpservers")],
+    name: Annotated[str | None, typer.Argument()] = None,
+    output: OutputOpt = "table",
+) -> None:
+    """List resources of a kind, or show one."""
+    c = client()
+    if name:
+        item = c.request("GET", f"/v1/resources/{kind}/{name}")
+        dump(item, "yaml" if output == "table" else output)
+        return
+    result = c.request("GET", f"/v1/resources/{kind}")
+    if output == "table":
+        if not result["items"]:
+            err_console.print(f"No {result['kind']} resources found.")
+            return
+        console.print(resource_table(result["kind"], result["items"]))
+    else:
+        dump(result["items"], output)
+
+
+@app.command()
+def describe(kind: str, name: str) -> None:
+    """Show a resource with its version history."""
+    c = client()
+    item = c.request("GET", f"/v1/resources/{kind}/{name}")
+    versions = c.request("GET", f"/v1/resources/{kind}/{name}/versions")["versions"]
+    dump(item, "yaml")
+    console.print("\n[bold]Versions[/]")
+    for version in versions:
+        console.print(f"  generation {version['generation']}  {version['createdAt']}")
+
+
+@app.command()
+def delete(kind: str, name: str) -> None:
+    """Delete a resource (its versions stay, so past runs still resolve)."""
+    result = client().request("DELETE", f"/v1/resources/{kind}/{name}")
+    console.print(f"{result['kind'].lower()}/{result['name']} deleted")
+
+
+def _print_stream(c: Client, path: str, body: dict[str, Any]) -> str | None:
+    run_id: str | None = None
+    status: str | None = None
+    for _event, data in c.sse("POST", path, json=body):
+        item = json.loads(data)
+        kind, payload = item["type"], item["data"]
+        if kind == "delta":
+            console.out(payload["text"], end="", highlight=False)
+        elif kind == "tool_call":
+            console.print(f"\n[dim]→ {payload['name']}({payload['arguments']})[/]")
+        elif kind == "tool_result":
+            console.print(f"[dim]← {payload['content'][:200]}[/]")
+        elif kind == "error":
+            err_console.print(
+                f"\n[red]error\\[{escape(payload['code'])}][/]: {escape(payload['message'])}"
+            )
+        elif kind == "run_finished":
+            status = payload["status"]
+    console.print()
+    if status != "succeeded":
+        raise typer.Exit(1)
+    return run_id
+
+
+@app.command()
+def run(
+    agent: str,
+    message: str,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it comes.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+) -> None:
+    """Run an agent on one message and print its answer."""
+    c = client()
+    path = f"/v1/agents/{agent}/runs"
+    if stream:
+        _print_stream(c, path, {"input": message, "stream": True})
+        return
+    result = c.request("POST", path, json={"input": message})
+    if output == "json":
+        dump(result, "json")
+    elif result["status"] == "succeeded":
+        console.print((result.get("output") or {}).get("text", ""), highlight=False, markup=False)
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        err_console.print(
+            f"[bold red]error\\[{escape(str(error.get('code', result.get('reason'))))}][/]: "
+            f"{escape(str(error.get('message', result['status'])))}"
+        )
+        err_console.print(f"  hint: inspect it with `hangar runs show {result['id']}`", style="dim")
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(agent: str) -> None:
+    """Talk with an agent; the conversation stays in this session. Ctrl-D ends it."""
+    c = client()
+    messages: list[dict[str, Any]] = []
+    while True:
+        try:
+            line = console.input("[bold]you> [/]")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line})
+        console.print(f"[bold]{agent}> [/]", end="")
+        answer: list[str] = []
+        for _event, data in c.sse(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": agent, "messages": messages, "stream": True},
+        ):
+            if data == "[DONE]":
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise HangarError(chunk["error"]["message"])
+            for choice in chunk.get("choices", []):
+                text = choice.get("delta", {}).get("content") or ""
+                answer.append(text)
+                console.out(text, end="", highlight=False)
+        console.print()
+        messages.append({"role": "assistant", "content": "".join(answer)})
+
+
+@runs_app.command("list")
+def runs_list(
+    agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
+    limit: int = 20,
+) -> None:
+    """The latest runs."""
+    params: dict[str, Any] = {"limit": limit}
+    if agent:
+        params["agent"] = agent
+    console.print(runs_table(client().request("GET", "/v1/runs", params=params)["items"]))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Export run and events as JSON.")] = False,
+) -> None:
+    """The decision path of a run: steps, model and tool calls, tokens, durations."""
+    c = client()
+    run_data = c.request("GET", f"/v1/runs/{run_id}")
+    events = c.request("GET", f"/v1/runs/{run_id}/events")["items"]
+    if as_json:
+        dump({"run": run_data, "events": events}, "json")
+    else:
+        console.print(run_tree(run_data, events))
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str) -> None:
+    """Cancel a queued or running run."""
+    result = client().request("POST", f"/v1/runs/{run_id}/cancel")
+    console.print(f"run {result['id']} {result['status']}")
+
+
+@keys_app.command("create")
+def keys_create(
+    namespace: Annotated[str, typer.Option(help="The namespace the key is bound to.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "key",
+    admin: Annotated[bool, typer.Option(help="May create keys for any namespace.")] = False,
+) -> None:
+    """Create an API key; its secret is shown once."""
+    result = client().request(
+        "POST", "/v1/keys", json={"namespace": namespace, "name": name, "admin": admin}
+    )
+    console.print(result["key"], highlight=False)
+    err_console.print(f"key {result['id']} for namespace {result['namespace']}", style="dim")
+
+
+@app.command()
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a kind (works offline)."""
+    from hangar.spec import json_schema
+
+    console.print_json(json.dumps(json_schema(kind)))
+
+
+def main() -> None:
+    try:
+        app()
+    except HangarError as exc:
+        print_error(exc)
+        sys.exit(1)

@@ -1,0 +1,141 @@
+"""How the CLI shows things: tables, the step tree of a run, errors."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from hangar.errors import HangarError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_error(exc: HangarError) -> None:
+    code = getattr(exc, "remote_code", exc.code)
+    err_console.print(
+        f"[bold red]error\\[{escape(code)}][/]: {escape(exc.message)}", highlight=False
+    )
+    problems = exc.details.get("problems") or []
+    for problem in problems[1:]:
+        where = problem.get("source") or problem.get("field") or ""
+        if "document" in problem:
+            where += f", document {problem['document']}"
+        if problem.get("path"):
+            where += f", at {problem['path']}"
+        err_console.print(f"  {where}: {problem.get('message')}", highlight=False, markup=False)
+    if exc.hint:
+        err_console.print(f"  hint: {exc.hint}", style="dim", highlight=False, markup=False)
+
+
+def _age(stamp: str | None) -> str:
+    if not stamp:
+        return "-"
+    delta = datetime.now().astimezone() - datetime.fromisoformat(stamp)
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def resource_table(kind: str, items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "GENERATION", "DETAIL", "AGE"):
+        table.add_column(column)
+    for item in items:
+        spec = item.get("spec", {})
+        if kind == "Agent":
+            detail = f"model={spec.get('model')} tools={len(spec.get('tools', []))}"
+        elif kind == "Model":
+            detail = f"provider={spec.get('provider')} {spec.get('model') or ''}".strip()
+        else:
+            detail = ""
+        meta = item["metadata"]
+        table.add_row(
+            meta["name"], str(meta.get("generation")), detail, _age(meta.get("createdAt"))
+        )
+    return table
+
+
+def runs_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "AGENT", "STATUS", "REASON", "TOKENS", "AGE"):
+        table.add_column(column)
+    for run in items:
+        table.add_row(
+            run["id"],
+            f"{run['agent']}@{run['agent_generation']}",
+            run["status"],
+            run.get("reason") or "",
+            str(run["usage"]["total_tokens"]),
+            _age(run["created_at"]),
+        )
+    return table
+
+
+def _clip(text: str, size: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def run_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
+    """The decision path: steps with their model call and tool calls, tokens and times."""
+    usage = run["usage"]
+    duration = run.get("duration_seconds")
+    head = (
+        f"[bold]{run['id']}[/] {run['agent']}@{run['agent_generation']} "
+        f"[{'green' if run['status'] == 'succeeded' else 'red'}]{run['status']}[/]"
+        + (f" ({run['reason']})" if run.get("reason") else "")
+        + f"  tokens {usage['input_tokens']}→{usage['output_tokens']}"
+        + (f"  cost ${usage['cost']:.6f}" if usage.get("cost") else "")
+        + (f"  {duration:.3f}s" if duration is not None else "")
+    )
+    tree = Tree(head)
+    steps: dict[int, Tree] = {}
+    for event in events:
+        data = event["data"]
+        kind = event["type"]
+        step = data.get("step")
+        if kind == "model_request":
+            steps[step] = tree.add(f"step {step}")
+        elif kind == "model_response":
+            node = steps.get(step, tree)
+            u = data["usage"]
+            message = data["message"]
+            text = message.get("content") or ""
+            calls = message.get("tool_calls") or []
+            what = f"{len(calls)} tool call(s)" if calls else repr(_clip(text, 60))
+            node.add(
+                f"model {data['model']}: {what}  [dim]tokens {u['input_tokens']}→"
+                f"{u['output_tokens']}  {data['duration_ms']:.1f} ms[/]"
+            )
+        elif kind == "tool_result":
+            node = steps.get(step, tree)
+            style = "red" if data["is_error"] else "cyan"
+            node.add(
+                f"[{style}]tool {data['name']}[/] → {_clip(data['content'], 60)!r}  "
+                f"[dim]{data['duration_ms']:.1f} ms[/]"
+            )
+        elif kind == "error":
+            tree.add(f"[red]error {data.get('code')}[/]: {data.get('message')}")
+        elif kind == "final" and data.get("text"):
+            tree.add(f"[green]answer[/]: {_clip(data['text'], 200)}")
+    return tree
+
+
+def dump(value: Any, output: str) -> None:
+    if output == "json":
+        console.print_json(json.dumps(value))
+    else:
+        import yaml
+
+        console.print(
+            yaml.safe_dump(value, sort_keys=False).rstrip(), highlight=False, markup=False
+        )

@@ -1,0 +1,42 @@
+"""Settings in one place: every setting is an environment variable ``HANGAR_…``.
+
+The defaults run on a laptop with nothing configured: state under ``./.hangar``,
+SQLite, the bundled local model.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANGAR_", extra="ignore")
+
+    home: Path = Path(".hangar")
+    """Where the embedded state lives: the SQLite file, the admin key, client config."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL; ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
+    Defaults to a SQLite file in ``home``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 4
+    """How many runs one process executes at once."""
+
+    local_model_path: Path | None = None
+    """A GGUF file for the ``local`` provider; defaults to the bundled SmolLM2."""
+
+    local_model_threads: int | None = None
+    local_model_context: int = 4096
+
+    default_namespace: str = "default"
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'hangar.db').absolute()}"

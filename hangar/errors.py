@@ -1,0 +1,152 @@
+"""The one error hierarchy of Hangar.
+
+Every error carries a stable ``code`` that clients may match on, a message that
+says what was wrong and where, a ``hint`` that says what to do, and the HTTP
+status the gateway answers with. The gateway and the CLI render these in one
+place each; nothing else decides how an error looks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class HangarError(Exception):
+    """Base of every error Hangar raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details: dict[str, Any] = dict(details or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body every HTTP error carries: ``{"error": {...}}``."""
+        details = dict(self.details)
+        if self.hint:
+            details.setdefault("hint", self.hint)
+        return {"error": {"code": self.code, "message": self.message, "details": details}}
+
+
+# --- the client's mistakes (4xx) ---------------------------------------------------------
+
+
+class ClientError(HangarError):
+    """The request was wrong; repeating it unchanged fails the same way."""
+
+    code = "bad_request"
+    status = 400
+
+
+class InvalidSpecError(ClientError):
+    """A resource document does not match its schema."""
+
+    code = "invalid_spec"
+    status = 422
+
+
+class InvalidYamlError(InvalidSpecError):
+    """A file is not parseable YAML."""
+
+    code = "invalid_yaml"
+
+
+class UnknownKindError(InvalidSpecError):
+    code = "unknown_kind"
+
+
+class InvalidRequestError(ClientError):
+    """A request body or parameter is malformed."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class AuthenticationError(ClientError):
+    code = "unauthenticated"
+    status = 401
+
+
+class PermissionDeniedError(ClientError):
+    code = "permission_denied"
+    status = 403
+
+
+class NamespaceMismatchError(PermissionDeniedError):
+    code = "namespace_mismatch"
+
+
+class NotFoundError(ClientError):
+    code = "not_found"
+    status = 404
+
+
+class ResourceNotFoundError(NotFoundError):
+    code = "resource_not_found"
+
+
+class AgentNotFoundError(ResourceNotFoundError):
+    code = "agent_not_found"
+
+
+class ModelNotFoundError(ResourceNotFoundError):
+    code = "model_not_found"
+
+
+class RunNotFoundError(NotFoundError):
+    code = "run_not_found"
+
+
+class ConflictError(ClientError):
+    code = "conflict"
+    status = 409
+
+
+class RunNotActiveError(ConflictError):
+    code = "run_not_active"
+
+
+# --- failures of what Hangar depends on ---------------------------------------------------
+
+
+class ConfigurationError(HangarError):
+    """Hangar or a resource is configured in a way that cannot work."""
+
+    code = "configuration_error"
+    status = 500
+
+
+class ModelProviderError(HangarError):
+    """A model provider failed or answered something unusable."""
+
+    code = "model_provider_error"
+    status = 502
+    retryable = True
+
+
+class ToolError(HangarError):
+    """A tool call failed; the agent loop shows this to the model as the result."""
+
+    code = "tool_error"
+    status = 500
+
+
+class ToolNotAllowedError(ToolError):
+    code = "tool_not_allowed"
+    status = 403
+
+
+class StoreError(HangarError):
+    code = "store_error"
+    status = 503
+    retryable = True

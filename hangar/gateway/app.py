@@ -1,0 +1,48 @@
+"""The FastAPI application: routers per surface, auth as a dependency, one OpenAPI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from hangar import __version__
+from hangar.gateway.errors import install_error_handlers
+from hangar.gateway.routes import keys, openai_compat, resources, runs
+from hangar.runtime.host import Runtime
+
+
+def create_app(
+    runtime: Runtime, *, manage_lifecycle: bool = True, workers: int | None = None
+) -> FastAPI:
+    """Build the app over ``runtime``. With ``manage_lifecycle`` the app starts and stops
+    the runtime itself (migrations, workers) as the server starts and stops."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await runtime.start(workers=workers)
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="Hangar",
+        version=__version__,
+        description="Run AI agents in production: REST, OpenAI-compatible and SSE surfaces.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    for module in (resources, runs, openai_compat, keys):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,143 @@
+"""Apply, get, list and delete resources, and read their versions and schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from hangar.errors import (
+    InvalidRequestError,
+    InvalidYamlError,
+    NamespaceMismatchError,
+    ResourceNotFoundError,
+)
+from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.spec import Agent, Model, json_schema, kind_class, parse_documents, read_yaml
+from hangar.spec.base import Resource
+from hangar.store.base import StoredResource
+
+router = APIRouter(tags=["resources"])
+
+MAX_APPLY_BYTES = 5_000_000
+
+
+async def _documents(request: Request) -> list[tuple[str, int, Any]]:
+    body = await request.body()
+    if len(body) > MAX_APPLY_BYTES:
+        raise InvalidRequestError(f"the request body is over {MAX_APPLY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    text = body.decode("utf-8", errors="replace")
+    if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        return list(read_yaml(text, "request body"))
+    try:
+        data = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise InvalidYamlError(f"request body is not valid JSON: {exc}") from None
+    if isinstance(data, dict) and "documents" in data:
+        data = data["documents"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise InvalidRequestError(
+            "expected a resource document, a list of them, or {'documents': [...]}"
+        )
+    return [("request body", i, doc) for i, doc in enumerate(data)]
+
+
+async def _warnings(rt: RuntimeDep, namespace: str, resource: Resource) -> list[str]:
+    """References that do not resolve yet: allowed (order of apply is free), but said."""
+    if isinstance(resource, Agent):
+        model = resource.spec.model
+        if model != "local" and await rt.store.get_resource(namespace, Model.KIND, model) is None:
+            return [f"Agent {resource.name!r} uses model {model!r}, which does not exist yet"]
+    return []
+
+
+@router.post("/v1/apply")
+async def apply(request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    """Create or update resources; idempotent. All documents are validated before any is stored."""
+    resources = parse_documents(await _documents(request))
+    for resource in resources:
+        ns = resource.metadata.namespace
+        if ns is not None and ns != key.namespace:
+            raise NamespaceMismatchError(
+                f"{resource.kind} {resource.name!r} is in namespace {ns!r}, but this API key is "
+                f"bound to {key.namespace!r}",
+                hint="remove metadata.namespace or use a key of that namespace",
+            )
+    results = []
+    for resource in resources:
+        stored, outcome = await rt.store.apply_resource(key.namespace, resource)
+        results.append(
+            {
+                "kind": stored.kind,
+                "name": stored.name,
+                "namespace": stored.namespace,
+                "generation": stored.generation,
+                "outcome": outcome,
+                "warnings": await _warnings(rt, key.namespace, resource),
+            }
+        )
+    return {"results": results}
+
+
+def _not_found(kind: str, name: str, namespace: str) -> ResourceNotFoundError:
+    return ResourceNotFoundError(
+        f"{kind} {name!r} not found in namespace {namespace!r}",
+        hint=f"list them with `hangar get {kind.lower()}s`",
+        details={"kind": kind, "name": name, "namespace": namespace},
+    )
+
+
+async def _get(rt: RuntimeDep, namespace: str, kind: str, name: str) -> StoredResource:
+    cls = kind_class(kind)
+    stored = await rt.store.get_resource(namespace, cls.KIND, name)
+    if stored is None:
+        raise _not_found(cls.KIND, name, namespace)
+    return stored
+
+
+@router.get("/v1/resources/{kind}")
+async def list_resources(kind: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    cls = kind_class(kind)
+    items = await rt.store.list_resources(key.namespace, cls.KIND)
+    return {"kind": cls.KIND, "items": [item.to_document() for item in items]}
+
+
+@router.get("/v1/resources/{kind}/{name}")
+async def get_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    return (await _get(rt, key.namespace, kind, name)).to_document()
+
+
+@router.get("/v1/resources/{kind}/{name}/versions")
+async def list_versions(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    cls = kind_class(kind)
+    versions = await rt.store.list_versions(key.namespace, cls.KIND, name)
+    if not versions:
+        raise _not_found(cls.KIND, name, key.namespace)
+    return {
+        "kind": cls.KIND,
+        "name": name,
+        "versions": [
+            {"generation": v.generation, "spec": v.spec, "createdAt": v.created_at.isoformat()}
+            for v in versions
+        ],
+    }
+
+
+@router.delete("/v1/resources/{kind}/{name}")
+async def delete_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    cls = kind_class(kind)
+    if not await rt.store.delete_resource(key.namespace, cls.KIND, name):
+        raise _not_found(cls.KIND, name, key.namespace)
+    return {"kind": cls.KIND, "name": name, "namespace": key.namespace, "deleted": True}
+
+
+@router.get("/v1/schemas/{kind}")
+async def schema(kind: str) -> Response:
+    import json
+
+    return Response(json.dumps(json_schema(kind), indent=2), media_type="application/json")

@@ -1,0 +1,159 @@
+"""Runs over REST: start one (wait, stream, or 202 and poll), read it, its events, cancel it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.sse import SSE_HEADERS, event_frame
+from hangar.runtime.bus import BusItem
+from hangar.runtime.host import Runtime
+from hangar.runtime.service import RunInput
+from hangar.store.base import RunRecord
+from hangar.store.sql import new_id
+
+router = APIRouter(tags=["runs"])
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | None = Field(default=None, description="A user message.")
+    messages: list[dict[str, Any]] | None = Field(
+        default=None, description="OpenAI-format messages, instead of `input`."
+    )
+    tools: list[dict[str, Any]] = Field(
+        default_factory=list, description="OpenAI-format tools the caller runs itself."
+    )
+    stream: bool = Field(default=False, description="Answer with the run's events over SSE.")
+    wait: bool = Field(default=True, description="Answer when the run ends; false: 202 at once.")
+    timeout: float = Field(default=600, gt=0, le=86_400, description="Seconds to wait.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> RunRequest:
+        if (self.input is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'input' or 'messages'")
+        return self
+
+    def run_input(self) -> RunInput:
+        messages = self.messages or [{"role": "user", "content": self.input}]
+        return RunInput(messages=messages, tools=self.tools)
+
+
+@router.post("/v1/agents/{agent}/runs", status_code=200)
+async def start_run(agent: str, body: RunRequest, key: KeyDep, rt: RuntimeDep) -> Any:
+    if body.stream:
+        queue, run = await subscribed_start(rt, key.namespace, agent, body.run_input())
+        return StreamingResponse(
+            _stream(rt, key.namespace, run.id, queue=queue),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, "X-Hangar-Run-Id": run.id},
+        )
+    run = await rt.runs.start(key.namespace, agent, body.run_input())
+    if not body.wait:
+        return JSONResponse(
+            run.to_dict(), status_code=202, headers={"Location": f"/v1/runs/{run.id}"}
+        )
+    try:
+        run = await rt.runs.wait(key.namespace, run.id, timeout=body.timeout)
+    except TimeoutError:
+        run = await rt.runs.get(key.namespace, run.id)
+        return JSONResponse(
+            run.to_dict(), status_code=202, headers={"Location": f"/v1/runs/{run.id}"}
+        )
+    return run.to_dict()
+
+
+async def subscribed_start(
+    rt: Runtime, namespace: str, agent: str, run_input: RunInput
+) -> tuple[asyncio.Queue[BusItem], RunRecord]:
+    """Start a run with a subscription opened before it exists, so no delta is missed.
+    The caller owns the queue and must close it (``_stream`` does)."""
+    run_id = new_id("run")
+    queue = rt.bus.open(run_id)
+    try:
+        run = await rt.runs.start(namespace, agent, run_input, run_id=run_id)
+    except BaseException:
+        rt.bus.close(run_id, queue)
+        raise
+    return queue, run
+
+
+async def _stream(
+    rt: Runtime,
+    namespace: str,
+    run_id: str,
+    after: int = 0,
+    queue: asyncio.Queue[BusItem] | None = None,
+) -> AsyncIterator[str]:
+    async for item in follow_items(rt, namespace, run_id, queue, after):
+        yield event_frame(item)
+
+
+async def follow_items(
+    rt: Runtime,
+    namespace: str,
+    run_id: str,
+    queue: asyncio.Queue[BusItem] | None = None,
+    after: int = 0,
+) -> AsyncIterator[BusItem]:
+    """Follow a run, closing a pre-opened subscription when the stream ends."""
+    try:
+        async for item in rt.runs.follow(namespace, run_id, after=after, queue=queue):
+            yield item
+    finally:
+        if queue is not None:
+            rt.bus.close(run_id, queue)
+
+
+@router.get("/v1/runs")
+async def list_runs(
+    key: KeyDep,
+    rt: RuntimeDep,
+    agent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    runs = await rt.store.list_runs(key.namespace, agent=agent, limit=limit)
+    return {"items": [run.to_dict() for run in runs]}
+
+
+@router.get("/v1/runs/{run_id}")
+async def get_run(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    return (await rt.runs.get(key.namespace, run_id)).to_dict()
+
+
+@router.get("/v1/runs/{run_id}/events", response_model=None)
+async def run_events(
+    run_id: str,
+    key: KeyDep,
+    rt: RuntimeDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    follow: bool = False,
+    accept: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> dict[str, Any] | StreamingResponse:
+    """The run's events as JSON, or followed live over SSE (``?follow=true`` or
+    ``Accept: text/event-stream``); ``Last-Event-ID`` resumes a dropped stream."""
+    if follow or (accept and "text/event-stream" in accept):
+        if last_event_id and last_event_id.isdigit():
+            after = max(after, int(last_event_id))
+        await rt.runs.get(key.namespace, run_id)
+        return StreamingResponse(
+            _stream(rt, key.namespace, run_id, after),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+        )
+    await rt.runs.get(key.namespace, run_id)
+    events = await rt.store.list_events(key.namespace, run_id, after=after)
+    return {"items": [event.to_dict() for event in events]}
+
+
+@router.post("/v1/runs/{run_id}/cancel")
+async def cancel_run(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    return (await rt.runs.cancel(key.namespace, run_id)).to_dict()

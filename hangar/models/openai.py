@@ -1,0 +1,100 @@
+"""Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server,
+DeepSeek, GLM, Qwen…) through the official ``openai`` SDK."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from hangar.errors import ModelProviderError
+from hangar.models.base import estimate_request_tokens
+from hangar.models.messages import (
+    Finish,
+    ModelRequest,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallPart,
+)
+from hangar.store.base import Usage
+
+
+class OpenAIChatModel:
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        self._name = name
+        self.model = model
+        # Local servers take any key; the SDK insists on one being set.
+        self.client = client or openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "unused", max_retries=2
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamEvent]:
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_openai() for m in request.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            kwargs["tools"] = [t.to_openai() for t in request.tools]
+        if request.settings.temperature is not None:
+            kwargs["temperature"] = request.settings.temperature
+        if request.settings.max_output_tokens is not None:
+            kwargs["max_tokens"] = request.settings.max_output_tokens
+
+        calls: dict[int, dict[str, str]] = {}
+        usage: Usage | None = None
+        reason = "stop"
+        try:
+            stream = await self.client.chat.completions.create(**kwargs)
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    for part in delta.tool_calls or []:
+                        slot = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                        if part.id:
+                            slot["id"] = part.id
+                        if part.function is not None:
+                            slot["name"] += part.function.name or ""
+                            slot["arguments"] += part.function.arguments or ""
+                    if choice.finish_reason:
+                        reason = choice.finish_reason
+        except openai.APIStatusError as exc:
+            raise ModelProviderError(
+                f"model {self.name!r}: {self.model} answered HTTP {exc.status_code}: {exc.message}",
+                hint="check the Model's baseUrl, model id and API key",
+                details={"status": exc.status_code},
+            ) from exc
+        except openai.APIError as exc:
+            raise ModelProviderError(
+                f"model {self.name!r}: cannot reach {self.client.base_url}: {exc}",
+                hint="check that the endpoint is up and the Model's baseUrl is right",
+            ) from exc
+        for index in sorted(calls):
+            slot = calls[index]
+            yield ToolCallPart(
+                ToolCall(
+                    id=slot["id"] or f"call_{index}", name=slot["name"], arguments=slot["arguments"]
+                )
+            )
+        if usage is None:
+            usage = Usage(estimate_request_tokens(request), 0)
+        yield Finish(reason="tool_calls" if calls else reason, usage=usage)

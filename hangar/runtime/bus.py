@@ -1,0 +1,59 @@
+"""In-process fan-out of run events to live subscribers (SSE streams, waiters).
+
+The store is the truth; the bus only makes delivery prompt. A subscriber that
+misses something (it subscribed late, or the run executes in another process)
+catches up from the store, so nothing depends on the bus being complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BusItem:
+    """A stored event (``seq`` > 0) or a transient one (``seq`` == 0)."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: dict[str, set[asyncio.Queue[BusItem]]] = defaultdict(set)
+        self.work_available = asyncio.Event()
+
+    def publish(self, item: BusItem) -> None:
+        for queue in self._subscribers.get(item.run_id, ()):
+            queue.put_nowait(item)
+
+    def open(self, run_id: str) -> asyncio.Queue[BusItem]:
+        """Start receiving a run's items; pair with ``close``."""
+        queue: asyncio.Queue[BusItem] = asyncio.Queue()
+        self._subscribers[run_id].add(queue)
+        return queue
+
+    def close(self, run_id: str, queue: asyncio.Queue[BusItem]) -> None:
+        subscribers = self._subscribers.get(run_id)
+        if subscribers is not None:
+            subscribers.discard(queue)
+            if not subscribers:
+                del self._subscribers[run_id]
+
+    @contextmanager
+    def subscribe(self, run_id: str) -> Iterator[asyncio.Queue[BusItem]]:
+        queue = self.open(run_id)
+        try:
+            yield queue
+        finally:
+            self.close(run_id, queue)
+
+    def wake_workers(self) -> None:
+        self.work_available.set()

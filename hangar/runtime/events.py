@@ -1,0 +1,38 @@
+"""Run events: every step of a run is one of these, appended before the next begins.
+
+Durable events are stored with a gap-free ``seq`` per run; ``delta`` events (text
+as the model streams it) are transient: they reach live subscribers only, and the
+stored ``model_response`` holds the same text in full.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run_started"
+    MODEL_REQUEST = "model_request"
+    MODEL_RESPONSE = "model_response"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    ERROR = "error"
+    FINAL = "final"
+    RUN_FINISHED = "run_finished"
+    DELTA = "delta"
+    """Transient; never stored."""
+
+
+class StopReason(StrEnum):
+    """Why a run ended, as recorded in ``runs.reason``."""
+
+    COMPLETED = "completed"
+    TOOL_CALLS = "tool_calls"
+    """Succeeded by handing tool calls back to the caller (OpenAI-style caller tools)."""
+    MAX_STEPS = "max_steps"
+    MAX_TOKENS = "max_tokens"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    MODEL_ERROR = "model_error"
+    CONFIGURATION_ERROR = "configuration_error"
+    INTERNAL_ERROR = "internal_error"

@@ -1,0 +1,30 @@
+"""One process's runtime: the store, the bus, the workers and the run service together."""
+
+from __future__ import annotations
+
+from hangar.config import Settings
+from hangar.runtime.bus import EventBus
+from hangar.runtime.service import RunService
+from hangar.runtime.worker import Worker
+from hangar.store.base import Store
+from hangar.store.sql import SqlStore
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store: Store = store or SqlStore(settings.resolved_database_url)
+        self.bus = EventBus()
+        self.worker = Worker(self.store, self.bus, settings)
+        self.runs = RunService(self.store, self.bus, self.worker)
+
+    async def start(self, *, workers: int | None = None) -> None:
+        """Migrate the store and start executing runs (``workers=0``: a gateway only)."""
+        await self.store.migrate()
+        count = self.settings.workers if workers is None else workers
+        if count:
+            self.worker.start(count)
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.store.close()

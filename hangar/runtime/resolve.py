@@ -1,0 +1,58 @@
+"""From names in a run to live objects: the agent's spec at the run's generation,
+its ``ChatModel`` and its tools."""
+
+from __future__ import annotations
+
+from hangar.config import Settings
+from hangar.errors import AgentNotFoundError, ModelNotFoundError
+from hangar.models.base import ChatModel
+from hangar.models.registry import build_chat_model
+from hangar.spec.agent import Agent, AgentSpec
+from hangar.spec.model import Model, ModelSpec, Pricing
+from hangar.store.base import Store
+from hangar.tools.base import Tool
+from hangar.tools.builtin import BUILTIN_TOOLS
+
+LOCAL_MODEL = "local"
+LOCAL_MODEL_SPEC = ModelSpec(provider="local")
+"""The embedded default: the ``local`` Model exists in every namespace unless redefined."""
+
+
+async def agent_spec(store: Store, namespace: str, name: str, generation: int) -> AgentSpec:
+    version = await store.get_version(namespace, Agent.KIND, name, generation)
+    if version is None:
+        raise AgentNotFoundError(f"agent {name!r} generation {generation} not found")
+    return AgentSpec.model_validate(version.spec)
+
+
+class ModelCache:
+    """Chat models are built once per (namespace, name, generation) and reused."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._models: dict[tuple[str, str, int], tuple[ChatModel, Pricing]] = {}
+
+    async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing]:
+        stored = await self.store.get_resource(namespace, Model.KIND, name)
+        if stored is None:
+            if name != LOCAL_MODEL:
+                raise ModelNotFoundError(
+                    f"model {name!r} not found in namespace {namespace!r}",
+                    hint="apply a Model with that name, or use 'local'",
+                )
+            spec, generation = LOCAL_MODEL_SPEC, 0
+        else:
+            spec, generation = ModelSpec.model_validate(stored.spec), stored.generation
+        key = (namespace, name, generation)
+        if key not in self._models:
+            self._models[key] = (build_chat_model(name, spec, self.settings), spec.pricing)
+        return self._models[key]
+
+
+def agent_tools(spec: AgentSpec) -> dict[str, Tool]:
+    tools: dict[str, Tool] = {}
+    for ref in spec.tools:
+        tool = BUILTIN_TOOLS[ref.builtin]
+        tools[tool.definition.name] = tool
+    return tools

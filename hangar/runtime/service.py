@@ -1,0 +1,194 @@
+"""What the front doors ask of the runtime: start a run, wait for it, follow its
+events, cancel it. Every call is scoped to one namespace."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from hangar.errors import (
+    AgentNotFoundError,
+    InvalidRequestError,
+    RunNotActiveError,
+    RunNotFoundError,
+)
+from hangar.models.messages import Message
+from hangar.runtime.bus import BusItem, EventBus
+from hangar.runtime.events import EventType
+from hangar.runtime.worker import Worker
+from hangar.spec.agent import Agent
+from hangar.store.base import RunRecord, RunStatus, Store
+from hangar.store.sql import new_id, now
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A run's input: OpenAI-format messages, and tools the caller runs itself."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if not self.messages:
+            raise InvalidRequestError("a run needs at least one message")
+        for i, message in enumerate(self.messages):
+            Message.from_openai(message, f"messages[{i}]")
+        for i, tool in enumerate(self.tools):
+            fn = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise InvalidRequestError(
+                    f"tools[{i}] must be {{'type': 'function', 'function': {{'name': …}}}}"
+                )
+
+
+class RunService:
+    def __init__(self, store: Store, bus: EventBus, worker: Worker | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.worker = worker
+
+    async def start(
+        self, namespace: str, agent: str, run_input: RunInput, *, run_id: str | None = None
+    ) -> RunRecord:
+        """Queue a run of the agent's current generation. Pass ``run_id`` to subscribe to
+        its events before it exists."""
+        run_input.validate()
+        stored = await self.store.get_resource(namespace, Agent.KIND, agent)
+        if stored is None:
+            raise AgentNotFoundError(
+                f"agent {agent!r} not found in namespace {namespace!r}",
+                hint="list agents with `hangar get agents`; apply one with `hangar apply -f`",
+                details={"agent": agent, "namespace": namespace},
+            )
+        run = RunRecord(
+            id=run_id or new_id("run"),
+            namespace=namespace,
+            agent=agent,
+            agent_generation=stored.generation,
+            status=RunStatus.QUEUED,
+            input={"messages": run_input.messages, "tools": run_input.tools},
+            created_at=now(),
+        )
+        await self.store.create_run(run)
+        self.bus.wake_workers()
+        return run
+
+    async def get(self, namespace: str, run_id: str) -> RunRecord:
+        run = await self.store.get_run(namespace, run_id)
+        if run is None:
+            raise RunNotFoundError(
+                f"run {run_id!r} not found in namespace {namespace!r}",
+                details={"run": run_id},
+            )
+        return run
+
+    async def wait(self, namespace: str, run_id: str, timeout: float | None = None) -> RunRecord:
+        """Wait until the run is finished (or ``timeout`` passes) and return it."""
+        with self.bus.subscribe(run_id) as queue:
+            async with asyncio.timeout(timeout):
+                while True:
+                    run = await self.get(namespace, run_id)
+                    if run.status.finished:
+                        return run
+                    try:
+                        async with asyncio.timeout(FOLLOW_POLL_SECONDS):
+                            while (await queue.get()).type != EventType.RUN_FINISHED:
+                                pass
+                    except TimeoutError:
+                        pass
+
+    async def follow(
+        self,
+        namespace: str,
+        run_id: str,
+        *,
+        after: int = 0,
+        queue: asyncio.Queue[BusItem] | None = None,
+    ) -> AsyncIterator[BusItem]:
+        """Every stored event after ``after``, then live ones, until the run finishes.
+
+        Stored events come exactly once and in order, whichever process runs the
+        run. Transient deltas come only from runs in this process, and only in
+        their true place among stored events: pass a ``queue`` subscribed before the
+        run was started to get all of them; a late follower gets those after the
+        next stored event it sees live.
+        """
+        await self.get(namespace, run_id)
+        last = after
+        fresh = queue is not None
+        synced = fresh
+        with nullcontext(queue) if queue is not None else self.bus.subscribe(run_id) as q:
+            if not fresh:
+                async for item in self._catch_up(namespace, run_id, last):
+                    last = item.seq
+                    yield item
+                    if item.type == EventType.RUN_FINISHED:
+                        return
+            while True:
+                try:
+                    async with asyncio.timeout(FOLLOW_POLL_SECONDS):
+                        item = await q.get()
+                except TimeoutError:
+                    # Nothing live: the run may execute in another process.
+                    async for caught in self._catch_up(namespace, run_id, last):
+                        last = caught.seq
+                        yield caught
+                        if caught.type == EventType.RUN_FINISHED:
+                            return
+                    continue
+                if item.seq == 0:
+                    if synced:
+                        yield item
+                    continue
+                if item.seq <= last:
+                    synced = synced or item.seq == last
+                    continue
+                if item.seq > last + 1:
+                    async for caught in self._catch_up(namespace, run_id, last, item.seq - 1):
+                        last = caught.seq
+                        yield caught
+                last, synced = item.seq, True
+                yield item
+                if item.type == EventType.RUN_FINISHED:
+                    return
+
+    async def _catch_up(
+        self, namespace: str, run_id: str, after: int, upto: int | None = None
+    ) -> AsyncIterator[BusItem]:
+        for event in await self.store.list_events(namespace, run_id, after=after):
+            if upto is not None and event.seq > upto:
+                return
+            yield BusItem(run_id, event.seq, event.type, event.data)
+
+    async def cancel(self, namespace: str, run_id: str) -> RunRecord:
+        run = await self.store.request_cancel(namespace, run_id)
+        if run is None:
+            raise RunNotFoundError(f"run {run_id!r} not found in namespace {namespace!r}")
+        if run.status.finished and run.reason != "cancelled":
+            raise RunNotActiveError(
+                f"run {run_id!r} already finished ({run.status.value})",
+                details={"status": run.status.value},
+            )
+        if run.status == RunStatus.CANCELLED:
+            if run.started_at is None and run.last_seq == 0:
+                # Cancelled while queued: no worker will record its end, so we do.
+                event = await self.store.append_event(
+                    run.id,
+                    namespace,
+                    EventType.RUN_FINISHED.value,
+                    {
+                        "status": run.status.value,
+                        "reason": run.reason,
+                        "usage": run.usage.to_dict(),
+                    },
+                )
+                self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
+            return run
+        if self.worker is not None and self.worker.cancel_local(run_id):
+            return await self.wait(namespace, run_id, timeout=10)
+        return run

@@ -1,0 +1,201 @@
+"""Workers: claim queued runs from the store and drive them through the agent loop.
+
+Workers hold no state a run needs: everything is in the store, so any worker in
+any process can take any run. Each run's events are stored before the loop goes
+on, then fanned out to live subscribers through the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from hangar.config import Settings
+from hangar.errors import ConfigurationError, HangarError, ModelProviderError
+from hangar.models.messages import Message, ToolDefinition
+from hangar.runtime.bus import BusItem, EventBus
+from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
+from hangar.runtime.resolve import ModelCache, agent_spec, agent_tools
+from hangar.store.base import RunRecord, RunStatus, Store, Usage
+from hangar.tools.base import ToolContext
+
+log = logging.getLogger("hangar.runtime")
+
+POLL_SECONDS = 1.0
+
+
+def caller_tools(raw: list[dict[str, Any]]) -> tuple[ToolDefinition, ...]:
+    out = []
+    for item in raw:
+        fn = item.get("function", item)
+        out.append(
+            ToolDefinition(
+                name=fn["name"],
+                description=fn.get("description", ""),
+                parameters=fn.get("parameters") or {"type": "object", "properties": {}},
+            )
+        )
+    return tuple(out)
+
+
+@dataclass
+class _Spent:
+    """Usage so far, kept outside the loop so a timeout or cancel still reports it."""
+
+    usage: Usage = field(default_factory=Usage)
+
+
+class Worker:
+    def __init__(self, store: Store, bus: EventBus, settings: Settings) -> None:
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.models = ModelCache(store, settings)
+        self.id = f"{socket.gethostname()}-{os.getpid()}"
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self._slots: list[asyncio.Task[None]] = []
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start(self, concurrency: int) -> None:
+        for i in range(concurrency):
+            self._slots.append(asyncio.create_task(self._slot(i), name=f"hangar-worker-{i}"))
+
+    async def stop(self) -> None:
+        for task in self._slots:
+            task.cancel()
+        await asyncio.gather(*self._slots, return_exceptions=True)
+        self._slots.clear()
+
+    async def _slot(self, index: int) -> None:
+        while True:
+            try:
+                run = await self.store.claim_run(f"{self.id}/{index}")
+            except Exception:
+                log.exception("claiming a run failed; retrying")
+                run = None
+            if run is None:
+                self.bus.work_available.clear()
+                try:
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self.bus.work_available.wait()
+                except TimeoutError:
+                    pass
+                continue
+            task = asyncio.create_task(self.execute(run), name=f"run-{run.id}")
+            self.running[run.id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled() or task.done():
+                    continue  # the run was cancelled, not this slot
+                task.cancel()
+                raise
+            finally:
+                self.running.pop(run.id, None)
+
+    def cancel_local(self, run_id: str) -> bool:
+        """Cancel a run executing in this process at once; False if it runs elsewhere."""
+        task = self.running.get(run_id)
+        if task is None:
+            return False
+        task.cancel()
+        return True
+
+    # --- one run ------------------------------------------------------------------------
+
+    async def record(self, run: RunRecord, type: EventType, data: dict[str, Any]) -> None:
+        event = await self.store.append_event(run.id, run.namespace, type.value, data)
+        self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
+
+    async def execute(self, run: RunRecord) -> None:
+        """Drive one claimed run to a final state; never raises for the run's own failures."""
+        spent = _Spent()
+
+        def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
+            error: dict[str, Any] = {"code": reason.value, "message": message}
+            if hint:
+                error["hint"] = hint
+            status = RunStatus.CANCELLED if reason is StopReason.CANCELLED else RunStatus.FAILED
+            return Outcome(status, reason, spent.usage, {}, error)
+
+        try:
+            await self.record(run, EventType.RUN_STARTED, {"worker": self.id})
+            outcome = await self._drive(run, spent)
+        except (asyncio.CancelledError, RunCancelled):
+            outcome = failed(StopReason.CANCELLED, "the run was cancelled")
+        except TimeoutError:
+            outcome = failed(StopReason.TIMEOUT, "the run exceeded its wall-time limit")
+        except ModelProviderError as exc:
+            outcome = failed(StopReason.MODEL_ERROR, exc.message, exc.hint)
+        except ConfigurationError as exc:
+            outcome = failed(StopReason.CONFIGURATION_ERROR, exc.message, exc.hint)
+        except HangarError as exc:
+            outcome = failed(StopReason.INTERNAL_ERROR, exc.message, exc.hint)
+        except Exception as exc:
+            log.exception("run %s failed unexpectedly", run.id)
+            outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        await self._finish(run, outcome)
+
+    async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
+        spec = await agent_spec(self.store, run.namespace, run.agent, run.agent_generation)
+        model, pricing = await self.models.get(run.namespace, spec.model)
+        messages = [Message.from_openai(m) for m in run.input.get("messages", [])]
+
+        async def record(type: EventType, data: dict[str, Any]) -> None:
+            if type is EventType.MODEL_RESPONSE:
+                spent.usage = spent.usage + Usage.from_dict(data["usage"])
+            await self.record(run, type, data)
+
+        async def on_delta(text: str) -> None:
+            self.bus.publish(BusItem(run.id, 0, EventType.DELTA.value, {"text": text}))
+
+        async def check_cancelled() -> bool:
+            current = await self.store.get_run(run.namespace, run.id)
+            return current is not None and current.cancel_requested
+
+        inp = LoopInput(
+            agent=spec,
+            model=model,
+            messages=messages,
+            tools=agent_tools(spec),
+            caller_tools=caller_tools(run.input.get("tools", [])),
+            pricing=pricing,
+            context=ToolContext(
+                namespace=run.namespace,
+                run_id=run.id,
+                agent=run.agent,
+                allow_hosts=tuple(spec.egress.allow_hosts),
+            ),
+            record=record,
+            on_delta=on_delta,
+            check_cancelled=check_cancelled,
+        )
+        async with asyncio.timeout(spec.limits.timeout_seconds):
+            return await run_loop(inp)
+
+    async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
+        if outcome.error is not None:
+            await self.record(run, EventType.ERROR, outcome.error)
+        finished = await self.store.finish_run(
+            run.id,
+            outcome.status,
+            reason=outcome.reason.value,
+            output=outcome.output,
+            error=outcome.error,
+            usage=outcome.usage,
+        )
+        await self.record(
+            run,
+            EventType.RUN_FINISHED,
+            {
+                "status": finished.status.value,
+                "reason": finished.reason,
+                "usage": finished.usage.to_dict(),
+            },
+        )

@@ -1,0 +1,76 @@
+"""``Model``: how to reach a model provider, what it costs, and how to script one."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from hangar.spec.base import Resource, SpecModel
+
+Provider = Literal["openai", "anthropic", "local", "scripted"]
+
+
+class Pricing(SpecModel):
+    """Prices in US dollars per million tokens."""
+
+    input_per_million: float = Field(default=0, ge=0)
+    output_per_million: float = Field(default=0, ge=0)
+    cached_input_per_million: float = Field(default=0, ge=0)
+
+
+class ScriptedToolCall(SpecModel):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScriptStep(SpecModel):
+    """One reply of a scripted model: text, tool calls, or a provider error."""
+
+    text: str | None = None
+    tool_calls: list[ScriptedToolCall] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="Fail this call with this message.")
+    delay_seconds: float = Field(default=0, ge=0, le=3600)
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScriptStep:
+        if self.text is None and not self.tool_calls and self.error is None:
+            raise ValueError("a script step needs 'text', 'toolCalls' or 'error'")
+        return self
+
+
+class ModelSpec(SpecModel):
+    provider: Provider
+    model: str | None = Field(default=None, description="The provider's model id.")
+    base_url: str | None = Field(default=None, description="Endpoint of the provider's API.")
+    base_url_env: str | None = Field(
+        default=None, description="Environment variable of the server holding the endpoint."
+    )
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable of the server holding the API key."
+    )
+    path: str | None = Field(default=None, description="GGUF file for the local provider.")
+    script: list[ScriptStep] = Field(
+        default_factory=list,
+        description="Replies of the scripted provider. The n-th model call after the last "
+        "user message gets step n; the last step repeats when the script runs out.",
+    )
+    context_window: int | None = Field(default=None, ge=128)
+    pricing: Pricing = Field(default_factory=Pricing)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelSpec:
+        if self.provider == "scripted" and not self.script:
+            raise ValueError("provider 'scripted' needs a non-empty 'script'")
+        if self.provider in ("openai", "anthropic") and not self.model:
+            raise ValueError(f"provider {self.provider!r} needs 'model', the provider's model id")
+        return self
+
+
+class Model(Resource):
+    KIND: ClassVar[str] = "Model"
+    PLURAL: ClassVar[str] = "models"
+    kind: Literal["Model"]
+    spec: ModelSpec

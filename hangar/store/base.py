@@ -1,0 +1,229 @@
+"""The ``Store`` protocol and the plain records it hands out.
+
+Records are frozen dataclasses: the layers above never see SQLAlchemy rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from hangar.spec.base import API_VERSION, Resource
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+ApplyOutcome = Literal["created", "configured", "unchanged"]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    namespace: str
+    name: str
+    prefix: str
+    admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    namespace: str
+    kind: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        """The resource as a user reads it back: apply-able, with server fields filled in."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": self.labels,
+                "annotations": self.annotations,
+                "generation": self.generation,
+                "uid": self.uid,
+                "createdAt": self.created_at.isoformat(),
+                "updatedAt": self.updated_at.isoformat(),
+            },
+            "spec": self.spec,
+            "status": {"observedGeneration": self.generation},
+        }
+
+
+@dataclass(frozen=True)
+class ResourceVersion:
+    namespace: str
+    kind: str
+    name: str
+    generation: int
+    spec: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cost + other.cost,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": round(self.cost, 10),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        return cls(
+            int(data.get("input_tokens", 0)),
+            int(data.get("output_tokens", 0)),
+            float(data.get("cost", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    namespace: str
+    agent: str
+    agent_generation: int
+    status: RunStatus
+    input: dict[str, Any]
+    created_at: datetime
+    reason: str | None = None
+    output: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    last_seq: int = 0
+    cancel_requested: bool = False
+    worker: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        duration = None
+        if self.started_at and self.finished_at:
+            duration = (self.finished_at - self.started_at).total_seconds()
+        return {
+            "id": self.id,
+            "object": "run",
+            "namespace": self.namespace,
+            "agent": self.agent,
+            "agent_generation": self.agent_generation,
+            "status": self.status.value,
+            "reason": self.reason,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "usage": self.usage.to_dict(),
+            "events": self.last_seq,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_seconds": duration,
+        }
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    run_id: str
+    seq: int
+    namespace: str
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "type": self.type,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class Store(Protocol):
+    """Persistence for resources, keys, runs and their events, scoped by namespace."""
+
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # API keys
+    async def create_api_key(
+        self, namespace: str, name: str, *, admin: bool = False
+    ) -> tuple[ApiKey, str]: ...
+    async def authenticate(self, secret: str) -> ApiKey | None: ...
+
+    # resources
+    async def apply_resource(
+        self, namespace: str, resource: Resource
+    ) -> tuple[StoredResource, ApplyOutcome]: ...
+    async def get_resource(self, namespace: str, kind: str, name: str) -> StoredResource | None: ...
+    async def list_resources(self, namespace: str, kind: str) -> list[StoredResource]: ...
+    async def delete_resource(self, namespace: str, kind: str, name: str) -> bool: ...
+    async def list_versions(
+        self, namespace: str, kind: str, name: str
+    ) -> list[ResourceVersion]: ...
+    async def get_version(
+        self, namespace: str, kind: str, name: str, generation: int
+    ) -> ResourceVersion | None: ...
+
+    # runs and events
+    async def create_run(self, run: RunRecord) -> RunRecord: ...
+    async def get_run(self, namespace: str, run_id: str) -> RunRecord | None: ...
+    async def list_runs(
+        self, namespace: str, *, agent: str | None = None, limit: int = 50
+    ) -> list[RunRecord]: ...
+    async def claim_run(self, worker: str) -> RunRecord | None: ...
+    async def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+    ) -> RunRecord: ...
+    async def request_cancel(self, namespace: str, run_id: str) -> RunRecord | None: ...
+    async def append_event(
+        self, run_id: str, namespace: str, type: str, data: dict[str, Any]
+    ) -> RunEvent: ...
+    async def list_events(
+        self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[RunEvent]: ...

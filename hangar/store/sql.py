@@ -1,0 +1,515 @@
+"""The store on SQLAlchemy 2 async Core: one implementation for SQLite and PostgreSQL.
+
+Dialect differences are kept to the engine's setup (WAL and a busy timeout on
+SQLite, a search path on PostgreSQL); every query is the same on both. The
+queue claim uses ``FOR UPDATE SKIP LOCKED``, which PostgreSQL honours and
+SQLite (a single writer) does not need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from hangar.errors import ConflictError, RunNotFoundError
+from hangar.spec.base import Resource
+from hangar.store.base import (
+    ApiKey,
+    ApplyOutcome,
+    ResourceVersion,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    StoredResource,
+    Usage,
+)
+from hangar.store.tables import api_keys, resource_versions, resources, run_events, runs
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+KEY_PREFIX = "hgr_"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def _resource(row: RowMapping) -> StoredResource:
+    return StoredResource(
+        namespace=row["namespace"],
+        kind=row["kind"],
+        name=row["name"],
+        uid=row["uid"],
+        generation=row["generation"],
+        spec=row["spec"],
+        labels=row["labels"],
+        annotations=row["annotations"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+def _run(row: RowMapping) -> RunRecord:
+    return RunRecord(
+        id=row["id"],
+        namespace=row["namespace"],
+        agent=row["agent"],
+        agent_generation=row["agent_generation"],
+        status=RunStatus(row["status"]),
+        reason=row["reason"],
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        usage=Usage.from_dict(row["usage"] or {}),
+        last_seq=row["last_seq"],
+        cancel_requested=row["cancel_requested"],
+        worker=row["worker"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        started_at=_utc(row["started_at"]),
+        finished_at=_utc(row["finished_at"]),
+    )
+
+
+def _event(row: RowMapping) -> RunEvent:
+    return RunEvent(
+        run_id=row["run_id"],
+        seq=row["seq"],
+        namespace=row["namespace"],
+        type=row["type"],
+        data=row["data"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+    )
+
+
+class SqlStore:
+    """The ``Store`` over a SQLAlchemy async URL: ``sqlite+aiosqlite`` or ``postgresql+asyncpg``."""
+
+    def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = sa.engine.make_url(url).get_backend_name()
+        connect_args: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            connect_args["timeout"] = 30
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        elif self.dialect == "postgresql":
+            if schema:
+                connect_args["server_settings"] = {"search_path": schema}
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(
+            url, echo=echo, connect_args=connect_args, **kwargs
+        )
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest migration; safe to call on every start."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # --- API keys -----------------------------------------------------------------------
+
+    async def create_api_key(
+        self, namespace: str, name: str, *, admin: bool = False
+    ) -> tuple[ApiKey, str]:
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=new_id("key"),
+            namespace=namespace,
+            name=name,
+            prefix=secret[:10],
+            admin=admin,
+            created_at=now(),
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                api_keys.insert().values(
+                    id=key.id,
+                    namespace=namespace,
+                    name=name,
+                    key_hash=_hash_key(secret),
+                    prefix=key.prefix,
+                    admin=admin,
+                    created_at=key.created_at,
+                )
+            )
+        return key, secret
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        async with self.engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(api_keys).where(api_keys.c.key_hash == _hash_key(secret))
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return None
+        return ApiKey(
+            id=row["id"],
+            namespace=row["namespace"],
+            name=row["name"],
+            prefix=row["prefix"],
+            admin=row["admin"],
+            created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        )
+
+    # --- resources ----------------------------------------------------------------------
+
+    async def apply_resource(
+        self, namespace: str, resource: Resource
+    ) -> tuple[StoredResource, ApplyOutcome]:
+        kind, name = resource.kind, resource.name
+        spec, spec_hash = resource.spec_json(), resource.spec_hash()
+        labels, annotations = dict(resource.metadata.labels), dict(resource.metadata.annotations)
+        key = (
+            (resources.c.namespace == namespace)
+            & (resources.c.kind == kind)
+            & (resources.c.name == name)
+        )
+        stamp = now()
+        try:
+            async with self.engine.begin() as conn:
+                current = (
+                    (await conn.execute(sa.select(resources).where(key).with_for_update()))
+                    .mappings()
+                    .first()
+                )
+                if current is not None and current["spec_hash"] == spec_hash:
+                    if current["labels"] == labels and current["annotations"] == annotations:
+                        return _resource(current), "unchanged"
+                    await conn.execute(
+                        resources.update()
+                        .where(key)
+                        .values(labels=labels, annotations=annotations, updated_at=stamp)
+                    )
+                    outcome: ApplyOutcome = "configured"
+                else:
+                    last = await conn.scalar(
+                        sa.select(sa.func.max(resource_versions.c.generation)).where(
+                            (resource_versions.c.namespace == namespace)
+                            & (resource_versions.c.kind == kind)
+                            & (resource_versions.c.name == name)
+                        )
+                    )
+                    generation = (last or 0) + 1
+                    uid = current["uid"] if current is not None else str(uuid.uuid4())
+                    await conn.execute(
+                        resource_versions.insert().values(
+                            namespace=namespace,
+                            kind=kind,
+                            name=name,
+                            generation=generation,
+                            uid=uid,
+                            spec_hash=spec_hash,
+                            spec=spec,
+                            created_at=stamp,
+                        )
+                    )
+                    values = dict(
+                        uid=uid,
+                        generation=generation,
+                        spec_hash=spec_hash,
+                        spec=spec,
+                        labels=labels,
+                        annotations=annotations,
+                        updated_at=stamp,
+                    )
+                    if current is None:
+                        await conn.execute(
+                            resources.insert().values(
+                                namespace=namespace,
+                                kind=kind,
+                                name=name,
+                                created_at=stamp,
+                                **values,
+                            )
+                        )
+                        outcome = "created"
+                    else:
+                        await conn.execute(resources.update().where(key).values(**values))
+                        outcome = "configured"
+                row = (await conn.execute(sa.select(resources).where(key))).mappings().one()
+                return _resource(row), outcome
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"{kind} {name!r} was changed by another request at the same time",
+                hint="apply again",
+            ) from exc
+
+    async def get_resource(self, namespace: str, kind: str, name: str) -> StoredResource | None:
+        query = sa.select(resources).where(
+            (resources.c.namespace == namespace)
+            & (resources.c.kind == kind)
+            & (resources.c.name == name)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _resource(row)
+
+    async def list_resources(self, namespace: str, kind: str) -> list[StoredResource]:
+        query = (
+            sa.select(resources)
+            .where((resources.c.namespace == namespace) & (resources.c.kind == kind))
+            .order_by(resources.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return [_resource(row) for row in (await conn.execute(query)).mappings()]
+
+    async def delete_resource(self, namespace: str, kind: str, name: str) -> bool:
+        """Remove the live resource; its versions stay, so past runs still resolve."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                resources.delete().where(
+                    (resources.c.namespace == namespace)
+                    & (resources.c.kind == kind)
+                    & (resources.c.name == name)
+                )
+            )
+        return bool(result.rowcount)
+
+    async def list_versions(self, namespace: str, kind: str, name: str) -> list[ResourceVersion]:
+        query = (
+            sa.select(resource_versions)
+            .where(
+                (resource_versions.c.namespace == namespace)
+                & (resource_versions.c.kind == kind)
+                & (resource_versions.c.name == name)
+            )
+            .order_by(resource_versions.c.generation)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            ResourceVersion(
+                namespace=r["namespace"],
+                kind=r["kind"],
+                name=r["name"],
+                generation=r["generation"],
+                spec=r["spec"],
+                created_at=_utc(r["created_at"]),  # type: ignore[arg-type]
+            )
+            for r in rows
+        ]
+
+    async def get_version(
+        self, namespace: str, kind: str, name: str, generation: int
+    ) -> ResourceVersion | None:
+        for version in await self.list_versions(namespace, kind, name):
+            if version.generation == generation:
+                return version
+        return None
+
+    # --- runs -----------------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> RunRecord:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                runs.insert().values(
+                    id=run.id,
+                    namespace=run.namespace,
+                    agent=run.agent,
+                    agent_generation=run.agent_generation,
+                    status=run.status.value,
+                    reason=run.reason,
+                    input=run.input,
+                    output=run.output,
+                    error=run.error,
+                    usage=run.usage.to_dict(),
+                    last_seq=0,
+                    cancel_requested=False,
+                    created_at=run.created_at,
+                )
+            )
+        return run
+
+    async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
+        query = sa.select(runs).where((runs.c.namespace == namespace) & (runs.c.id == run_id))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _run(row)
+
+    async def list_runs(
+        self, namespace: str, *, agent: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        query = sa.select(runs).where(runs.c.namespace == namespace)
+        if agent is not None:
+            query = query.where(runs.c.agent == agent)
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_run(row) for row in (await conn.execute(query)).mappings()]
+
+    async def claim_run(self, worker: str) -> RunRecord | None:
+        """Take the oldest queued run, or None. Safe with many workers on PostgreSQL."""
+        async with self.engine.begin() as conn:
+            candidate = await conn.scalar(
+                sa.select(runs.c.id)
+                .where(runs.c.status == RunStatus.QUEUED.value)
+                .order_by(runs.c.created_at, runs.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if candidate is None:
+                return None
+            row = (
+                (
+                    await conn.execute(
+                        runs.update()
+                        .where((runs.c.id == candidate) & (runs.c.status == RunStatus.QUEUED.value))
+                        .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now())
+                        .returning(*runs.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _run(row)
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+    ) -> RunRecord:
+        values: dict[str, Any] = {"status": status.value, "reason": reason}
+        if status.finished:
+            values["finished_at"] = now()
+        if output is not None:
+            values["output"] = output
+        if error is not None:
+            values["error"] = error
+        if usage is not None:
+            values["usage"] = usage.to_dict()
+        async with self.engine.begin() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        runs.update().where(runs.c.id == run_id).values(**values).returning(*runs.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise RunNotFoundError(f"run {run_id!r} not found")
+        return _run(row)
+
+    async def request_cancel(self, namespace: str, run_id: str) -> RunRecord | None:
+        """Mark a run for cancellation; a queued run is cancelled at once."""
+        where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                runs.update()
+                .where(where & (runs.c.status == RunStatus.QUEUED.value))
+                .values(
+                    status=RunStatus.CANCELLED.value,
+                    reason="cancelled",
+                    cancel_requested=True,
+                    finished_at=now(),
+                )
+            )
+            await conn.execute(
+                runs.update()
+                .where(where & (runs.c.status == RunStatus.RUNNING.value))
+                .values(cancel_requested=True)
+            )
+            row = (await conn.execute(sa.select(runs).where(where))).mappings().first()
+        return None if row is None else _run(row)
+
+    async def append_event(
+        self, run_id: str, namespace: str, type: str, data: dict[str, Any]
+    ) -> RunEvent:
+        """Append one event; ``seq`` comes from the run row, so it is gap-free and ordered."""
+        stamp = now()
+        async with self.engine.begin() as conn:
+            seq = await conn.scalar(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(last_seq=runs.c.last_seq + 1)
+                .returning(runs.c.last_seq)
+            )
+            if seq is None:
+                raise RunNotFoundError(f"run {run_id!r} not found")
+            await conn.execute(
+                run_events.insert().values(
+                    run_id=run_id,
+                    seq=seq,
+                    namespace=namespace,
+                    type=type,
+                    data=data,
+                    created_at=stamp,
+                )
+            )
+        return RunEvent(run_id, seq, namespace, type, data, stamp)
+
+    async def list_events(
+        self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000
+    ) -> list[RunEvent]:
+        query = (
+            sa.select(run_events)
+            .where(
+                (run_events.c.namespace == namespace)
+                & (run_events.c.run_id == run_id)
+                & (run_events.c.seq > after)
+            )
+            .order_by(run_events.c.seq)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_event(row) for row in (await conn.execute(query)).mappings()]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

@@ -1,0 +1,90 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations create exactly this.
+
+Every row carries its namespace: isolation between tenants is a property of the
+data, not only of the queries.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("kind", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("labels", JSON, nullable=False),
+    sa.Column("annotations", JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+resource_versions = sa.Table(
+    "resource_versions",
+    metadata,
+    sa.Column("namespace", sa.String(63), primary_key=True),
+    sa.Column("kind", sa.String(63), primary_key=True),
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False),
+    sa.Column("spec_hash", sa.String(64), nullable=False),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("agent", sa.String(63), nullable=False),
+    sa.Column("agent_generation", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(63), nullable=True),
+    sa.Column("input", JSON, nullable=False),
+    sa.Column("output", JSON, nullable=True),
+    sa.Column("error", JSON, nullable=True),
+    sa.Column("usage", JSON, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False, default=0),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("worker", sa.String(64), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("started_at", TS, nullable=True),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("data", JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)

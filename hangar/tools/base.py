@@ -1,0 +1,32 @@
+"""The ``Tool`` protocol: a name, a JSON Schema for arguments, and an async call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hangar.models.messages import ToolDefinition
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know about the call it serves."""
+
+    namespace: str
+    run_id: str
+    agent: str
+    allow_hosts: tuple[str, ...] = field(default=())
+
+
+class Tool(Protocol):
+    @property
+    def definition(self) -> ToolDefinition: ...
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether repeating a call is harmless; a resumed run re-runs only these."""
+        ...
+
+    async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+        """Run the tool. Raise ``ToolError`` (or anything) to report a failure to the model."""
+        ...

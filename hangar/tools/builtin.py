@@ -1,0 +1,58 @@
+"""Built-in tools every agent may list by name in ``spec.tools[].builtin``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import httpx
+
+from hangar.errors import ToolError
+from hangar.spec.agent import BuiltinToolName
+from hangar.tools.base import Tool, ToolContext
+from hangar.tools.egress import check_url
+from hangar.tools.function import FunctionTool
+
+MAX_BODY_CHARS = 20_000
+MAX_REDIRECTS = 5
+
+
+def current_time(timezone: str = "UTC") -> str:
+    """The current date and time in ISO 8601, in an IANA time zone such as 'Europe/Paris'."""
+    try:
+        zone = UTC if timezone.upper() == "UTC" else ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ToolError(
+            f"unknown time zone {timezone!r}; use an IANA name like 'Asia/Tokyo'"
+        ) from None
+    return datetime.now(zone).isoformat()
+
+
+async def http_get(url: str, ctx: ToolContext) -> str:
+    """Fetch a URL with HTTP GET and return its status and text. Only hosts on the
+    agent's egress allow-list can be reached."""
+    async with httpx.AsyncClient(timeout=20, follow_redirects=False) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            check_url(url, ctx.allow_hosts)
+            try:
+                response = await client.get(url)
+            except httpx.HTTPError as exc:
+                raise ToolError(f"GET {url} failed: {exc}") from None
+            if response.is_redirect and "location" in response.headers:
+                # Each hop is checked: a redirect must not escape the allow-list.
+                url = str(response.url.join(response.headers["location"]))
+                continue
+            body = response.text
+            if len(body) > MAX_BODY_CHARS:
+                body = body[:MAX_BODY_CHARS] + f"\n[truncated at {MAX_BODY_CHARS} characters]"
+            return f"HTTP {response.status_code}\n\n{body}"
+    raise ToolError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+
+
+BUILTIN_TOOLS: dict[str, Tool] = {
+    "current_time": FunctionTool(current_time, idempotent=True),
+    "http_get": FunctionTool(http_get, idempotent=True),
+}
+
+assert set(BUILTIN_TOOLS) == set(get_args(BuiltinToolName)), "spec and tools disagree"

