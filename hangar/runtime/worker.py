@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hangar.config import Settings
-from hangar.errors import ConfigurationError, HangarError, ModelProviderError
+from hangar.errors import ClientError, ConfigurationError, HangarError, ModelProviderError
 from hangar.models.messages import Message, ToolDefinition
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
@@ -133,7 +133,8 @@ class Worker:
             outcome = failed(StopReason.TIMEOUT, "the run exceeded its wall-time limit")
         except ModelProviderError as exc:
             outcome = failed(StopReason.MODEL_ERROR, exc.message, exc.hint)
-        except ConfigurationError as exc:
+        except (ConfigurationError, ClientError) as exc:
+            # A run's own setup is wrong (a missing model, a bad key): fixable by the user.
             outcome = failed(StopReason.CONFIGURATION_ERROR, exc.message, exc.hint)
         except HangarError as exc:
             outcome = failed(StopReason.INTERNAL_ERROR, exc.message, exc.hint)

@@ -373,29 +373,25 @@ class SqlStore:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
 
     async def claim_run(self, worker: str) -> RunRecord | None:
-        """Take the oldest queued run, or None. Safe with many workers on PostgreSQL."""
+        """Take the oldest queued run, or None. One statement, so it is atomic on SQLite
+        (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait on
+        each other and never take the same run)."""
+        oldest = (
+            sa.select(runs.c.id)
+            .where(runs.c.status == RunStatus.QUEUED.value)
+            .order_by(runs.c.created_at, runs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        statement = (
+            runs.update()
+            .where((runs.c.id == oldest) & (runs.c.status == RunStatus.QUEUED.value))
+            .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now())
+            .returning(*runs.c)
+        )
         async with self.engine.begin() as conn:
-            candidate = await conn.scalar(
-                sa.select(runs.c.id)
-                .where(runs.c.status == RunStatus.QUEUED.value)
-                .order_by(runs.c.created_at, runs.c.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if candidate is None:
-                return None
-            row = (
-                (
-                    await conn.execute(
-                        runs.update()
-                        .where((runs.c.id == candidate) & (runs.c.status == RunStatus.QUEUED.value))
-                        .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now())
-                        .returning(*runs.c)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+            row = (await conn.execute(statement)).mappings().first()
         return None if row is None else _run(row)
 
     async def finish_run(

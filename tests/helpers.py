@@ -1,0 +1,112 @@
+"""Test helpers: a real Hangar server on a free port, documents, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+
+from hangar.config import Settings
+from hangar.gateway.app import create_app
+from hangar.gateway.server import bootstrap
+from hangar.runtime.host import Runtime
+from hangar.spec import API_VERSION
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def doc(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": {"name": name, **metadata},
+        "spec": spec,
+    }
+
+
+def scripted_model(name: str, *steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return doc("Model", name, {"provider": "scripted", "script": list(steps), **extra})
+
+
+def agent(name: str, model: str, **spec: Any) -> dict[str, Any]:
+    return doc("Agent", name, {"model": model, **spec})
+
+
+class ServerThread:
+    """A real Hangar (gateway + workers) serving HTTP on 127.0.0.1, in a thread with its
+    own event loop, as `hangar up` runs it."""
+
+    def __init__(self, home: Path, database_url: str | None = None, workers: int = 4) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(
+            home=home, database_url=database_url, port=self.port, workers=workers
+        )
+        self.admin_key = ""
+        self._ready = threading.Event()
+        self._server: uvicorn.Server | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        runtime = Runtime(self.settings)
+        self.runtime = runtime
+        self.admin_key = await bootstrap(runtime)
+        config = uvicorn.Config(
+            create_app(runtime), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self._server = uvicorn.Server(config)
+        self._ready.set()
+        await self._server.serve()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error:
+            raise self._error
+        wait_until(lambda: self._server is not None and self._server.started, what="server start")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(30)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {key or self.admin_key}"},
+            timeout=60,
+        )

@@ -1,0 +1,166 @@
+"""The store contract, run against a SQLite file and the real PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from hangar.spec import parse_document
+from hangar.spec.base import Resource
+from hangar.store import RunRecord, RunStatus, SqlStore, Usage, new_id
+from hangar.store.sql import now
+from hangar.store.tables import metadata
+from tests.helpers import agent
+
+
+def resource(name: str = "support", **spec: object) -> Resource:
+    parsed, problems = parse_document(agent(name, "local", **spec))
+    assert parsed is not None, problems
+    return parsed
+
+
+def queued(namespace: str = "default", agent_name: str = "support") -> RunRecord:
+    return RunRecord(
+        id=new_id("run"),
+        namespace=namespace,
+        agent=agent_name,
+        agent_generation=1,
+        status=RunStatus.QUEUED,
+        input={"messages": [{"role": "user", "content": "hi"}]},
+        created_at=now(),
+    )
+
+
+async def test_migrations_create_exactly_the_declared_schema(store: SqlStore) -> None:
+    def diff(connection: sa.Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_migrate_is_idempotent(store: SqlStore) -> None:
+    await store.apply_resource("default", resource())
+    await store.migrate()
+    assert await store.get_resource("default", "Agent", "support") is not None
+
+
+async def test_apply_is_idempotent_and_versioned(store: SqlStore) -> None:
+    first, outcome = await store.apply_resource("default", resource(instructions="v1"))
+    assert (first.generation, outcome) == (1, "created")
+
+    again, outcome = await store.apply_resource("default", resource(instructions="v1"))
+    assert (again.generation, outcome) == (1, "unchanged")
+    assert again.uid == first.uid
+
+    changed, outcome = await store.apply_resource("default", resource(instructions="v2"))
+    assert (changed.generation, outcome) == (2, "configured")
+    assert changed.spec["instructions"] == "v2"
+
+    versions = await store.list_versions("default", "Agent", "support")
+    assert [(v.generation, v.spec["instructions"]) for v in versions] == [(1, "v1"), (2, "v2")]
+
+
+async def test_label_change_does_not_raise_the_generation(store: SqlStore) -> None:
+    await store.apply_resource("default", resource())
+    labelled, _ = parse_document(
+        agent("support", "local") | {"metadata": {"name": "support", "labels": {"team": "a"}}}
+    )
+    assert labelled is not None
+    stored, outcome = await store.apply_resource("default", labelled)
+    assert (stored.generation, outcome, stored.labels) == (1, "configured", {"team": "a"})
+
+
+async def test_delete_keeps_versions_and_recreate_continues_numbering(store: SqlStore) -> None:
+    await store.apply_resource("default", resource(instructions="v1"))
+    assert await store.delete_resource("default", "Agent", "support")
+    assert await store.get_resource("default", "Agent", "support") is None
+    assert not await store.delete_resource("default", "Agent", "support")
+    assert (await store.get_version("default", "Agent", "support", 1)) is not None
+    again, outcome = await store.apply_resource("default", resource(instructions="v2"))
+    assert (again.generation, outcome) == (2, "created")
+
+
+async def test_namespaces_never_see_each_other(store: SqlStore) -> None:
+    await store.apply_resource("team-a", resource())
+    run = await store.create_run(queued("team-a"))
+    await store.append_event(run.id, "team-a", "x", {})
+    assert await store.get_resource("team-b", "Agent", "support") is None
+    assert await store.list_resources("team-b", "Agent") == []
+    assert await store.get_run("team-b", run.id) is None
+    assert await store.list_events("team-b", run.id) == []
+    assert await store.list_runs("team-b") == []
+    assert await store.request_cancel("team-b", run.id) is None
+    assert (await store.get_run("team-a", run.id)) is not None
+
+
+async def test_api_keys_authenticate_only_their_secret(store: SqlStore) -> None:
+    key, secret = await store.create_api_key("team-a", "ci")
+    found = await store.authenticate(secret)
+    assert found is not None and (found.id, found.namespace, found.admin) == (
+        key.id,
+        "team-a",
+        False,
+    )
+    assert await store.authenticate(secret + "x") is None
+    assert await store.authenticate("") is None
+
+
+async def test_claim_takes_runs_oldest_first_and_only_once(store: SqlStore) -> None:
+    runs = [await store.create_run(queued()) for _ in range(5)]
+    claims = await asyncio.gather(*(store.claim_run(f"w{i}") for i in range(8)))
+    claimed = [c for c in claims if c is not None]
+    assert sorted(c.id for c in claimed) == sorted(r.id for r in runs)
+    assert all(c.status == RunStatus.RUNNING and c.started_at for c in claimed)
+    assert await store.claim_run("late") is None
+
+
+async def test_events_get_gap_free_sequence_numbers(store: SqlStore) -> None:
+    run = await store.create_run(queued())
+    await asyncio.gather(*(store.append_event(run.id, "default", "e", {"i": i}) for i in range(20)))
+    events = await store.list_events("default", run.id)
+    assert [e.seq for e in events] == list(range(1, 21))
+    assert sorted(e.data["i"] for e in events) == list(range(20))
+    assert [e.seq for e in await store.list_events("default", run.id, after=18)] == [19, 20]
+    assert (await store.get_run("default", run.id)).last_seq == 20  # type: ignore[union-attr]
+
+
+async def test_finish_records_outcome_and_usage(store: SqlStore) -> None:
+    run = await store.create_run(queued())
+    await store.claim_run("w")
+    done = await store.finish_run(
+        run.id,
+        RunStatus.SUCCEEDED,
+        reason="completed",
+        output={"text": "hi"},
+        usage=Usage(10, 5, 0.25),
+    )
+    assert (done.status, done.reason, done.output) == (
+        RunStatus.SUCCEEDED,
+        "completed",
+        {"text": "hi"},
+    )
+    assert done.usage == Usage(10, 5, 0.25) and done.finished_at is not None
+
+
+async def test_cancel_of_a_queued_run_is_immediate_and_running_is_flagged(store: SqlStore) -> None:
+    waiting = await store.create_run(queued())
+    cancelled = await store.request_cancel("default", waiting.id)
+    assert cancelled is not None and cancelled.status == RunStatus.CANCELLED
+    assert await store.claim_run("w") is None  # a cancelled run is never claimed
+
+    running = await store.create_run(queued())
+    await store.claim_run("w")
+    flagged = await store.request_cancel("default", running.id)
+    assert flagged is not None and flagged.status == RunStatus.RUNNING and flagged.cancel_requested
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+async def test_list_runs_newest_first_with_limit(store: SqlStore, limit: int) -> None:
+    ids = [(await store.create_run(queued())).id for _ in range(3)]
+    listed = [r.id for r in await store.list_runs("default", limit=limit)]
+    assert listed == list(reversed(ids))[:limit]
