@@ -12,6 +12,7 @@ loaded model runs its calls one at a time in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -52,6 +53,16 @@ def bundled_model_path() -> Path:
 
 _loaded: dict[tuple[str, int, int | None], Any] = {}
 _load_lock = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free models before interpreter teardown, when llama.cpp's own finaliser would
+    run against half-torn-down modules and print a spurious traceback."""
+    with _load_lock:
+        for llm in _loaded.values():
+            llm.close()
+        _loaded.clear()
 
 
 def _load(path: Path, context: int, threads: int | None) -> Any:

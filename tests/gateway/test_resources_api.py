@@ -3,6 +3,7 @@ its documented error code and changes nothing stored."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -63,19 +64,19 @@ def test_apply_warns_about_a_missing_model(api: httpx.Client) -> None:
     [
         ("kind: [", {"content-type": "application/yaml"}, "invalid_yaml", "line"),
         (
-            '{"apiVersion": "hangar.dev/v1alpha1", "kind": "Widget", "metadata": {"name": "w"}}',
+            json.dumps(doc("Widget", "w", {})),
             {},
             "unknown_kind",
             "Widget",
         ),
         (
-            '{"apiVersion": "hangar.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "a"}, "spec": {"modle": "x"}}',
+            json.dumps(agent("a", "local", modle="x")),
             {},
             "invalid_spec",
             "spec.modle",
         ),
         (
-            '{"apiVersion": "hangar.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "a"}, "spec": {"limits": {"maxSteps": "many"}}}',
+            json.dumps(agent("a", "local", limits={"maxSteps": "many"})),
             {},
             "invalid_spec",
             "spec.limits.maxSteps",

@@ -187,7 +187,7 @@ def test_bad_run_requests_are_422(api: httpx.Client) -> None:
 def test_runs_list_is_scoped_and_filterable(server: ServerThread, api: httpx.Client) -> None:
     api.post(
         "/v1/apply",
-        json=CLOCK + [agent("other", "clock-model", tools=[{"builtin": "current_time"}])],
+        json=[*CLOCK, agent("other", "clock-model", tools=[{"builtin": "current_time"}])],
     )
     api.post("/v1/agents/clock/runs", json={"input": "t"})
     api.post("/v1/agents/other/runs", json={"input": "t"})

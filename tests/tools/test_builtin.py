@@ -1,0 +1,91 @@
+"""Built-in tools: current_time, and http_get confined to the agent's egress allow-list."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hangar.errors import ToolError, ToolNotAllowedError
+from hangar.tools import BUILTIN_TOOLS, ToolContext
+from hangar.tools.egress import host_allowed
+
+
+def ctx(*hosts: str) -> ToolContext:
+    return ToolContext(namespace="default", run_id="r", agent="a", allow_hosts=hosts)
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    """A real HTTP server on loopback: /hello answers, /away redirects off the list."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/away":
+                self.send_response(302)
+                self.send_header("Location", "http://elsewhere.invalid/")
+                self.end_headers()
+                return
+            body = b"hello from the site"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_current_time_in_a_named_zone() -> None:
+    value = await BUILTIN_TOOLS["current_time"].call({"timezone": "Asia/Tokyo"}, ctx())
+    assert datetime.fromisoformat(value).utcoffset().total_seconds() == 9 * 3600  # type: ignore[union-attr]
+    with pytest.raises(ToolError, match="unknown time zone"):
+        await BUILTIN_TOOLS["current_time"].call({"timezone": "Mars/Olympus"}, ctx())
+
+
+async def test_http_get_reaches_an_allowed_host(site: str) -> None:
+    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx("127.0.0.1"))
+    assert result == "HTTP 200\n\nhello from the site"
+
+
+async def test_http_get_refuses_hosts_off_the_list_before_connecting(site: str) -> None:
+    with pytest.raises(ToolNotAllowedError) as exc:
+        await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx("example.com"))
+    assert "127.0.0.1" in exc.value.message and "allowHosts" in (exc.value.hint or "")
+    with pytest.raises(ToolNotAllowedError):
+        await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx())
+
+
+async def test_http_get_checks_every_redirect_hop(site: str) -> None:
+    with pytest.raises(ToolNotAllowedError, match=r"elsewhere\.invalid"):
+        await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/away"}, ctx("127.0.0.1"))
+
+
+async def test_http_get_only_speaks_http() -> None:
+    with pytest.raises(ToolNotAllowedError, match="only http"):
+        await BUILTIN_TOOLS["http_get"].call({"url": "file:///etc/passwd"}, ctx("*"))
+
+
+@pytest.mark.parametrize(
+    ("host", "patterns", "allowed"),
+    [
+        ("api.example.com", ["api.example.com"], True),
+        ("API.Example.com.", ["api.example.com"], True),
+        ("a.b.example.com", ["*.example.com"], True),
+        ("example.com", ["*.example.com"], False),
+        ("evil-example.com", ["*.example.com"], False),
+        ("example.com.evil.io", ["example.com"], False),
+        ("anything", [], False),
+    ],
+)
+def test_allow_list_patterns(host: str, patterns: list[str], allowed: bool) -> None:
+    assert host_allowed(host, patterns) is allowed
