@@ -18,11 +18,22 @@ LOCAL_MODEL_SPEC = ModelSpec(provider="local")
 """The embedded default: the ``local`` Model exists in every namespace unless redefined."""
 
 
-async def agent_spec(store: Store, namespace: str, name: str, generation: int) -> AgentSpec:
-    version = await store.get_version(namespace, Agent.KIND, name, generation)
-    if version is None:
-        raise AgentNotFoundError(f"agent {name!r} generation {generation} not found")
-    return AgentSpec.model_validate(version.spec)
+class AgentSpecs:
+    """Agent specs by generation. A version never changes once stored, so each is
+    read and validated once per process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._specs: dict[tuple[str, str, int], AgentSpec] = {}
+
+    async def get(self, namespace: str, name: str, generation: int) -> AgentSpec:
+        key = (namespace, name, generation)
+        if key not in self._specs:
+            version = await self.store.get_version(namespace, Agent.KIND, name, generation)
+            if version is None:
+                raise AgentNotFoundError(f"agent {name!r} generation {generation} not found")
+            self._specs[key] = AgentSpec.model_validate(version.spec)
+        return self._specs[key]
 
 
 class ModelCache:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,14 @@ from hangar.models.messages import Message, ToolDefinition
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
-from hangar.runtime.resolve import ModelCache, agent_spec, agent_tools
+from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.store.base import RunRecord, RunStatus, Store, Usage
 from hangar.tools.base import ToolContext
 
 log = logging.getLogger("hangar.runtime")
 
 POLL_SECONDS = 1.0
+CANCEL_CHECK_SECONDS = 1.0
 
 
 def caller_tools(raw: list[dict[str, Any]]) -> tuple[ToolDefinition, ...]:
@@ -56,6 +58,7 @@ class Worker:
         self.bus = bus
         self.settings = settings
         self.models = ModelCache(store, settings)
+        self.agents = AgentSpecs(store)
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[None]] = {}
         self._slots: list[asyncio.Task[None]] = []
@@ -144,7 +147,7 @@ class Worker:
         await self._finish(run, outcome)
 
     async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
-        spec = await agent_spec(self.store, run.namespace, run.agent, run.agent_generation)
+        spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing = await self.models.get(run.namespace, spec.model)
         messages = [Message.from_openai(m) for m in run.input.get("messages", [])]
 
@@ -156,7 +159,15 @@ class Worker:
         async def on_delta(text: str) -> None:
             self.bus.publish(BusItem(run.id, 0, EventType.DELTA.value, {"text": text}))
 
+        checked = [time.monotonic()]
+
         async def check_cancelled() -> bool:
+            # A cancel for a run in this process cancels its task at once; this check
+            # is for cancels that arrive through another process, so once a second
+            # is soon enough and spares the store a read per step.
+            if time.monotonic() - checked[0] < CANCEL_CHECK_SECONDS:
+                return False
+            checked[0] = time.monotonic()
             current = await self.store.get_run(run.namespace, run.id)
             return current is not None and current.cancel_requested
 

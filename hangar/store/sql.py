@@ -72,6 +72,17 @@ def _resource(row: RowMapping) -> StoredResource:
     )
 
 
+def _version(row: RowMapping) -> ResourceVersion:
+    return ResourceVersion(
+        namespace=row["namespace"],
+        kind=row["kind"],
+        name=row["name"],
+        generation=row["generation"],
+        spec=row["spec"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+    )
+
+
 def _run(row: RowMapping) -> RunRecord:
     return RunRecord(
         id=row["id"],
@@ -312,26 +323,20 @@ class SqlStore:
             .order_by(resource_versions.c.generation)
         )
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            ResourceVersion(
-                namespace=r["namespace"],
-                kind=r["kind"],
-                name=r["name"],
-                generation=r["generation"],
-                spec=r["spec"],
-                created_at=_utc(r["created_at"]),  # type: ignore[arg-type]
-            )
-            for r in rows
-        ]
+            return [_version(row) for row in (await conn.execute(query)).mappings()]
 
     async def get_version(
         self, namespace: str, kind: str, name: str, generation: int
     ) -> ResourceVersion | None:
-        for version in await self.list_versions(namespace, kind, name):
-            if version.generation == generation:
-                return version
-        return None
+        query = sa.select(resource_versions).where(
+            (resource_versions.c.namespace == namespace)
+            & (resource_versions.c.kind == kind)
+            & (resource_versions.c.name == name)
+            & (resource_versions.c.generation == generation)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _version(row)
 
     # --- runs -----------------------------------------------------------------------------
 
