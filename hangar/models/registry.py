@@ -26,23 +26,14 @@ def _env(name: str | None, what: str, model: str) -> str | None:
     return value
 
 
-def _openai(name: str, spec: ModelSpec, settings: Settings) -> ChatModel:
+def _remote(name: str, spec: ModelSpec, settings: Settings) -> ChatModel:
+    """A provider reached over the network: endpoint and key from the server's environment."""
+    from hangar.models.anthropic import AnthropicChatModel
     from hangar.models.openai import OpenAIChatModel
 
+    cls = AnthropicChatModel if spec.provider == "anthropic" else OpenAIChatModel
     assert spec.model is not None
-    return OpenAIChatModel(
-        name,
-        spec.model,
-        base_url=spec.base_url or _env(spec.base_url_env, "its endpoint", name),
-        api_key=_env(spec.api_key_env, "its API key", name),
-    )
-
-
-def _anthropic(name: str, spec: ModelSpec, settings: Settings) -> ChatModel:
-    from hangar.models.anthropic import AnthropicChatModel
-
-    assert spec.model is not None
-    return AnthropicChatModel(
+    return cls(
         name,
         spec.model,
         base_url=spec.base_url or _env(spec.base_url_env, "its endpoint", name),
@@ -69,8 +60,8 @@ def _scripted(name: str, spec: ModelSpec, settings: Settings) -> ChatModel:
 
 
 PROVIDERS: dict[str, Factory] = {
-    "openai": _openai,
-    "anthropic": _anthropic,
+    "openai": _remote,
+    "anthropic": _remote,
     "local": _local,
     "scripted": _scripted,
 }
