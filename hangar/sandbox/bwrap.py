@@ -1,0 +1,157 @@
+"""The ``bwrap`` backend: Linux namespaces (user, pid, net, mount, ipc, uts, cgroup),
+a read-only root of the host's ``/usr``, a size-limited tmpfs workspace, a seccomp
+deny-list, dropped capabilities, and a cgroup per sandbox.
+
+The sandbox sees no host files but the read-only system (programs and libraries),
+no host processes, no network, and no environment variable of the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from hangar.sandbox import seccomp
+from hangar.sandbox.base import Availability
+from hangar.sandbox.cgroups import detect
+from hangar.sandbox.process import ProcessSandbox, kernel_env
+from hangar.spec.sandbox import SandboxTemplateSpec
+
+KERNEL = Path(__file__).with_name("kernel.py")
+WORKSPACE = "/workspace"
+PYTHON = "/usr/bin/python3"
+SANDBOX_UID = 1000
+"""The user inside the sandbox; on the host it is ``nobody`` (see ``_drop_privileges``)."""
+HOST_NOBODY = 65534
+
+
+@functools.cache
+def readable_kernel() -> Path:
+    """A copy of the kernel that an unprivileged user can read: the package may live
+    under a folder only root can enter (a virtualenv in /root)."""
+    folder = Path(tempfile.mkdtemp(prefix="hangar-kernel-"))
+    folder.chmod(0o755)
+    copy = folder / "kernel.py"
+    copy.write_bytes(KERNEL.read_bytes())
+    copy.chmod(0o644)
+    return copy
+
+
+def _drop_privileges() -> list[str]:
+    """As root, run bwrap as ``nobody``: the sandbox then holds no host privilege at all,
+    even outside its user namespace."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        return []
+    return [
+        setpriv,
+        f"--reuid={HOST_NOBODY}",
+        f"--regid={HOST_NOBODY}",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ]
+
+
+def _seccomp_fd() -> int | None:
+    if not seccomp.supported():
+        return None
+    handle = tempfile.TemporaryFile()
+    handle.write(seccomp.program())
+    handle.flush()
+    handle.seek(0)
+    fd = os.dup(handle.fileno())
+    handle.close()
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
+    limits = spec.limits
+    argv = [
+        *_drop_privileges(),
+        shutil.which("bwrap") or "bwrap",
+        "--unshare-all",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
+    ]
+    if Path("/usr/lib64").exists():
+        argv += ["--symlink", "usr/lib64", "/lib64"]
+    for optional in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
+        if Path(optional).exists():
+            argv += ["--ro-bind", optional, optional]
+    argv += [
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE,
+        "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
+        "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
+        "--chdir", WORKSPACE,
+        "--clearenv",
+    ]
+    for key, value in kernel_env(spec, WORKSPACE).items():
+        argv += ["--setenv", key, value]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    argv += [PYTHON, "-I", "/.hangar/kernel.py"]
+    return argv
+
+
+class BwrapBackend:
+    name = "bwrap"
+
+    def availability(self) -> Availability:
+        binary = shutil.which("bwrap")
+        if binary is None:
+            return Availability(
+                self.name, False, "bwrap is not installed", hint="apt-get install bubblewrap"
+            )
+        if not Path(PYTHON).exists():
+            return Availability(
+                self.name, False, f"{PYTHON} is missing", hint="apt-get install python3-minimal"
+            )
+        probe = subprocess.run(
+            [*_drop_privileges(), binary, "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
+             "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "/bin/true"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if probe.returncode != 0:
+            return Availability(
+                self.name,
+                False,
+                f"bwrap cannot create namespaces here: {probe.stderr.strip()}",
+                hint="enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
+                "or use the wasm backend, which needs no privileges",
+            )
+        return Availability(
+            self.name,
+            True,
+            "namespaces, read-only root, tmpfs workspace",
+            features={
+                "seccomp": seccomp.supported(),
+                "cgroups": detect() is not None,
+                "unprivileged": bool(_drop_privileges()) or os.geteuid() != 0,
+            },
+        )
+
+    async def start(self, spec: SandboxTemplateSpec) -> ProcessSandbox:
+        fd = _seccomp_fd()
+        try:
+            sandbox = ProcessSandbox(spec, bwrap_argv(spec, fd), self.name, pass_fds=(fd,) if fd else ())
+            await sandbox.start()
+        finally:
+            if fd is not None:
+                os.close(fd)
+        return sandbox

@@ -1,0 +1,100 @@
+"""Per-sandbox cgroups: the host-side limit on processes (fork bombs) and memory.
+
+Rlimits inside a sandbox cannot bound the number of processes when the host user
+is root, so each process sandbox is placed in its own cgroup with ``pids.max``
+and a memory limit. Works with cgroup v2 (unified) and v1 (separate ``pids`` and
+``memory`` hierarchies); where neither is writable, sandboxes still run and
+``hangar sandbox doctor`` says that fork bombs are only bounded by time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+PARENT = "hangar"
+
+
+@dataclass(frozen=True)
+class CgroupLayout:
+    version: int
+    pids: Path
+    memory: Path | None
+
+
+def _writable(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def detect() -> CgroupLayout | None:
+    """Where per-sandbox cgroups can be made on this host, or None."""
+    controllers = ROOT / "cgroup.controllers"
+    if controllers.exists() and "pids" in controllers.read_text().split() and _writable(ROOT):
+        return CgroupLayout(2, ROOT, ROOT)
+    if _writable(ROOT / "pids"):
+        memory = ROOT / "memory"
+        return CgroupLayout(1, ROOT / "pids", memory if _writable(memory) else None)
+    return None
+
+
+class Cgroup:
+    """One sandbox's cgroup; ``enter()`` is called in the child before it execs."""
+
+    def __init__(self, layout: CgroupLayout, name: str, *, pids: int, memory_bytes: int) -> None:
+        self.layout = layout
+        self.dirs: list[Path] = []
+        pid_dir = layout.pids / PARENT / name
+        if layout.version == 2:
+            parent = layout.pids / PARENT
+            parent.mkdir(exist_ok=True)
+            with contextlib.suppress(OSError):
+                (layout.pids / "cgroup.subtree_control").write_text("+pids +memory")
+            with contextlib.suppress(OSError):
+                (parent / "cgroup.subtree_control").write_text("+pids +memory")
+            pid_dir.mkdir(parents=True, exist_ok=True)
+            (pid_dir / "pids.max").write_text(str(pids))
+            with contextlib.suppress(OSError):
+                (pid_dir / "memory.max").write_text(str(memory_bytes))
+                (pid_dir / "memory.swap.max").write_text("0")
+            self.dirs.append(pid_dir)
+        else:
+            pid_dir.mkdir(parents=True, exist_ok=True)
+            (pid_dir / "pids.max").write_text(str(pids))
+            self.dirs.append(pid_dir)
+            if layout.memory is not None:
+                mem_dir = layout.memory / PARENT / name
+                mem_dir.mkdir(parents=True, exist_ok=True)
+                (mem_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
+                self.dirs.append(mem_dir)
+
+    def enter(self) -> None:
+        """Move the calling process into this cgroup (runs between fork and exec)."""
+        pid = str(os.getpid())
+        for directory in self.dirs:
+            (directory / "cgroup.procs").write_text(pid)
+
+    def oom_killed(self) -> bool:
+        for directory in self.dirs:
+            events = directory / "memory.events"
+            if events.exists():
+                for line in events.read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+            failcnt = directory / "memory.failcnt"
+            if failcnt.exists() and int(failcnt.read_text() or 0) > 0:
+                return True
+        return False
+
+    def remove(self) -> None:
+        for directory in self.dirs:
+            procs = directory / "cgroup.procs"
+            with contextlib.suppress(OSError):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), 9)
+            with contextlib.suppress(OSError):
+                directory.rmdir()

@@ -1,0 +1,292 @@
+"""The kernel: a stateful Python session that runs *inside* a sandbox.
+
+It is started by a process backend (bwrap, gVisor) with the sandbox's own
+``python3`` and uses the standard library only. Requests arrive as JSON lines on
+standard input; answers leave as JSON lines on file descriptor 3, so nothing the
+user's code prints, even from C or a child process, can corrupt the protocol.
+
+Cells run in one namespace that persists, like a notebook kernel: the value of
+the last expression is returned, exceptions come back with their traceback, and
+the files a cell created or changed in the workspace are listed. Limits that the
+process itself can enforce are set here (address space, file size, wall and CPU
+time per cell, output size); process counts are left to the host (cgroups).
+"""
+
+import ast
+import base64
+import contextlib
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+WORKSPACE = os.environ.get("HANGAR_WORKSPACE", "/workspace")
+OUTPUT_BYTES = int(os.environ.get("HANGAR_OUTPUT_BYTES", "1000000"))
+MEMORY_BYTES = int(os.environ.get("HANGAR_MEMORY_BYTES", "0"))
+FILE_BYTES = int(os.environ.get("HANGAR_FILE_BYTES", "0"))
+VALUE_CHARS = 10_000
+
+
+class CellTimeout(BaseException):
+    """Raised in the cell when its wall time is up; not an Exception, so user code
+    that catches ``Exception`` cannot swallow it."""
+
+
+class CellCpuLimit(BaseException):
+    pass
+
+
+class Capped(io.TextIOBase):
+    """A stream that keeps at most ``limit`` bytes and remembers it dropped the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.parts = []
+        self.size = 0
+        self.truncated = False
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        data = str(text)
+        room = self.limit - self.size
+        if room <= 0:
+            self.truncated = self.truncated or bool(data)
+            return len(data)
+        encoded = data.encode("utf-8", "replace")
+        if len(encoded) > room:
+            encoded = encoded[:room]
+            self.truncated = True
+        self.parts.append(encoded.decode("utf-8", "ignore"))
+        self.size += len(encoded)
+        return len(data)
+
+    def getvalue(self):
+        return "".join(self.parts)
+
+
+def _raise_timeout(signum, frame):
+    raise CellTimeout()
+
+
+def _raise_cpu(signum, frame):
+    raise CellCpuLimit()
+
+
+def set_limits():
+    if MEMORY_BYTES:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+    if FILE_BYTES:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.signal(signal.SIGPROF, _raise_cpu)
+    # Writes past RLIMIT_FSIZE must fail with an error, not kill the kernel.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def snapshot():
+    found = {}
+    for root, _dirs, files in os.walk(WORKSPACE):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            found[os.path.relpath(path, WORKSPACE)] = (info.st_mtime_ns, info.st_size)
+    return found
+
+
+def changed(before, after):
+    return sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+
+
+def resolve(path):
+    """A workspace path, or ValueError if ``path`` would leave the workspace."""
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise ValueError("a file path must be a non-empty string")
+    joined = path if os.path.isabs(path) else os.path.join(WORKSPACE, path)
+    real = os.path.realpath(joined)
+    if os.path.commonpath([real, WORKSPACE]) != WORKSPACE or real == WORKSPACE:
+        raise ValueError(f"{path!r} is outside the workspace")
+    return real
+
+
+def run_cell(namespace, code, timeout, cpu_seconds):
+    out, err = Capped(OUTPUT_BYTES), Capped(OUTPUT_BYTES)
+    before = snapshot()
+    result = {"status": "ok", "value": None, "error": None, "traceback": None}
+    try:
+        tree = ast.parse(code, "<cell>", "exec")
+    except SyntaxError as exc:
+        return {**result, "status": "error", "error": f"SyntaxError: {exc}", "stdout": "", "stderr": ""}
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    if cpu_seconds:
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            exec(compile(tree, "<cell>", "exec"), namespace)
+            if last is not None:
+                value = eval(compile(last, "<cell>", "eval"), namespace)
+                if value is not None:
+                    namespace["_"] = value
+                    text = repr(value)
+                    if len(text) > VALUE_CHARS:
+                        text = text[:VALUE_CHARS] + "…"
+                    result["value"] = text
+    except CellTimeout:
+        result.update(status="timeout", error=f"the cell ran longer than {timeout} s")
+    except CellCpuLimit:
+        result.update(status="timeout", error=f"the cell used more than {cpu_seconds} s of CPU")
+    except MemoryError:
+        result.update(status="oom", error="MemoryError: the cell ran out of memory")
+    except BaseException as exc:
+        result.update(
+            status="error",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[1:]),
+        )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+    if result["status"] == "ok" and (out.truncated or err.truncated):
+        result["status"] = "output_truncated"
+    result.update(stdout=out.getvalue(), stderr=err.getvalue(), files=changed(before, snapshot()))
+    return result
+
+
+def run_shell(command, timeout):
+    before = snapshot()
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        cwd=WORKSPACE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out, err = Capped(OUTPUT_BYTES), Capped(OUTPUT_BYTES)
+    status = "ok"
+    deadline = time.monotonic() + timeout
+    # Read both streams without letting endless output fill memory.
+    os.set_blocking(proc.stdout.fileno(), False)
+    os.set_blocking(proc.stderr.fileno(), False)
+    streams = {proc.stdout: out, proc.stderr: err}
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    for stream in streams:
+        selector.register(stream, selectors.EVENT_READ)
+    while selector.get_map():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            status = "timeout"
+            break
+        for key, _ in selector.select(min(remaining, 0.5)):
+            chunk = key.fileobj.read(65536)
+            if not chunk:
+                selector.unregister(key.fileobj)
+                continue
+            sink = streams[key.fileobj]
+            sink.write(chunk.decode("utf-8", "replace"))
+            if sink.truncated and sink.size >= OUTPUT_BYTES:
+                status = "output_truncated"
+        if status == "output_truncated":
+            break
+    if status != "ok":
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        code = proc.wait(max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        code = proc.wait()
+        status = "timeout"
+    if status == "ok" and code != 0:
+        status = "error"
+    error = None
+    if status == "timeout":
+        error = f"the command ran longer than {timeout} s"
+    elif status == "output_truncated":
+        error = f"output passed {OUTPUT_BYTES} bytes; the command was stopped"
+    return {
+        "status": status,
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "exit_code": code,
+        "error": error,
+        "files": changed(before, snapshot()),
+    }
+
+
+def handle(namespace, request):
+    op = request.get("op")
+    if op == "exec":
+        return run_cell(namespace, request["code"], request["timeout"], request.get("cpu"))
+    if op == "shell":
+        return run_shell(request["cmd"], request["timeout"])
+    if op == "ping":
+        return {"status": "ok"}
+    try:
+        if op == "write":
+            path = resolve(request["path"])
+            if os.path.islink(path):
+                raise ValueError(f"{request['path']!r} is a symbolic link")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            data = base64.b64decode(request["data"])
+            with open(path, "wb") as handle_:
+                handle_.write(data)
+            return {"status": "ok", "path": os.path.relpath(path, WORKSPACE), "size": len(data)}
+        if op == "read":
+            path = resolve(request["path"])
+            with open(path, "rb") as handle_:
+                data = handle_.read(OUTPUT_BYTES * 64 + 1)
+            return {"status": "ok", "data": base64.b64encode(data).decode()}
+        if op == "list":
+            return {"status": "ok", "files": [[p, s[1]] for p, s in sorted(snapshot().items())]}
+    except ValueError as exc:
+        return {"status": "denied", "error": str(exc)}
+    except FileNotFoundError:
+        return {"status": "error", "error": f"no such file: {request.get('path')!r}"}
+    except OSError as exc:
+        if exc.errno in (27, 28, 122):  # EFBIG, ENOSPC, EDQUOT
+            return {"status": "denied", "error": f"the workspace is full: {exc.strerror}"}
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    return {"status": "error", "error": f"unknown op {op!r}"}
+
+
+def main():
+    set_limits()
+    replies = os.fdopen(int(os.environ.get("HANGAR_REPLY_FD", "3")), "w", buffering=1)
+    requests = os.fdopen(0, "r")
+    # User code reads an empty stdin, never the protocol.
+    sys.stdin = io.StringIO("")
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    os.chdir(WORKSPACE)
+    sys.path.insert(0, WORKSPACE)
+    replies.write(json.dumps({"status": "ready", "pid": os.getpid()}) + "\n")
+    for line in requests:
+        try:
+            request = json.loads(line)
+            reply = handle(namespace, request)
+        except MemoryError:
+            reply = {"status": "oom", "error": "MemoryError: the kernel ran out of memory"}
+        except Exception as exc:
+            reply = {"status": "error", "error": f"kernel: {type(exc).__name__}: {exc}"}
+        reply["id"] = request.get("id") if isinstance(request, dict) else None
+        replies.write(json.dumps(reply) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""A sandbox that is a process tree on this host (bwrap, gVisor) running the kernel.
+
+The host talks to the kernel over two pipes: requests on its standard input,
+answers on a descriptor of their own (``HANGAR_REPLY_FD``). Answers are untrusted data (the user's code runs in that
+process and could write to descriptor 3), so they are only parsed, never acted
+on. A call that overruns its time by a margin kills the whole sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from hangar.errors import HangarError
+from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo
+from hangar.sandbox.cgroups import Cgroup, detect
+from hangar.spec.sandbox import SandboxTemplateSpec
+
+REPLY_FD = "{reply_fd}"
+"""Placeholder in a backend's argv for the descriptor the kernel answers on."""
+
+KERNEL_GRACE_SECONDS = 3.0
+"""Beyond a call's own timeout, how long the kernel may take to answer before the
+sandbox is considered hung and killed."""
+
+
+class SandboxFileError(HangarError):
+    code = "sandbox_file_error"
+    status = 422
+
+
+class SandboxDeadError(HangarError):
+    code = "sandbox_dead"
+    status = 409
+
+
+def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:
+    """The whole environment the kernel sees: nothing from the host leaks in."""
+    limits = spec.limits
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workspace,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+        "HANGAR_WORKSPACE": workspace,
+        "HANGAR_OUTPUT_BYTES": str(limits.output_bytes),
+        "HANGAR_MEMORY_BYTES": str(limits.memory_mb * 1024 * 1024),
+        "HANGAR_FILE_BYTES": str(limits.workspace_mb * 1024 * 1024),
+        "HANGAR_REPLY_FD": REPLY_FD,
+    }
+
+
+class ProcessSandbox:
+    def __init__(
+        self,
+        spec: SandboxTemplateSpec,
+        argv: Sequence[str],
+        backend: str,
+        *,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        self.spec = spec
+        self.pass_fds = tuple(pass_fds)
+        self.argv = list(argv)
+        self.backend = backend
+        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.cgroup: Cgroup | None = None
+        self._replies: asyncio.StreamReader | None = None
+        self._lock = asyncio.Lock()
+        self._counter = 0
+        self.started_at = time.monotonic()
+        self.last_used = self.started_at
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        layout = detect()
+        if layout is not None:
+            self.cgroup = Cgroup(
+                layout,
+                self._id,
+                pids=self.spec.limits.processes,
+                memory_bytes=self.spec.limits.memory_mb * 1024 * 1024 * 2,
+            )
+        read_fd, write_fd = os.pipe()
+        os.set_inheritable(write_fd, True)
+        cgroup = self.cgroup
+
+        def in_child() -> None:
+            if cgroup is not None:
+                cgroup.enter()
+
+        argv = [arg.replace(REPLY_FD, str(write_fd)) for arg in self.argv]
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(write_fd, *self.pass_fds),
+                preexec_fn=in_child,
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+        )
+        self._replies = reader
+        try:
+            async with asyncio.timeout(30):
+                line = await reader.readline()
+        except TimeoutError:
+            line = b""
+        if not line:
+            stderr = b""
+            if self.proc.stderr is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        stderr = await self.proc.stderr.read(4000)
+            await self.kill()
+            raise SandboxDeadError(
+                f"the {self.backend} sandbox did not start: {stderr.decode(errors='replace').strip()}",
+                hint="run `hangar sandbox doctor` to see what this host supports",
+            )
+
+    async def _call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if not self.alive or self.proc is None or self.proc.stdin is None or self._replies is None:
+            raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
+        async with self._lock:
+            self._counter += 1
+            request["id"] = self._counter
+            self.last_used = time.monotonic()
+            try:
+                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+                await self.proc.stdin.drain()
+                async with asyncio.timeout(timeout + KERNEL_GRACE_SECONDS):
+                    while True:
+                        line = await self._replies.readline()
+                        if not line:
+                            raise ConnectionResetError
+                        reply = json.loads(line)
+                        if isinstance(reply, dict) and reply.get("id") == self._counter:
+                            return reply
+            except TimeoutError:
+                await self.kill()
+                return {"status": "timeout", "error": f"the sandbox did not answer in {timeout} s and was killed"}
+            except (ConnectionResetError, BrokenPipeError, json.JSONDecodeError):
+                oom = self.cgroup is not None and self.cgroup.oom_killed()
+                await self.kill()
+                if oom:
+                    return {"status": "oom", "error": "the sandbox ran out of memory and was killed"}
+                return {"status": "killed", "error": "the sandbox died during the call"}
+            finally:
+                self.last_used = time.monotonic()
+
+    def _result(self, reply: dict[str, Any], started: float) -> ExecResult:
+        try:
+            status = ExecStatus(reply.get("status"))
+        except ValueError:
+            status = ExecStatus.ERROR
+        files = reply.get("files") or []
+        return ExecResult(
+            status=status,
+            stdout=str(reply.get("stdout") or ""),
+            stderr=str(reply.get("stderr") or ""),
+            value=reply.get("value") if isinstance(reply.get("value"), str) else None,
+            error=reply.get("error") if isinstance(reply.get("error"), str) else None,
+            traceback=reply.get("traceback") if isinstance(reply.get("traceback"), str) else None,
+            exit_code=reply.get("exit_code") if isinstance(reply.get("exit_code"), int) else None,
+            files=tuple(str(f) for f in files if isinstance(f, str)),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+        limits = self.spec.limits
+        wall = timeout or limits.wall_seconds
+        started = time.perf_counter()
+        reply = await self._call(
+            {"op": "exec", "code": code, "timeout": wall, "cpu": limits.cpu_seconds}, wall
+        )
+        return self._result(reply, started)
+
+    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        wall = timeout or self.spec.limits.wall_seconds
+        started = time.perf_counter()
+        return self._result(await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall), started)
+
+    async def _file_op(self, request: dict[str, Any]) -> dict[str, Any]:
+        reply = await self._call(request, 30)
+        if reply.get("status") != "ok":
+            raise SandboxFileError(str(reply.get("error") or reply.get("status")), details={"status": reply.get("status")})
+        return reply
+
+    async def write_file(self, path: str, data: bytes) -> FileInfo:
+        reply = await self._file_op({"op": "write", "path": path, "data": base64.b64encode(data).decode()})
+        return FileInfo(str(reply["path"]), int(reply["size"]))
+
+    async def read_file(self, path: str) -> bytes:
+        reply = await self._file_op({"op": "read", "path": path})
+        return base64.b64decode(reply["data"])
+
+    async def list_files(self) -> list[FileInfo]:
+        reply = await self._file_op({"op": "list"})
+        return [FileInfo(str(p), int(s)) for p, s in reply["files"]]
+
+    async def kill(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await proc.wait()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
