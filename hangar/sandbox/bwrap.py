@@ -59,12 +59,11 @@ def _drop_privileges() -> list[str]:
 def _seccomp_fd() -> int | None:
     if not seccomp.supported():
         return None
-    handle = tempfile.TemporaryFile()
-    handle.write(seccomp.program())
-    handle.flush()
-    handle.seek(0)
-    fd = os.dup(handle.fileno())
-    handle.close()
+    with tempfile.TemporaryFile() as handle:
+        handle.write(seccomp.program())
+        handle.flush()
+        handle.seek(0)
+        fd = os.dup(handle.fileno())
     os.set_inheritable(fd, True)
     return fd
 
@@ -75,15 +74,26 @@ def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
         *_drop_privileges(),
         shutil.which("bwrap") or "bwrap",
         "--unshare-all",
-        "--uid", str(SANDBOX_UID),
-        "--gid", str(SANDBOX_UID),
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
         "--die-with-parent",
         "--new-session",
-        "--cap-drop", "ALL",
-        "--ro-bind", "/usr", "/usr",
-        "--symlink", "usr/lib", "/lib",
-        "--symlink", "usr/bin", "/bin",
-        "--symlink", "usr/sbin", "/sbin",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
     ]
     if Path("/usr/lib64").exists():
         argv += ["--symlink", "usr/lib64", "/lib64"]
@@ -91,12 +101,23 @@ def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
         if Path(optional).exists():
             argv += ["--ro-bind", optional, optional]
     argv += [
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", str(limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE,
-        "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
-        "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
-        "--chdir", WORKSPACE,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.workspace_mb * 1024 * 1024),
+        "--tmpfs",
+        WORKSPACE,
+        "--size",
+        str(64 * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        str(readable_kernel()),
+        "/.hangar/kernel.py",
+        "--chdir",
+        WORKSPACE,
         "--clearenv",
     ]
     for key, value in kernel_env(spec, WORKSPACE).items():
@@ -121,8 +142,24 @@ class BwrapBackend:
                 self.name, False, f"{PYTHON} is missing", hint="apt-get install python3-minimal"
             )
         probe = subprocess.run(
-            [*_drop_privileges(), binary, "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
-             "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "/bin/true"],
+            [
+                *_drop_privileges(),
+                binary,
+                "--unshare-all",
+                "--ro-bind",
+                "/usr",
+                "/usr",
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+                "--symlink",
+                "usr/bin",
+                "/bin",
+                "/bin/true",
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -132,8 +169,9 @@ class BwrapBackend:
                 self.name,
                 False,
                 f"bwrap cannot create namespaces here: {probe.stderr.strip()}",
-                hint="enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
-                "or use the wasm backend, which needs no privileges",
+                hint="enable unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1) or use the wasm backend, "
+                "which needs no privileges",
             )
         return Availability(
             self.name,
@@ -149,7 +187,9 @@ class BwrapBackend:
     async def start(self, spec: SandboxTemplateSpec) -> ProcessSandbox:
         fd = _seccomp_fd()
         try:
-            sandbox = ProcessSandbox(spec, bwrap_argv(spec, fd), self.name, pass_fds=(fd,) if fd else ())
+            sandbox = ProcessSandbox(
+                spec, bwrap_argv(spec, fd), self.name, pass_fds=(fd,) if fd else ()
+            )
             await sandbox.start()
         finally:
             if fd is not None:

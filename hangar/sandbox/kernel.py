@@ -18,12 +18,18 @@ import contextlib
 import io
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
 import traceback
+
+try:  # absent under WASI, where the wasm backend loads this module into its guest
+    import resource
+except ImportError:
+    resource = None
+
+_TIMERS = hasattr(signal, "setitimer")
 
 WORKSPACE = os.environ.get("HANGAR_WORKSPACE", "/workspace")
 OUTPUT_BYTES = int(os.environ.get("HANGAR_OUTPUT_BYTES", "1000000"))
@@ -80,6 +86,8 @@ def _raise_cpu(signum, frame):
 
 
 def set_limits():
+    if resource is None:
+        return
     if MEMORY_BYTES:
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     if FILE_BYTES:
@@ -126,12 +134,19 @@ def run_cell(namespace, code, timeout, cpu_seconds):
     try:
         tree = ast.parse(code, "<cell>", "exec")
     except SyntaxError as exc:
-        return {**result, "status": "error", "error": f"SyntaxError: {exc}", "stdout": "", "stderr": ""}
+        return {
+            **result,
+            "status": "error",
+            "error": f"SyntaxError: {exc}",
+            "stdout": "",
+            "stderr": "",
+        }
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    if cpu_seconds:
+    if _TIMERS and timeout:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    if _TIMERS and cpu_seconds:
         signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -157,8 +172,9 @@ def run_cell(namespace, code, timeout, cpu_seconds):
             traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[1:]),
         )
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.setitimer(signal.ITIMER_PROF, 0)
+        if _TIMERS:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
     if result["status"] == "ok" and (out.truncated or err.truncated):
         result["status"] = "output_truncated"
     result.update(stdout=out.getvalue(), stderr=err.getvalue(), files=changed(before, snapshot()))

@@ -1,9 +1,10 @@
 """A sandbox that is a process tree on this host (bwrap, gVisor) running the kernel.
 
 The host talks to the kernel over two pipes: requests on its standard input,
-answers on a descriptor of their own (``HANGAR_REPLY_FD``). Answers are untrusted data (the user's code runs in that
-process and could write to descriptor 3), so they are only parsed, never acted
-on. A call that overruns its time by a margin kills the whole sandbox.
+answers on a descriptor of their own (``HANGAR_REPLY_FD``). Answers are untrusted
+data (the user's code runs in that process and could write to that descriptor),
+so they are only parsed, never acted on. A call that overruns its time by a margin
+kills the whole sandbox.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ class ProcessSandbox:
                         stderr = await self.proc.stderr.read(4000)
             await self.kill()
             raise SandboxDeadError(
-                f"the {self.backend} sandbox did not start: {stderr.decode(errors='replace').strip()}",
+                f"the {self.backend} sandbox did not start: "
+                f"{stderr.decode(errors='replace').strip()}",
                 hint="run `hangar sandbox doctor` to see what this host supports",
             )
 
@@ -163,19 +165,25 @@ class ProcessSandbox:
                             return reply
             except TimeoutError:
                 await self.kill()
-                return {"status": "timeout", "error": f"the sandbox did not answer in {timeout} s and was killed"}
+                return {
+                    "status": "timeout",
+                    "error": f"the sandbox did not answer in {timeout} s and was killed",
+                }
             except (ConnectionResetError, BrokenPipeError, json.JSONDecodeError):
                 oom = self.cgroup is not None and self.cgroup.oom_killed()
                 await self.kill()
                 if oom:
-                    return {"status": "oom", "error": "the sandbox ran out of memory and was killed"}
+                    return {
+                        "status": "oom",
+                        "error": "the sandbox ran out of memory and was killed",
+                    }
                 return {"status": "killed", "error": "the sandbox died during the call"}
             finally:
                 self.last_used = time.monotonic()
 
     def _result(self, reply: dict[str, Any], started: float) -> ExecResult:
         try:
-            status = ExecStatus(reply.get("status"))
+            status = ExecStatus(str(reply.get("status")))
         except ValueError:
             status = ExecStatus.ERROR
         files = reply.get("files") or []
@@ -203,16 +211,23 @@ class ProcessSandbox:
     async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
         wall = timeout or self.spec.limits.wall_seconds
         started = time.perf_counter()
-        return self._result(await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall), started)
+        return self._result(
+            await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall), started
+        )
 
     async def _file_op(self, request: dict[str, Any]) -> dict[str, Any]:
         reply = await self._call(request, 30)
         if reply.get("status") != "ok":
-            raise SandboxFileError(str(reply.get("error") or reply.get("status")), details={"status": reply.get("status")})
+            raise SandboxFileError(
+                str(reply.get("error") or reply.get("status")),
+                details={"status": reply.get("status")},
+            )
         return reply
 
     async def write_file(self, path: str, data: bytes) -> FileInfo:
-        reply = await self._file_op({"op": "write", "path": path, "data": base64.b64encode(data).decode()})
+        reply = await self._file_op(
+            {"op": "write", "path": path, "data": base64.b64encode(data).decode()}
+        )
         return FileInfo(str(reply["path"]), int(reply["size"]))
 
     async def read_file(self, path: str) -> bytes:

