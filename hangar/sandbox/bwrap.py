@@ -70,30 +70,20 @@ def _seccomp_fd() -> int | None:
 
 def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
     limits = spec.limits
+    # fmt: off
     argv = [
         *_drop_privileges(),
         shutil.which("bwrap") or "bwrap",
         "--unshare-all",
-        "--uid",
-        str(SANDBOX_UID),
-        "--gid",
-        str(SANDBOX_UID),
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_UID),
         "--die-with-parent",
         "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/bin",
-        "/bin",
-        "--symlink",
-        "usr/sbin",
-        "/sbin",
+        "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
     ]
     if Path("/usr/lib64").exists():
         argv += ["--symlink", "usr/lib64", "/lib64"]
@@ -101,25 +91,17 @@ def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
         if Path(optional).exists():
             argv += ["--ro-bind", optional, optional]
     argv += [
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--size",
-        str(limits.workspace_mb * 1024 * 1024),
-        "--tmpfs",
-        WORKSPACE,
-        "--size",
-        str(64 * 1024 * 1024),
-        "--tmpfs",
-        "/tmp",
-        "--ro-bind",
-        str(readable_kernel()),
-        "/.hangar/kernel.py",
-        "--chdir",
-        WORKSPACE,
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE,
+        "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
+        "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
+        # The root itself read-only: only /workspace and /tmp take writes.
+        "--remount-ro", "/",
+        "--chdir", WORKSPACE,
         "--clearenv",
     ]
+    # fmt: on
     for key, value in kernel_env(spec, WORKSPACE).items():
         argv += ["--setenv", key, value]
     if seccomp_fd is not None:

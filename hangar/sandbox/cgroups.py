@@ -76,6 +76,17 @@ class Cgroup:
         for directory in self.dirs:
             (directory / "cgroup.procs").write_text(pid)
 
+    def hit_process_limit(self) -> bool:
+        """Whether a fork was refused because the sandbox reached ``pids.max``."""
+        for directory in self.dirs:
+            events = directory / "pids.events"
+            if events.exists():
+                for line in events.read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "max" and int(value) > 0:
+                        return True
+        return False
+
     def oom_killed(self) -> bool:
         for directory in self.dirs:
             events = directory / "memory.events"

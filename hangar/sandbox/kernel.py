@@ -116,6 +116,37 @@ def changed(before, after):
     return sorted(path for path, stamp in after.items() if before.get(path) != stamp)
 
 
+# Errors that mean "the sandbox does not allow this", not "your code has a bug".
+_REFUSALS = {
+    1,
+    13,
+    30,
+    101,
+    111,
+    113,
+    97,
+}  # EPERM EACCES EROFS ENETUNREACH ECONNREFUSED EHOSTUNREACH EAFNOSUPPORT
+
+
+def refused(exc):
+    if isinstance(exc, PermissionError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _REFUSALS:
+        return True
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and outside(exc.filename):
+        return True
+    reason = getattr(exc, "reason", None)  # urllib wraps the socket error
+    return isinstance(reason, OSError) and reason.errno in _REFUSALS
+
+
+def outside(path):
+    """Whether an absolute path lies outside what the sandbox offers for files."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return False
+    real = os.path.normpath(path)
+    return not any(real == root or real.startswith(root + "/") for root in (WORKSPACE, "/tmp"))
+
+
 def resolve(path):
     """A workspace path, or ValueError if ``path`` would leave the workspace."""
     if not isinstance(path, str) or not path or "\x00" in path:
@@ -167,7 +198,7 @@ def run_cell(namespace, code, timeout, cpu_seconds):
         result.update(status="oom", error="MemoryError: the cell ran out of memory")
     except BaseException as exc:
         result.update(
-            status="error",
+            status="denied" if refused(exc) else "error",
             error=f"{type(exc).__name__}: {exc}",
             traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[1:]),
         )

@@ -181,6 +181,19 @@ class ProcessSandbox:
             finally:
                 self.last_used = time.monotonic()
 
+    async def _contain(self, reply: dict[str, Any]) -> dict[str, Any]:
+        """A sandbox that reached its process limit is running a fork bomb: its strays
+        would burn CPU forever, so the whole sandbox goes."""
+        if self.cgroup is not None and self.cgroup.hit_process_limit():
+            await self.kill()
+            return {
+                **reply,
+                "status": "denied",
+                "error": f"the sandbox reached its limit of {self.spec.limits.processes} "
+                "processes and was killed",
+            }
+        return reply
+
     def _result(self, reply: dict[str, Any], started: float) -> ExecResult:
         try:
             status = ExecStatus(str(reply.get("status")))
@@ -206,14 +219,13 @@ class ProcessSandbox:
         reply = await self._call(
             {"op": "exec", "code": code, "timeout": wall, "cpu": limits.cpu_seconds}, wall
         )
-        return self._result(reply, started)
+        return self._result(await self._contain(reply), started)
 
     async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
         wall = timeout or self.spec.limits.wall_seconds
         started = time.perf_counter()
-        return self._result(
-            await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall), started
-        )
+        reply = await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall)
+        return self._result(await self._contain(reply), started)
 
     async def _file_op(self, request: dict[str, Any]) -> dict[str, Any]:
         reply = await self._call(request, 30)

@@ -1,0 +1,156 @@
+"""Hostile code and bad input, on every backend: each is contained, reported with a
+plain status, and leaves the host and other sandboxes untouched."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hangar.sandbox.base import ExecStatus
+from hangar.sandbox.process import SandboxFileError
+from tests.sandbox.conftest import StartSandbox
+
+
+def is_process_backend(start: StartSandbox) -> bool:
+    return start.backend != "wasm"  # type: ignore[attr-defined]
+
+
+async def test_an_infinite_loop_times_out(start: StartSandbox) -> None:
+    sandbox = await start()
+    result = await sandbox.run_python("while True:\n    pass", timeout=1)
+    assert result.status == ExecStatus.TIMEOUT
+    assert result.duration_ms < 10_000
+    if is_process_backend(start):
+        # Interrupted, not killed: the session and its state survive.
+        assert (await sandbox.run_python("2 + 2")).value == "4"
+
+
+async def test_a_loop_that_catches_exceptions_still_times_out(start: StartSandbox) -> None:
+    sandbox = await start()
+    code = "while True:\n    try:\n        pass\n    except Exception:\n        pass"
+    assert (await sandbox.run_python(code, timeout=1)).status == ExecStatus.TIMEOUT
+
+
+async def test_a_memory_bomb_is_oom(start: StartSandbox) -> None:
+    sandbox = await start(limits={"memoryMb": 256})
+    result = await sandbox.run_python(
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(16 * 1024 * 1024))"
+    )
+    assert result.status == ExecStatus.OOM, result
+
+
+async def test_endless_output_is_truncated(start: StartSandbox) -> None:
+    sandbox = await start(limits={"outputBytes": 10_000})
+    result = await sandbox.run_python("for i in range(10**6):\n    print('spam' * 20)", timeout=20)
+    assert result.status == ExecStatus.OUTPUT_TRUNCATED
+    assert len(result.stdout.encode()) <= 10_000
+
+
+async def test_endless_shell_output_is_stopped(start_process: StartSandbox) -> None:
+    sandbox = await start_process(limits={"outputBytes": 10_000})
+    result = await sandbox.run_shell("yes spam", timeout=20)
+    assert result.status == ExecStatus.OUTPUT_TRUNCATED
+    assert len(result.stdout.encode()) <= 10_000
+
+
+async def test_a_fork_bomb_is_contained(start_process: StartSandbox) -> None:
+    start = start_process
+    sandbox = await start(limits={"processes": 32})
+    result = await sandbox.run_python("import os\nwhile True:\n    os.fork()", timeout=5)
+    assert result.status in (ExecStatus.DENIED, ExecStatus.TIMEOUT, ExecStatus.KILLED)
+    assert not sandbox.alive
+    # The host still starts and runs sandboxes.
+    assert (await (await start()).run_python("1")).value == "1"
+
+
+async def test_a_shell_fork_bomb_is_contained(start_process: StartSandbox) -> None:
+    sandbox = await start_process(limits={"processes": 32})
+    result = await sandbox.run_shell("bomb() { bomb | bomb & }; bomb", timeout=5)
+    assert result.status in (ExecStatus.DENIED, ExecStatus.TIMEOUT)
+
+
+async def test_writes_outside_the_workspace_are_denied(start: StartSandbox) -> None:
+    sandbox = await start()
+    for path in ("/usr/evil", "/etc/evil", "/evil", "/bin/python3"):
+        result = await sandbox.run_python(f"open({path!r}, 'w').write('x')")
+        assert result.status in (ExecStatus.DENIED, ExecStatus.ERROR), (path, result)
+        assert not Path(path).exists() or path == "/bin/python3"
+    assert (await sandbox.run_python(f"open({'/usr/evil'!r}, 'w')")).status == ExecStatus.DENIED
+
+
+async def test_host_files_are_out_of_sight(start: StartSandbox, tmp_path: Path) -> None:
+    secret = tmp_path / "hangar.db"
+    secret.write_text("the host's database")
+    sandbox = await start()
+    for path in ("/etc/shadow", str(secret), str(Path.home() / ".bash_history")):
+        result = await sandbox.run_python(f"open({path!r}).read()")
+        assert result.status in (ExecStatus.ERROR, ExecStatus.DENIED), (path, result)
+        assert "the host's database" not in (result.value or "")
+
+
+async def test_other_processes_are_invisible(start: StartSandbox) -> None:
+    sandbox = await start()
+    result = await sandbox.run_python(
+        "import os\nsorted(int(p) for p in os.listdir('/proc') if p.isdigit()) if os.path.isdir('/proc') else []"
+    )
+    assert result.status == ExecStatus.OK, result
+    visible = eval(result.value or "[]")  # a list of ints from repr
+    assert os.getpid() not in visible
+    assert all(pid < 100 for pid in visible), visible
+
+
+async def test_no_host_environment_leaks_in(
+    start: StartSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HANGAR_TEST_SECRET", "hunter2")
+    sandbox = await start()
+    result = await sandbox.run_python("import os\ndict(os.environ)")
+    assert result.status == ExecStatus.OK
+    assert "hunter2" not in (result.value or "") and "HANGAR_TEST_SECRET" not in (
+        result.value or ""
+    )
+
+
+async def test_the_network_is_off(start: StartSandbox) -> None:
+    sandbox = await start()
+    code = "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=3)"
+    result = await sandbox.run_python(code, timeout=10)
+    assert result.status in (ExecStatus.DENIED, ExecStatus.ERROR), result
+    assert result.status != ExecStatus.OK
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape.txt", "/etc/passwd", "a/../../escape.txt", "/workspace/../etc/x", ""]
+)
+async def test_file_names_that_leave_the_workspace_are_refused(
+    start: StartSandbox, name: str
+) -> None:
+    sandbox = await start()
+    with pytest.raises(SandboxFileError):
+        await sandbox.write_file(name, b"x")
+    with pytest.raises(SandboxFileError):
+        await sandbox.read_file(name)
+
+
+async def test_symlinks_out_of_the_workspace_are_refused(start: StartSandbox) -> None:
+    sandbox = await start()
+    made = await sandbox.run_python(
+        "import os\nos.symlink('/etc/passwd', 'link')\nos.symlink('/usr', 'dir')"
+    )
+    if made.status != ExecStatus.OK:  # a guest without symlinks cannot try this
+        return
+    for name in ("link", "dir/lib/os-release"):
+        with pytest.raises(SandboxFileError):
+            await sandbox.read_file(name)
+    with pytest.raises(SandboxFileError):
+        await sandbox.write_file("link", b"overwrite")
+
+
+async def test_a_full_workspace_refuses_more(start: StartSandbox) -> None:
+    sandbox = await start(limits={"workspaceMb": 1})
+    result = await sandbox.run_python("open('big.bin', 'wb').write(b'x' * 3 * 1024 * 1024)")
+    assert result.status in (ExecStatus.DENIED, ExecStatus.ERROR), result
+    with pytest.raises(SandboxFileError):
+        await sandbox.write_file("upload.bin", b"y" * 2 * 1024 * 1024)

@@ -1,0 +1,62 @@
+"""A sandbox is a stateful code-interpreter session, the same on every backend."""
+
+from __future__ import annotations
+
+from hangar.sandbox.base import ExecStatus
+from tests.sandbox.conftest import StartSandbox
+
+
+async def test_variables_persist_and_the_last_expression_is_the_value(start: StartSandbox) -> None:
+    sandbox = await start()
+    assert (await sandbox.run_python("x = 40")).status == ExecStatus.OK
+    result = await sandbox.run_python("print('adding'); x + 2")
+    assert (result.status, result.value, result.stdout) == (ExecStatus.OK, "42", "adding\n")
+    assert (await sandbox.run_python("def f(n): return n * x\nf(2)")).value == "80"
+
+
+async def test_an_exception_comes_back_with_its_traceback(start: StartSandbox) -> None:
+    sandbox = await start()
+    result = await sandbox.run_python("def boom():\n    raise ValueError('bad input')\nboom()")
+    assert result.status == ExecStatus.ERROR
+    assert result.error == "ValueError: bad input"
+    assert result.traceback is not None and "boom" in result.traceback
+    assert (await sandbox.run_python("1 + 1")).value == "2"  # the session goes on
+
+
+async def test_files_a_cell_writes_are_listed_and_readable(start: StartSandbox) -> None:
+    sandbox = await start()
+    result = await sandbox.run_python(
+        "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.csv', 'w').write('a,b\\n1,2\\n')"
+    )
+    assert result.files == ("out/report.csv",)
+    assert await sandbox.read_file("out/report.csv") == b"a,b\n1,2\n"
+    info = await sandbox.write_file("data/input.txt", b"hello")
+    assert (info.path, info.size) == ("data/input.txt", 5)
+    assert (await sandbox.run_python("open('data/input.txt').read().upper()")).value == "'HELLO'"
+    assert {f.path for f in await sandbox.list_files()} == {"out/report.csv", "data/input.txt"}
+
+
+async def test_a_plot_saved_as_png_is_an_output_file(start: StartSandbox) -> None:
+    sandbox = await start()
+    code = (
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "plt.plot([1, 2, 3], [1, 4, 9])\nplt.savefig('plot.png')"
+    )
+    result = await sandbox.run_python(code, timeout=60)
+    if result.status == ExecStatus.ERROR and "No module named 'matplotlib'" in (result.error or ""):
+        # The bwrap root is the host's /usr: plotting needs python3-matplotlib there.
+        assert start.backend == "bwrap"  # type: ignore[attr-defined]
+        return
+    assert result.status == ExecStatus.OK, result.error
+    assert "plot.png" in result.files
+    assert (await sandbox.read_file("plot.png"))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_shell_commands_run_in_the_workspace(start: StartSandbox) -> None:
+    sandbox = await start()
+    result = await sandbox.run_shell("echo hi > note.txt && cat note.txt && exit 3")
+    if start.backend == "wasm":  # type: ignore[attr-defined]
+        assert result.status == ExecStatus.DENIED and "no shell" in (result.error or "")
+        return
+    assert (result.status, result.stdout, result.exit_code) == (ExecStatus.ERROR, "hi\n", 3)
+    assert result.files == ("note.txt",)
