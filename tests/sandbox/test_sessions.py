@@ -26,7 +26,8 @@ async def test_an_exception_comes_back_with_its_traceback(start: StartSandbox) -
 async def test_files_a_cell_writes_are_listed_and_readable(start: StartSandbox) -> None:
     sandbox = await start()
     result = await sandbox.run_python(
-        "import os\nos.makedirs('out', exist_ok=True)\nopen('out/report.csv', 'w').write('a,b\\n1,2\\n')"
+        "import os\nos.makedirs('out', exist_ok=True)\n"
+        "open('out/report.csv', 'w').write('a,b\\n1,2\\n')"
     )
     assert result.files == ("out/report.csv",)
     assert await sandbox.read_file("out/report.csv") == b"a,b\n1,2\n"
