@@ -94,7 +94,8 @@ async def test_other_processes_are_invisible(start: StartSandbox) -> None:
     sandbox = await start()
     result = await sandbox.run_python(
         "import os\n"
-        "pids = [int(p) for p in os.listdir('/proc') if p.isdigit()] if os.path.isdir('/proc') else []\n"
+        "proc = os.listdir('/proc') if os.path.isdir('/proc') else []\n"
+        "pids = [int(p) for p in proc if p.isdigit()]\n"
         "sorted(pids)"
     )
     assert result.status == ExecStatus.OK, result
