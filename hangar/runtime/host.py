@@ -6,6 +6,7 @@ from hangar.config import Settings
 from hangar.runtime.bus import EventBus
 from hangar.runtime.service import RunService
 from hangar.runtime.worker import Worker
+from hangar.sandbox.manager import SandboxManager
 from hangar.store.base import Store
 from hangar.store.sql import SqlStore
 
@@ -15,7 +16,8 @@ class Runtime:
         self.settings = settings
         self.store: Store = store or SqlStore(settings.resolved_database_url)
         self.bus = EventBus()
-        self.worker = Worker(self.store, self.bus, settings)
+        self.sandboxes = SandboxManager()
+        self.worker = Worker(self.store, self.bus, settings, self.sandboxes)
         self.runs = RunService(self.store, self.bus, self.worker)
 
     async def start(self, *, workers: int | None = None) -> None:
@@ -27,4 +29,5 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.worker.stop()
+        await self.sandboxes.close()
         await self.store.close()

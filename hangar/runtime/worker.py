@@ -22,6 +22,8 @@ from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
+from hangar.runtime.sandboxes import RunSandbox
+from hangar.sandbox.manager import SandboxManager
 from hangar.store.base import RunRecord, RunStatus, Store, Usage
 from hangar.tools.base import ToolContext
 
@@ -53,8 +55,15 @@ class _Spent:
 
 
 class Worker:
-    def __init__(self, store: Store, bus: EventBus, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        settings: Settings,
+        sandboxes: SandboxManager | None = None,
+    ) -> None:
         self.store = store
+        self.sandboxes = sandboxes or SandboxManager()
         self.bus = bus
         self.settings = settings
         self.models = ModelCache(store, settings)
@@ -171,6 +180,11 @@ class Worker:
             current = await self.store.get_run(run.namespace, run.id)
             return current is not None and current.cancel_requested
 
+        run_sandbox = (
+            RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
+            if spec.uses_sandbox()
+            else None
+        )
         inp = LoopInput(
             agent=spec,
             model=model,
@@ -183,13 +197,18 @@ class Worker:
                 run_id=run.id,
                 agent=run.agent,
                 allow_hosts=tuple(spec.egress.allow_hosts),
+                sandbox=run_sandbox.get if run_sandbox is not None else None,
             ),
             record=record,
             on_delta=on_delta,
             check_cancelled=check_cancelled,
         )
-        async with asyncio.timeout(spec.limits.timeout_seconds):
-            return await run_loop(inp)
+        try:
+            async with asyncio.timeout(spec.limits.timeout_seconds):
+                return await run_loop(inp)
+        finally:
+            if run_sandbox is not None:
+                await run_sandbox.close()
 
     async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
         if outcome.error is not None:

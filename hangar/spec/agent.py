@@ -8,7 +8,11 @@ from pydantic import Field, field_validator
 
 from hangar.spec.base import Resource, SpecModel, check_name
 
-BuiltinToolName = Literal["current_time", "http_get"]
+BuiltinToolName = Literal[
+    "current_time", "http_get", "run_python", "run_shell", "read_file", "write_file"
+]
+SANDBOX_TOOLS = frozenset({"run_python", "run_shell", "read_file", "write_file"})
+"""Built-ins that act in the run's sandbox (one session per run)."""
 
 
 class ToolRef(SpecModel):
@@ -40,6 +44,10 @@ class AgentSpec(SpecModel):
     tools: list[ToolRef] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     egress: Egress = Field(default_factory=Egress)
+    sandbox: str | None = Field(
+        default=None,
+        description="SandboxTemplate for the sandbox tools; default: the host's best backend.",
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_output_tokens: int | None = Field(default=None, ge=1)
 
@@ -47,6 +55,14 @@ class AgentSpec(SpecModel):
     @classmethod
     def _model(cls, value: str) -> str:
         return check_name(value, "model name")
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "sandbox template name")
+
+    def uses_sandbox(self) -> bool:
+        return any(ref.builtin in SANDBOX_TOOLS for ref in self.tools)
 
 
 class Agent(Resource):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hangar.models.messages import ToolDefinition
+from hangar.sandbox.base import Sandbox
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,8 @@ class ToolContext:
     run_id: str
     agent: str
     allow_hosts: tuple[str, ...] = field(default=())
+    sandbox: Callable[[], Awaitable[Sandbox]] | None = None
+    """The run's sandbox session, started on first use."""
 
 
 class Tool(Protocol):

@@ -13,6 +13,7 @@ from hangar.spec.agent import BuiltinToolName
 from hangar.tools.base import Tool, ToolContext
 from hangar.tools.egress import check_url
 from hangar.tools.function import FunctionTool
+from hangar.tools.sandbox import SANDBOX_TOOLS
 
 MAX_BODY_CHARS = 20_000
 MAX_REDIRECTS = 5
@@ -53,6 +54,7 @@ async def http_get(url: str, ctx: ToolContext) -> str:
 BUILTIN_TOOLS: dict[str, Tool] = {
     "current_time": FunctionTool(current_time, idempotent=True),
     "http_get": FunctionTool(http_get, idempotent=True),
+    **SANDBOX_TOOLS,
 }
 
 assert set(BUILTIN_TOOLS) == set(get_args(BuiltinToolName)), "spec and tools disagree"
