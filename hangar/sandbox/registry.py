@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from hangar.errors import ConfigurationError
+from hangar.errors import ClientError, ConfigurationError
 from hangar.sandbox.base import Availability, SandboxBackend
 from hangar.sandbox.bwrap import BwrapBackend
 from hangar.sandbox.wasm import WasmBackend
@@ -26,10 +26,17 @@ def all_availability() -> list[Availability]:
     return [availability(name) for name in (*BACKENDS, *PLANNED)]
 
 
+class BackendUnavailableError(ClientError):
+    """The template or request names a backend this host cannot run."""
+
+    code = "backend_unavailable"
+    status = 422
+
+
 def backend(name: str) -> SandboxBackend:
     state = availability(name)
     if not state.available:
-        raise ConfigurationError(
+        raise BackendUnavailableError(
             f"sandbox backend {name!r} is not available on this host: {state.detail}",
             hint=state.hint or "run `hangar sandbox doctor` to see which backends work here",
         )

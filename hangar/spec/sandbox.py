@@ -23,8 +23,11 @@ class SandboxNetwork(SpecModel):
     allow_hosts: list[str] = Field(default_factory=list)
 
 
+Backend = Literal["bwrap", "gvisor", "wasm", "monty"]
+
+
 class SandboxTemplateSpec(SpecModel):
-    backend: Literal["bwrap", "gvisor", "wasm", "monty"] = "bwrap"
+    backend: Backend = "bwrap"
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
     network: SandboxNetwork = Field(default_factory=SandboxNetwork)
     warm_pool: int = Field(default=0, ge=0, le=1000)

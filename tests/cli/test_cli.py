@@ -132,3 +132,23 @@ def test_chat_keeps_the_conversation(applied: ServerThread) -> None:
 def test_schema_works_offline() -> None:
     result = hangar(None, "schema", "model")
     assert json.loads(result.stdout)["properties"]["kind"]["const"] == "Model"
+
+
+def test_sandbox_exec_runs_a_command_and_passes_its_exit_code(server: ServerThread) -> None:
+    result = hangar(server, "sandbox", "exec", "default", "--", "sh", "-c", "echo in sandbox; exit 4")
+    assert (result.returncode, result.stdout) == (4, "in sandbox\n"), result.stderr
+    python = hangar(server, "sandbox", "exec", "default", "--backend", "wasm", "--python", "--", "2 ** 10")
+    assert (python.returncode, python.stdout) == (0, "1024\n"), python.stderr
+    with server.client() as api:
+        assert api.get("/v1/sandboxes").json()["items"] == []  # each exec cleans up
+
+
+def test_sandbox_exec_reports_a_timeout(server: ServerThread) -> None:
+    result = hangar(server, "sandbox", "exec", "default", "--timeout", "1", "--", "sleep", "30")
+    assert result.returncode != 0
+    assert "sandbox[timeout]" in result.stderr
+
+
+def test_sandbox_doctor_lists_backends(server: ServerThread) -> None:
+    table = hangar(server, "sandbox", "doctor").stdout
+    assert "bwrap" in table and "wasm" in table and "gvisor" in table

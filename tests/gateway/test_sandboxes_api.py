@@ -1,0 +1,106 @@
+"""Sandboxes over REST: create, exec (also streamed), files, isolation, delete."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.helpers import ServerThread, doc
+
+
+@pytest.fixture(params=["bwrap", "wasm"])
+def sandbox(request: pytest.FixtureRequest, api: httpx.Client) -> str:
+    created = api.post("/v1/sandboxes", json={"backend": request.param})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["backend"], body["alive"]) == (request.param, True)
+    return str(body["id"])
+
+
+def test_exec_keeps_state_and_files_move_both_ways(api: httpx.Client, sandbox: str) -> None:
+    assert (
+        api.post(f"/v1/sandboxes/{sandbox}/exec", json={"code": "n = 6"}).json()["status"] == "ok"
+    )
+    result = api.post(f"/v1/sandboxes/{sandbox}/exec", json={"code": "n * 7"}).json()
+    assert (result["status"], result["value"]) == ("ok", "42")
+
+    put = api.put(f"/v1/sandboxes/{sandbox}/files/in/data.txt", content=b"3 4 5")
+    assert put.json() == {"path": "in/data.txt", "size": 5}
+    code = "open('out.txt','w').write(str(sum(map(int, open('in/data.txt').read().split()))))"
+    assert api.post(f"/v1/sandboxes/{sandbox}/exec", json={"code": code}).json()["files"] == [
+        "out.txt"
+    ]
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/out.txt").content == b"12"
+    listed = api.get(f"/v1/sandboxes/{sandbox}/files").json()["items"]
+    assert {f["path"] for f in listed} == {"in/data.txt", "out.txt"}
+
+
+def test_exec_streams_over_sse(api: httpx.Client, sandbox: str) -> None:
+    with api.stream(
+        "POST", f"/v1/sandboxes/{sandbox}/exec", json={"code": "print('hello')", "stream": True}
+    ) as r:
+        lines = [line for line in r.iter_lines() if line.startswith(("event:", "data:"))]
+    events = [line.split(": ", 1)[1] for line in lines if line.startswith("event:")]
+    assert events == ["started", "stdout", "result"]
+    assert json.loads(lines[-1].split(": ", 1)[1])["stdout"] == "hello\n"
+
+
+def test_paths_that_leave_the_workspace_are_refused(api: httpx.Client, sandbox: str) -> None:
+    for path in ("..%2Fescape.txt", "%2Fetc%2Fpasswd", "a/../../x"):
+        response = api.put(f"/v1/sandboxes/{sandbox}/files/{path}", content=b"x")
+        assert response.status_code in (404, 422), (path, response.text)
+        if response.status_code == 422:
+            assert response.json()["error"]["code"] == "sandbox_file_error"
+
+
+def test_another_namespace_cannot_reach_a_sandbox(
+    server: ServerThread, api: httpx.Client, sandbox: str
+) -> None:
+    other_key = api.post("/v1/keys", json={"namespace": "other"}).json()["key"]
+    with server.client(other_key) as other:
+        assert other.get("/v1/sandboxes").json()["items"] == []
+        for response in (
+            other.get(f"/v1/sandboxes/{sandbox}"),
+            other.post(f"/v1/sandboxes/{sandbox}/exec", json={"code": "1"}),
+            other.get(f"/v1/sandboxes/{sandbox}/files"),
+            other.delete(f"/v1/sandboxes/{sandbox}"),
+        ):
+            assert response.status_code == 404
+            assert response.json()["error"]["code"] == "sandbox_not_found"
+    assert api.get(f"/v1/sandboxes/{sandbox}").json()["alive"] is True
+
+
+def test_delete_ends_the_sandbox(api: httpx.Client, sandbox: str) -> None:
+    assert api.delete(f"/v1/sandboxes/{sandbox}").json()["deleted"] is True
+    assert api.get(f"/v1/sandboxes/{sandbox}").status_code == 404
+
+
+def test_templates_backends_and_bad_requests(api: httpx.Client) -> None:
+    api.post(
+        "/v1/apply",
+        json=doc("SandboxTemplate", "small", {"backend": "wasm", "limits": {"memoryMb": 64}}),
+    )
+    created = api.post("/v1/sandboxes", json={"template": "small"}).json()
+    assert (created["template"], created["backend"], created["limits"]["memoryMb"]) == (
+        "small",
+        "wasm",
+        64,
+    )
+
+    backends = {b["backend"]: b for b in api.get("/v1/sandboxes/backends").json()["items"]}
+    assert backends["bwrap"]["available"] and backends["wasm"]["available"]
+    assert not backends["gvisor"]["available"] and backends["gvisor"]["detail"]
+
+    for body, code in (
+        ({"backend": "gvisor"}, "backend_unavailable"),
+        ({"backend": "vmware"}, "invalid_request"),
+        ({"template": "ghost"}, "resource_not_found"),
+        ({"template": "small", "backend": "wasm"}, "invalid_request"),
+    ):
+        response = api.post("/v1/sandboxes", json=body)
+        assert 400 <= response.status_code < 500 and response.json()["error"]["code"] == code, body
+    sid = created["id"]
+    bad = api.post(f"/v1/sandboxes/{sid}/exec", json={"code": "1", "command": "ls"})
+    assert bad.status_code == 422
