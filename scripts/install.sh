@@ -18,7 +18,11 @@ fi
 missing=()
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v setpriv >/dev/null || missing+=(util-linux)
+command -v runsc >/dev/null || missing+=(runsc)
 [ -x /usr/bin/python3 ] || missing+=(python3-minimal)
+# The process sandboxes' root is the host's /usr: give its Python numpy, pandas, plots.
+/usr/bin/python3 -c "import numpy, pandas, matplotlib" 2>/dev/null \
+    || missing+=(python3-numpy python3-pandas python3-matplotlib)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing ${missing[*]} for the sandboxes..."

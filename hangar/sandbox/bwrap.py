@@ -27,6 +27,8 @@ PYTHON = "/usr/bin/python3"
 SANDBOX_UID = 1000
 """The user inside the sandbox; on the host it is ``nobody`` (see ``_drop_privileges``)."""
 HOST_NOBODY = 65534
+HOST_ETC = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/matplotlibrc")
+"""The few files of the host's /etc that programs in /usr need, shared read-only."""
 
 
 @functools.cache
@@ -87,7 +89,7 @@ def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
     ]
     if Path("/usr/lib64").exists():
         argv += ["--symlink", "usr/lib64", "/lib64"]
-    for optional in ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"):
+    for optional in HOST_ETC:
         if Path(optional).exists():
             argv += ["--ro-bind", optional, optional]
     argv += [

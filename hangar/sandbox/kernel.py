@@ -35,6 +35,7 @@ WORKSPACE = os.environ.get("HANGAR_WORKSPACE", "/workspace")
 OUTPUT_BYTES = int(os.environ.get("HANGAR_OUTPUT_BYTES", "1000000"))
 MEMORY_BYTES = int(os.environ.get("HANGAR_MEMORY_BYTES", "0"))
 FILE_BYTES = int(os.environ.get("HANGAR_FILE_BYTES", "0"))
+PROCESSES = int(os.environ.get("HANGAR_PROCESSES", "0"))
 VALUE_CHARS = 10_000
 
 
@@ -277,12 +278,32 @@ def run_shell(command, timeout):
     }
 
 
+def crowded():
+    """Whether the sandbox is at its process limit: what a fork bomb leaves behind."""
+    if not PROCESSES or not os.path.isdir("/proc"):
+        return False
+    alive = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
+    return alive >= PROCESSES * 3 // 4
+
+
+def contained(reply):
+    if crowded():
+        reply.update(
+            status="denied",
+            error=f"the sandbox reached its limit of {PROCESSES} processes and is being killed",
+            kill=True,
+        )
+    return reply
+
+
 def handle(namespace, request):
     op = request.get("op")
     if op == "exec":
-        return run_cell(namespace, request["code"], request["timeout"], request.get("cpu"))
+        return contained(
+            run_cell(namespace, request["code"], request["timeout"], request.get("cpu"))
+        )
     if op == "shell":
-        return run_shell(request["cmd"], request["timeout"])
+        return contained(run_shell(request["cmd"], request["timeout"]))
     if op == "ping":
         return {"status": "ok"}
     try:
@@ -315,7 +336,16 @@ def handle(namespace, request):
 
 def main():
     set_limits()
-    replies = os.fdopen(int(os.environ.get("HANGAR_REPLY_FD", "3")), "w", buffering=1)
+    reply_fd = os.environ.get("HANGAR_REPLY_FD", "3")
+    if reply_fd == "stdout":
+        # The runtime gives us only stdio (gVisor): answer on a private copy of stdout.
+        reply_fd = str(os.dup(1))
+    replies = os.fdopen(int(reply_fd), "w", buffering=1)
+    # Output that bypasses sys.stdout (C code, inherited descriptors) goes nowhere:
+    # it must neither mix with answers nor fill a pipe nobody reads.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
     requests = os.fdopen(0, "r")
     # User code reads an empty stdin, never the protocol.
     sys.stdin = io.StringIO("")

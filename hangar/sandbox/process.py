@@ -57,6 +57,7 @@ def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:
         "HANGAR_OUTPUT_BYTES": str(limits.output_bytes),
         "HANGAR_MEMORY_BYTES": str(limits.memory_mb * 1024 * 1024),
         "HANGAR_FILE_BYTES": str(limits.workspace_mb * 1024 * 1024),
+        "HANGAR_PROCESSES": str(limits.processes),
         "HANGAR_REPLY_FD": REPLY_FD,
     }
 
@@ -69,9 +70,14 @@ class ProcessSandbox:
         backend: str,
         *,
         pass_fds: Sequence[int] = (),
+        replies_on_stdout: bool = False,
+        host_pids: int | None = None,
     ) -> None:
+        self.host_pids = host_pids
+        """Host tasks the sandbox may have; defaults to the template's process limit."""
         self.spec = spec
         self.pass_fds = tuple(pass_fds)
+        self.replies_on_stdout = replies_on_stdout
         self.argv = list(argv)
         self.backend = backend
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
@@ -97,12 +103,53 @@ class ProcessSandbox:
             self.cgroup = Cgroup(
                 layout,
                 self._id,
-                pids=self.spec.limits.processes,
+                pids=self.host_pids or self.spec.limits.processes,
                 memory_bytes=self.spec.limits.memory_mb * 1024 * 1024 * 2,
             )
+        cgroup = self.cgroup
+        if self.replies_on_stdout:
+            await self._spawn_stdio(cgroup)
+        else:
+            await self._spawn_with_reply_pipe(cgroup)
+        assert self.proc is not None and self._replies is not None
+        try:
+            async with asyncio.timeout(30):
+                line = await self._replies.readline()
+        except TimeoutError:
+            line = b""
+        if not line:
+            stderr = b""
+            if self.proc.stderr is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        stderr = await self.proc.stderr.read(4000)
+            await self.kill()
+            raise SandboxDeadError(
+                f"the {self.backend} sandbox did not start: "
+                f"{stderr.decode(errors='replace').strip()}",
+                hint="run `hangar sandbox doctor` to see what this host supports",
+            )
+
+    async def _spawn_stdio(self, cgroup: Cgroup | None) -> None:
+        def in_child() -> None:
+            if cgroup is not None:
+                cgroup.enter()
+
+        self.proc = await asyncio.create_subprocess_exec(
+            *[arg.replace(REPLY_FD, "stdout") for arg in self.argv],
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=self.pass_fds,
+            preexec_fn=in_child,
+            start_new_session=True,
+            limit=64 * 1024 * 1024,
+        )
+        self._replies = self.proc.stdout
+
+    async def _spawn_with_reply_pipe(self, cgroup: Cgroup | None) -> None:
         read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, True)
-        cgroup = self.cgroup
 
         def in_child() -> None:
             if cgroup is not None:
@@ -127,23 +174,6 @@ class ProcessSandbox:
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
         )
         self._replies = reader
-        try:
-            async with asyncio.timeout(30):
-                line = await reader.readline()
-        except TimeoutError:
-            line = b""
-        if not line:
-            stderr = b""
-            if self.proc.stderr is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1):
-                        stderr = await self.proc.stderr.read(4000)
-            await self.kill()
-            raise SandboxDeadError(
-                f"the {self.backend} sandbox did not start: "
-                f"{stderr.decode(errors='replace').strip()}",
-                hint="run `hangar sandbox doctor` to see what this host supports",
-            )
 
     async def _call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         if not self.alive or self.proc is None or self.proc.stdin is None or self._replies is None:
@@ -184,6 +214,9 @@ class ProcessSandbox:
     async def _contain(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A sandbox that reached its process limit is running a fork bomb: its strays
         would burn CPU forever, so the whole sandbox goes."""
+        if reply.get("kill") is True:
+            await self.kill()
+            return reply
         if self.cgroup is not None and self.cgroup.hit_process_limit():
             await self.kill()
             return {

@@ -7,10 +7,13 @@ import functools
 from hangar.errors import ClientError, ConfigurationError
 from hangar.sandbox.base import Availability, SandboxBackend
 from hangar.sandbox.bwrap import BwrapBackend
+from hangar.sandbox.gvisor import GvisorBackend
 from hangar.sandbox.wasm import WasmBackend
 
-BACKENDS: dict[str, SandboxBackend] = {b.name: b for b in (BwrapBackend(), WasmBackend())}
-PLANNED = ("gvisor", "monty")
+BACKENDS: dict[str, SandboxBackend] = {
+    b.name: b for b in (BwrapBackend(), GvisorBackend(), WasmBackend())
+}
+PLANNED = ("monty",)
 """Backends the spec names whose implementation has not landed yet."""
 
 

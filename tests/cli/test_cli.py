@@ -135,9 +135,13 @@ def test_schema_works_offline() -> None:
 
 
 def test_sandbox_exec_runs_a_command_and_passes_its_exit_code(server: ServerThread) -> None:
-    result = hangar(server, "sandbox", "exec", "default", "--", "sh", "-c", "echo in sandbox; exit 4")
+    result = hangar(
+        server, "sandbox", "exec", "default", "--", "sh", "-c", "echo in sandbox; exit 4"
+    )
     assert (result.returncode, result.stdout) == (4, "in sandbox\n"), result.stderr
-    python = hangar(server, "sandbox", "exec", "default", "--backend", "wasm", "--python", "--", "2 ** 10")
+    python = hangar(
+        server, "sandbox", "exec", "default", "--backend", "wasm", "--python", "--", "2 ** 10"
+    )
     assert (python.returncode, python.stdout) == (0, "1024\n"), python.stderr
     with server.client() as api:
         assert api.get("/v1/sandboxes").json()["items"] == []  # each exec cleans up
