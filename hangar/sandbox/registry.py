@@ -8,12 +8,13 @@ from hangar.errors import ClientError, ConfigurationError
 from hangar.sandbox.base import Availability, SandboxBackend
 from hangar.sandbox.bwrap import BwrapBackend
 from hangar.sandbox.gvisor import GvisorBackend
+from hangar.sandbox.monty import MontyBackend
 from hangar.sandbox.wasm import WasmBackend
 
 BACKENDS: dict[str, SandboxBackend] = {
-    b.name: b for b in (BwrapBackend(), GvisorBackend(), WasmBackend())
+    b.name: b for b in (BwrapBackend(), GvisorBackend(), WasmBackend(), MontyBackend())
 }
-PLANNED = ("monty",)
+PLANNED: tuple[str, ...] = ()
 """Backends the spec names whose implementation has not landed yet."""
 
 

@@ -11,7 +11,8 @@ from hangar.sandbox.base import Sandbox
 from hangar.sandbox.registry import BACKENDS, availability
 from hangar.spec.sandbox import SandboxTemplateSpec
 
-BACKEND_NAMES = list(BACKENDS)
+BACKEND_NAMES = [name for name in BACKENDS if name != "monty"]
+"""Backends that run full CPython; monty (a subset) has a suite of the cases that apply."""
 
 StartSandbox = Callable[..., Awaitable[Sandbox]]
 
@@ -30,6 +31,12 @@ async def start(request: pytest.FixtureRequest) -> AsyncIterator[StartSandbox]:
 @pytest.fixture(params=PROCESS_BACKENDS)
 async def start_process(request: pytest.FixtureRequest) -> AsyncIterator[StartSandbox]:
     async for make in _starter(request.param):
+        yield make
+
+
+@pytest.fixture
+async def start_monty() -> AsyncIterator[StartSandbox]:
+    async for make in _starter("monty"):
         yield make
 
 

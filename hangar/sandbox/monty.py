@@ -1,0 +1,222 @@
+"""The ``monty`` backend: pydantic-monty, a Python subset in Rust, run by a pool of
+worker processes. A cell costs well under a millisecond, so it fits pure
+computation an agent does many times (arithmetic, parsing, data shaping); it has
+no shell, no network, and no files but its workspace mount.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus, FileInfo
+from hangar.sandbox.process import SandboxDeadError
+from hangar.sandbox.workspace import HostWorkspace
+from hangar.spec.sandbox import SandboxTemplateSpec
+
+GUEST_WORKSPACE = "/workspace"
+_STATUS_BY_EXCEPTION = {
+    "OutputFull": ExecStatus.OUTPUT_TRUNCATED,
+    "TimeoutError": ExecStatus.TIMEOUT,
+    "MemoryError": ExecStatus.OOM,
+    "RecursionError": ExecStatus.OOM,
+    "PermissionError": ExecStatus.DENIED,
+}
+
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def pool() -> Any:
+    """One worker pool per process, started on first use and stopped at exit."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            from pydantic_monty import Monty
+
+            _pool = Monty(min_processes=1)
+            _pool.__enter__()
+            atexit.register(_pool.__exit__, None, None, None)
+        return _pool
+
+
+class _OutputFull(Exception):
+    """Raised from the print callback: it stops the feed, and the session survives."""
+
+
+class _Capped:
+    """Keeps at most ``limit`` bytes of output, then stops the code that prints."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[tuple[str, str]] = []
+        self.size = 0
+        self.full = False
+
+    def __call__(self, stream: str, text: str) -> None:
+        room = self.limit - self.size
+        data = text.encode()
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self.full = True
+        self.parts.append((stream, data.decode(errors="ignore")))
+        self.size += len(data)
+        if self.full:
+            raise _OutputFull
+
+    def text(self, stream: str) -> str:
+        return "".join(t for s, t in self.parts if s == stream)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    found = {}
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            info = path.stat()
+            found[str(path.relative_to(root))] = (info.st_mtime_ns, info.st_size)
+    return found
+
+
+class MontySandbox:
+    def __init__(self, spec: SandboxTemplateSpec) -> None:
+        self.spec = spec
+        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
+        self.folder = Path(tempfile.mkdtemp(prefix="hangar-monty-"))
+        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
+        self.session: Any = None
+        self.mount: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def alive(self) -> bool:
+        return self.session is not None
+
+    async def start(self) -> None:
+        from pydantic_monty import MountDir
+
+        limits = self.spec.limits
+
+        def open_session() -> tuple[Any, Any]:
+            session = pool().checkout(
+                limits={
+                    "max_feed_duration_secs": limits.wall_seconds,
+                    "max_memory": limits.memory_mb * 1024 * 1024,
+                }
+            )
+            session.__enter__()
+            mount = MountDir(
+                host_path=self.folder,
+                virtual_path=GUEST_WORKSPACE,
+                mode="read-write",
+                write_bytes_limit=limits.workspace_mb * 1024 * 1024,
+            )
+            mount.__enter__()
+            return session, mount
+
+        self.session, self.mount = await asyncio.to_thread(open_session)
+
+    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+        from pydantic_monty import MontyCrashedError, MontyError, MontyRuntimeError
+
+        if self.session is None:
+            raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
+        limit = self.spec.limits.output_bytes
+        out = _Capped(limit)
+        before = _snapshot(self.folder)
+        started = time.perf_counter()
+        status, value, error, trace = ExecStatus.OK, None, None, None
+        async with self._lock:
+            try:
+                result = await asyncio.to_thread(
+                    self.session.feed_run,
+                    code,
+                    print_callback=out,
+                    mount=self.mount,
+                    cwd=GUEST_WORKSPACE,
+                )
+                value = None if result is None else repr(result)
+            except MontyRuntimeError as exc:
+                name = "OutputFull" if out.full else type(exc.exception()).__name__
+                status = _STATUS_BY_EXCEPTION.get(name, ExecStatus.ERROR)
+                error = exc.display("type-msg")
+                trace = exc.display("traceback")
+                if status in (ExecStatus.TIMEOUT, ExecStatus.OOM):
+                    # Monty promises nothing of a heap stopped mid-operation.
+                    await self.kill()
+                    error += "; the session is over"
+            except MontyCrashedError as exc:
+                await self.kill()
+                status, error = ExecStatus.KILLED, f"the worker died: {exc}"
+            except MontyError as exc:
+                status, error = ExecStatus.ERROR, str(exc)
+        stdout, stderr = out.text("stdout"), out.text("stderr")
+        after = _snapshot(self.folder) if self.folder.exists() else {}
+        files = tuple(sorted(p for p, stamp in after.items() if before.get(p) != stamp))
+        return ExecResult(
+            status=status,
+            stdout=stdout,
+            stderr=stderr,
+            value=value,
+            error=error,
+            traceback=trace,
+            files=files,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+        return ExecResult(ExecStatus.DENIED, error="the monty backend runs a Python subset only")
+
+    async def write_file(self, path: str, data: bytes) -> FileInfo:
+        return self.workspace.write(path, data)
+
+    async def read_file(self, path: str) -> bytes:
+        return self.workspace.read(path)
+
+    async def list_files(self) -> list[FileInfo]:
+        return self.workspace.list()
+
+    async def kill(self) -> None:
+        session, mount = self.session, self.mount
+        self.session = self.mount = None
+
+        def close() -> None:
+            for item in (mount, session):
+                if item is not None:
+                    with contextlib.suppress(Exception):
+                        item.__exit__(None, None, None)
+
+        await asyncio.to_thread(close)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MontyBackend:
+    name = "monty"
+
+    def availability(self) -> Availability:
+        try:
+            import pydantic_monty  # noqa: F401
+        except ImportError:
+            return Availability(
+                self.name,
+                False,
+                "pydantic-monty is not installed",
+                hint="pip install pydantic-monty",
+            )
+        return Availability(self.name, True, "Python subset in worker processes; microsecond cells")
+
+    async def start(self, spec: SandboxTemplateSpec) -> MontySandbox:
+        sandbox = MontySandbox(spec)
+        await sandbox.start()
+        return sandbox
