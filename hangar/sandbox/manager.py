@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from hangar.errors import NotFoundError
 from hangar.sandbox.base import Sandbox
-from hangar.sandbox.registry import backend, default_backend
+from hangar.sandbox.registry import BackendUnavailableError, backend, default_backend
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 log = logging.getLogger("hangar.sandbox")
@@ -73,6 +73,11 @@ class SandboxManager:
             else:
                 pool.append(item)
 
+    async def settle(self) -> None:
+        """Wait until the pools' background refills are done."""
+        while self._refills:
+            await asyncio.gather(*self._refills, return_exceptions=True)
+
     def _refill(self, spec: SandboxTemplateSpec) -> None:
         task = asyncio.create_task(self.warm(spec))
         self._refills.add(task)
@@ -95,6 +100,13 @@ class SandboxManager:
         self, namespace: str, spec: SandboxTemplateSpec | None = None, template: str = "default"
     ) -> Session:
         spec = spec or default_template()
+        if spec.network.mode != "none":
+            raise BackendUnavailableError(
+                f"template {template!r} asks for network mode {spec.network.mode!r}, "
+                "which no backend offers yet",
+                hint="use network mode 'none'; reach the outside through agent tools "
+                "such as http_get, which honour the agent's egress allow-list",
+            )
         sandbox = await self._acquire(spec)
         session = Session(namespace, template, spec, sandbox)
         self.sessions[sandbox.id] = session

@@ -23,6 +23,7 @@ from hangar.sandbox.workspace import HostWorkspace
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 GUEST_WORKSPACE = "/workspace"
+MAX_WORKERS = 256
 _STATUS_BY_EXCEPTION = {
     "OutputFull": ExecStatus.OUTPUT_TRUNCATED,
     "TimeoutError": ExecStatus.TIMEOUT,
@@ -42,7 +43,9 @@ def pool() -> Any:
         if _pool is None:
             from pydantic_monty import Monty
 
-            _pool = Monty(min_processes=1)
+            # Each live session holds a worker, so the pool must be as large as the
+            # sandboxes we keep; a checkout that still finds none fails, never hangs.
+            _pool = Monty(min_processes=1, max_processes=MAX_WORKERS, checkout_timeout=30)
             _pool.__enter__()
             atexit.register(_pool.__exit__, None, None, None)
         return _pool

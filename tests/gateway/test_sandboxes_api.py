@@ -90,11 +90,10 @@ def test_templates_backends_and_bad_requests(api: httpx.Client) -> None:
     )
 
     backends = {b["backend"]: b for b in api.get("/v1/sandboxes/backends").json()["items"]}
-    assert all(backends[name]["available"] for name in ("bwrap", "gvisor", "wasm"))
-    assert not backends["monty"]["available"] and backends["monty"]["detail"]
+    assert all(backends[name]["available"] for name in ("bwrap", "gvisor", "wasm", "monty"))
+    assert all(backends[name]["detail"] for name in backends)
 
     for body, code in (
-        ({"backend": "monty"}, "backend_unavailable"),
         ({"backend": "vmware"}, "invalid_request"),
         ({"template": "ghost"}, "resource_not_found"),
         ({"template": "small", "backend": "wasm"}, "invalid_request"),
@@ -104,3 +103,61 @@ def test_templates_backends_and_bad_requests(api: httpx.Client) -> None:
     sid = created["id"]
     bad = api.post(f"/v1/sandboxes/{sid}/exec", json={"code": "1", "command": "ls"})
     assert bad.status_code == 422
+
+
+def tar(*members: tuple[str, bytes | None, str]) -> bytes:
+    """A tar archive of (name, content, kind) with kind 'file', 'symlink' or 'hardlink'."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(content or b"")
+                archive.addfile(info, io.BytesIO(content or b""))
+            else:
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = "/etc/passwd"
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def test_an_archive_is_extracted_into_the_workspace(api: httpx.Client, sandbox: str) -> None:
+    data = tar(("src/main.py", b"print('hi')", "file"), ("README", b"read me", "file"))
+    listed = api.post(f"/v1/sandboxes/{sandbox}/archive?into=project", content=data).json()["items"]
+    assert {f["path"] for f in listed} == {"project/src/main.py", "project/README"}
+    assert api.get(f"/v1/sandboxes/{sandbox}/files/project/README").content == b"read me"
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        ("../escape.txt", b"x", "file"),
+        ("/etc/cron.d/evil", b"x", "file"),
+        ("a/../../escape.txt", b"x", "file"),
+        ("link", None, "symlink"),
+        ("hard", None, "hardlink"),
+    ],
+)
+def test_a_crafted_archive_is_refused_whole(
+    api: httpx.Client, sandbox: str, member: tuple[str, bytes | None, str]
+) -> None:
+    data = tar(("good.txt", b"fine", "file"), member)
+    response = api.post(f"/v1/sandboxes/{sandbox}/archive", content=data)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "sandbox_file_error" and error["details"]["status"] == "denied"
+    assert api.get(f"/v1/sandboxes/{sandbox}/files").json()["items"] == []  # nothing extracted
+
+
+def test_network_modes_other_than_none_are_refused_plainly(api: httpx.Client) -> None:
+    api.post(
+        "/v1/apply",
+        json=doc(
+            "SandboxTemplate", "online", {"backend": "bwrap", "network": {"mode": "allowlist"}}
+        ),
+    )
+    response = api.post("/v1/sandboxes", json={"template": "online"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "backend_unavailable"

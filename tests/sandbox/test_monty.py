@@ -24,7 +24,8 @@ async def test_files_in_the_workspace(start_monty: StartSandbox) -> None:
     sandbox = await start_monty()
     await sandbox.write_file("in.txt", b"21")
     result = await sandbox.run_python(
-        "n = int(open('/workspace/in.txt').read())\nopen('/workspace/out.txt', 'w').write(str(n * 2))"
+        "n = int(open('/workspace/in.txt').read())\n"
+        "open('/workspace/out.txt', 'w').write(str(n * 2))"
     )
     assert result.files == ("out.txt",)
     assert await sandbox.read_file("out.txt") == b"42"

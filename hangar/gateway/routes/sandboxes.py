@@ -13,6 +13,7 @@ from hangar.errors import InvalidRequestError
 from hangar.gateway.auth import KeyDep, RuntimeDep
 from hangar.gateway.sse import SSE_HEADERS, frame
 from hangar.runtime.sandboxes import template_spec
+from hangar.sandbox.archive import extract
 from hangar.sandbox.manager import Session
 from hangar.sandbox.registry import all_availability
 from hangar.spec.sandbox import Backend, SandboxTemplateSpec
@@ -147,6 +148,20 @@ async def upload(
         raise InvalidRequestError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
     info = await rt.sandboxes.get(key.namespace, sandbox_id).sandbox.write_file(path, data)
     return {"path": info.path, "size": info.size}
+
+
+@router.post("/v1/sandboxes/{sandbox_id}/archive")
+async def upload_archive(
+    sandbox_id: str, request: Request, key: KeyDep, rt: RuntimeDep, into: str = ""
+) -> dict[str, Any]:
+    """Extract a tar archive (optionally compressed) into the workspace; an archive
+    with links, absolute paths or '..' is refused whole."""
+    data = await request.body()
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InvalidRequestError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
+    sandbox = rt.sandboxes.get(key.namespace, sandbox_id).sandbox
+    files = await extract(sandbox, data, into)
+    return {"items": [{"path": f.path, "size": f.size} for f in files]}
 
 
 @router.delete("/v1/sandboxes/{sandbox_id}")
