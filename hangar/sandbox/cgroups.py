@@ -70,11 +70,12 @@ class Cgroup:
                 (mem_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 self.dirs.append(mem_dir)
 
-    def enter(self) -> None:
-        """Move the calling process into this cgroup (runs between fork and exec)."""
-        pid = str(os.getpid())
-        for directory in self.dirs:
-            (directory / "cgroup.procs").write_text(pid)
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run by a shell that first moves itself into this cgroup, so the
+        program and everything it starts is inside from its first instruction.
+        (A shell rather than a preexec hook: it lets the event loop spawn with vfork.)"""
+        moves = "; ".join(f"echo $$ > {d / 'cgroup.procs'}" for d in self.dirs)
+        return ["/bin/sh", "-c", f'{moves} && exec "$@"', "sandbox", *argv]
 
     def hit_process_limit(self) -> bool:
         """Whether a fork was refused because the sandbox reached ``pids.max``."""

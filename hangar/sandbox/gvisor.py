@@ -26,6 +26,7 @@ from hangar.spec.sandbox import SandboxTemplateSpec
 
 WORKSPACE = "/workspace"
 HOST_TASKS = 512
+_teardowns: set[asyncio.Task[None]] = set()
 
 
 def _bind(source: str, destination: str) -> dict[str, Any]:
@@ -107,6 +108,14 @@ class GvisorSandbox(ProcessSandbox):
         self.argv = [*self.base, "run", "--bundle", str(self.bundle), self.id]
 
     async def kill(self) -> None:
+        # runsc takes a second or more to tear a sandbox down; nobody needs to wait
+        # for it once the sandbox is marked dead.
+        self.killed = True
+        task = asyncio.create_task(self._teardown())
+        _teardowns.add(task)
+        task.add_done_callback(_teardowns.discard)
+
+    async def _teardown(self) -> None:
         await super().kill()
         with contextlib.suppress(OSError):
             proc = await asyncio.create_subprocess_exec(
@@ -118,9 +127,15 @@ class GvisorSandbox(ProcessSandbox):
                 stderr=asyncio.subprocess.DEVNULL,
             )
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(10):
+                async with asyncio.timeout(30):
                     await proc.wait()
         shutil.rmtree(self.bundle, ignore_errors=True)
+
+
+async def settle_teardowns() -> None:
+    """Wait for background teardowns (tests and shutdown use it)."""
+    while _teardowns:
+        await asyncio.gather(*_teardowns, return_exceptions=True)
 
 
 class GvisorBackend:

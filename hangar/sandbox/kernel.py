@@ -13,16 +13,16 @@ time per cell, output size); process counts are left to the host (cgroups).
 """
 
 import ast
-import base64
 import contextlib
 import io
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import traceback
+
+# Imported after "ready" (see warm_up), so a sandbox is ready sooner.
+base64 = subprocess = traceback = None
 
 try:  # absent under WASI, where the wasm backend loads this module into its guest
     import resource
@@ -213,6 +213,17 @@ def run_cell(namespace, code, timeout, cpu_seconds):
     return result
 
 
+def warm_up():
+    global base64, subprocess, traceback
+    import base64
+    import traceback
+
+    try:
+        import subprocess
+    except ImportError:  # WASI: no processes
+        subprocess = None
+
+
 def run_shell(command, timeout):
     before = snapshot()
     proc = subprocess.Popen(
@@ -227,11 +238,11 @@ def run_shell(command, timeout):
     status = "ok"
     deadline = time.monotonic() + timeout
     # Read both streams without letting endless output fill memory.
+    import selectors
+
     os.set_blocking(proc.stdout.fileno(), False)
     os.set_blocking(proc.stderr.fileno(), False)
     streams = {proc.stdout: out, proc.stderr: err}
-    import selectors
-
     selector = selectors.DefaultSelector()
     for stream in streams:
         selector.register(stream, selectors.EVENT_READ)
@@ -353,6 +364,7 @@ def main():
     os.chdir(WORKSPACE)
     sys.path.insert(0, WORKSPACE)
     replies.write(json.dumps({"status": "ready", "pid": os.getpid()}) + "\n")
+    warm_up()
     for line in requests:
         try:
             request = json.loads(line)

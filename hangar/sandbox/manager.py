@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from hangar.errors import NotFoundError
 from hangar.sandbox.base import Sandbox
+from hangar.sandbox.gvisor import settle_teardowns
 from hangar.sandbox.registry import BackendUnavailableError, backend, default_backend
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -169,3 +170,4 @@ class SandboxManager:
         self.sessions.clear()
         self.pools.clear()
         await asyncio.gather(*(sb.kill() for sb in sandboxes), return_exceptions=True)
+        await settle_teardowns()

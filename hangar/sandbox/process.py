@@ -88,6 +88,7 @@ class ProcessSandbox:
         self._counter = 0
         self.started_at = time.monotonic()
         self.last_used = self.started_at
+        self.killed = False
 
     @property
     def id(self) -> str:
@@ -95,7 +96,7 @@ class ProcessSandbox:
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
+        return not self.killed and self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
         layout = detect()
@@ -130,18 +131,17 @@ class ProcessSandbox:
                 hint="run `hangar sandbox doctor` to see what this host supports",
             )
 
-    async def _spawn_stdio(self, cgroup: Cgroup | None) -> None:
-        def in_child() -> None:
-            if cgroup is not None:
-                cgroup.enter()
+    def _command(self, cgroup: Cgroup | None, reply_fd: str) -> list[str]:
+        argv = [arg.replace(REPLY_FD, reply_fd) for arg in self.argv]
+        return cgroup.wrap(argv) if cgroup is not None else argv
 
+    async def _spawn_stdio(self, cgroup: Cgroup | None) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *[arg.replace(REPLY_FD, "stdout") for arg in self.argv],
+            *self._command(cgroup, "stdout"),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             pass_fds=self.pass_fds,
-            preexec_fn=in_child,
             start_new_session=True,
             limit=64 * 1024 * 1024,
         )
@@ -151,19 +151,13 @@ class ProcessSandbox:
         read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, True)
 
-        def in_child() -> None:
-            if cgroup is not None:
-                cgroup.enter()
-
-        argv = [arg.replace(REPLY_FD, str(write_fd)) for arg in self.argv]
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv,
+                *self._command(cgroup, str(write_fd)),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(write_fd, *self.pass_fds),
-                preexec_fn=in_child,
                 start_new_session=True,
             )
         finally:
@@ -284,6 +278,7 @@ class ProcessSandbox:
         return [FileInfo(str(p), int(s)) for p, s in reply["files"]]
 
     async def kill(self) -> None:
+        self.killed = True
         proc = self.proc
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):

@@ -33,6 +33,7 @@ import os as _os
 _os.chdir({workspace!r})
 __hangar = {{"__name__": "hangar_kernel"}}
 exec(compile({source!r}, "kernel", "exec"), __hangar)
+__hangar["warm_up"]()
 __hangar_user = {{"__name__": "__main__"}}
 """
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from hangar.sandbox.base import Sandbox
+from hangar.sandbox.gvisor import settle_teardowns
 from hangar.sandbox.registry import BACKENDS, availability
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -55,3 +56,4 @@ async def _starter(name: str) -> AsyncIterator[StartSandbox]:
     yield make
     for sandbox in started:
         await sandbox.kill()
+    await settle_teardowns()
