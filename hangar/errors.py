@@ -116,6 +116,30 @@ class RunNotActiveError(ConflictError):
     code = "run_not_active"
 
 
+class SandboxNotFoundError(NotFoundError):
+    code = "sandbox_not_found"
+
+
+class SandboxFileError(ClientError):
+    """A workspace file operation was refused or failed (``details.status`` says which)."""
+
+    code = "sandbox_file_error"
+    status = 422
+
+
+class SandboxDeadError(ConflictError):
+    """The sandbox is no longer running; start a new one."""
+
+    code = "sandbox_dead"
+
+
+class BackendUnavailableError(ClientError):
+    """A template or request names a sandbox backend this host cannot run."""
+
+    code = "backend_unavailable"
+    status = 422
+
+
 # --- failures of what Hangar depends on ---------------------------------------------------
 
 
@@ -132,6 +156,13 @@ class ModelProviderError(HangarError):
     code = "model_provider_error"
     status = 502
     retryable = True
+
+
+class RunFailedError(HangarError):
+    """A chat completion whose run failed for a reason other than a limit."""
+
+    code = "run_failed"
+    status = 502
 
 
 class ToolError(HangarError):

@@ -1,5 +1,6 @@
 """Sandboxes: isolated, stateful, warm places to run untrusted code."""
 
+from hangar.errors import SandboxNotFoundError
 from hangar.sandbox.base import (
     Availability,
     ExecResult,
@@ -8,7 +9,7 @@ from hangar.sandbox.base import (
     Sandbox,
     SandboxBackend,
 )
-from hangar.sandbox.manager import SandboxManager, SandboxNotFoundError, Session
+from hangar.sandbox.manager import SandboxManager, Session
 from hangar.sandbox.registry import BACKENDS, all_availability, default_backend
 
 __all__ = [

@@ -13,8 +13,8 @@ import io
 import tarfile
 from pathlib import PurePosixPath
 
+from hangar.errors import SandboxFileError
 from hangar.sandbox.base import FileInfo, Sandbox
-from hangar.sandbox.process import SandboxFileError
 
 MAX_MEMBERS = 10_000
 

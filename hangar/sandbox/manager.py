@@ -15,17 +15,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from hangar.errors import NotFoundError
+from hangar.errors import BackendUnavailableError, SandboxNotFoundError
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.gvisor import settle_teardowns
-from hangar.sandbox.registry import BackendUnavailableError, backend, default_backend
+from hangar.sandbox.registry import backend, default_backend
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 log = logging.getLogger("hangar.sandbox")
-
-
-class SandboxNotFoundError(NotFoundError):
-    code = "sandbox_not_found"
 
 
 @dataclass

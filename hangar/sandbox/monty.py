@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hangar.sandbox.base import Availability, ExecResult, ExecStatus, FileInfo
-from hangar.sandbox.process import SandboxDeadError
-from hangar.sandbox.workspace import HostWorkspace
+from hangar.errors import SandboxDeadError
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus
+from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 GUEST_WORKSPACE = "/workspace"
@@ -88,7 +88,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-class MontySandbox:
+class MontySandbox(HostWorkspaceFiles):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
         self.spec = spec
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
@@ -180,15 +180,6 @@ class MontySandbox:
 
     async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
         return ExecResult(ExecStatus.DENIED, error="the monty backend runs a Python subset only")
-
-    async def write_file(self, path: str, data: bytes) -> FileInfo:
-        return self.workspace.write(path, data)
-
-    async def read_file(self, path: str) -> bytes:
-        return self.workspace.read(path)
-
-    async def list_files(self) -> list[FileInfo]:
-        return self.workspace.list()
 
     async def kill(self) -> None:
         session, mount = self.session, self.mount

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from hangar.errors import HangarError
+from hangar.errors import SandboxDeadError, SandboxFileError
 from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo
 from hangar.sandbox.cgroups import Cgroup, detect
 from hangar.spec.sandbox import SandboxTemplateSpec
@@ -31,16 +31,6 @@ REPLY_FD = "{reply_fd}"
 KERNEL_GRACE_SECONDS = 3.0
 """Beyond a call's own timeout, how long the kernel may take to answer before the
 sandbox is considered hung and killed."""
-
-
-class SandboxFileError(HangarError):
-    code = "sandbox_file_error"
-    status = 422
-
-
-class SandboxDeadError(HangarError):
-    code = "sandbox_dead"
-    status = 409
 
 
 def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:

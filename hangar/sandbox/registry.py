@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from hangar.errors import ClientError, ConfigurationError
+from hangar.errors import BackendUnavailableError, ConfigurationError
 from hangar.sandbox.base import Availability, SandboxBackend
 from hangar.sandbox.bwrap import BwrapBackend
 from hangar.sandbox.gvisor import GvisorBackend
@@ -28,13 +28,6 @@ def availability(name: str) -> Availability:
 
 def all_availability() -> list[Availability]:
     return [availability(name) for name in (*BACKENDS, *PLANNED)]
-
-
-class BackendUnavailableError(ClientError):
-    """The template or request names a backend this host cannot run."""
-
-    code = "backend_unavailable"
-    status = 422
 
 
 def backend(name: str) -> SandboxBackend:

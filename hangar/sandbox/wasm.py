@@ -19,9 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hangar.sandbox.base import Availability, ExecResult, ExecStatus, FileInfo
-from hangar.sandbox.process import SandboxDeadError, SandboxFileError
-from hangar.sandbox.workspace import HostWorkspace
+from hangar.errors import SandboxDeadError
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus
+from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 KERNEL = Path(__file__).with_name("kernel.py")
@@ -43,7 +43,7 @@ print({mark!r} + _json.dumps(__hangar["run_cell"](__hangar_user, {code!r}, 0, 0)
 """
 
 
-class WasmSandbox:
+class WasmSandbox(HostWorkspaceFiles):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
         self.spec = spec
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
@@ -152,15 +152,6 @@ class WasmSandbox:
             error="the wasm backend runs Python only: it has no shell and no processes",
         )
 
-    async def write_file(self, path: str, data: bytes) -> FileInfo:
-        return self.workspace.write(path, data)
-
-    async def read_file(self, path: str) -> bytes:
-        return self.workspace.read(path)
-
-    async def list_files(self) -> list[FileInfo]:
-        return self.workspace.list()
-
     async def kill(self) -> None:
         session, self.session = self.session, None
         if session is not None:
@@ -191,4 +182,4 @@ class WasmBackend:
         return sandbox
 
 
-__all__ = ["SandboxFileError", "WasmBackend", "WasmSandbox"]
+__all__ = ["WasmBackend", "WasmSandbox"]

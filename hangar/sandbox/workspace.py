@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from hangar.errors import SandboxFileError
 from hangar.sandbox.base import FileInfo
-from hangar.sandbox.process import SandboxFileError
 
 MAX_READ = 64 * 1024 * 1024
 
@@ -83,3 +83,18 @@ class HostWorkspace:
                 self.path(name).unlink(missing_ok=True)
             except SandboxFileError:
                 continue
+
+
+class HostWorkspaceFiles:
+    """File operations of a sandbox whose workspace is a host folder (wasm, monty)."""
+
+    workspace: HostWorkspace
+
+    async def write_file(self, path: str, data: bytes) -> FileInfo:
+        return self.workspace.write(path, data)
+
+    async def read_file(self, path: str) -> bytes:
+        return self.workspace.read(path)
+
+    async def list_files(self) -> list[FileInfo]:
+        return self.workspace.list()

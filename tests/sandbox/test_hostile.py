@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hangar.errors import SandboxFileError
 from hangar.sandbox.base import ExecStatus
-from hangar.sandbox.process import SandboxFileError
 from tests.sandbox.conftest import StartSandbox
 
 

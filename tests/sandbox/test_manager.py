@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from hangar.errors import SandboxNotFoundError
 from hangar.sandbox.base import ExecStatus
-from hangar.sandbox.manager import SandboxManager, SandboxNotFoundError
+from hangar.sandbox.manager import SandboxManager
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from hangar.errors import SandboxFileError
 from hangar.sandbox.base import ExecStatus
-from hangar.sandbox.process import SandboxFileError
 from tests.sandbox.conftest import StartSandbox
 
 

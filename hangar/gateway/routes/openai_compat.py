@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from hangar.errors import HangarError
+from hangar.errors import AgentNotFoundError, RunFailedError
 from hangar.gateway.auth import KeyDep, RuntimeDep
 from hangar.gateway.routes.runs import follow_items, subscribed_start
 from hangar.gateway.sse import SSE_HEADERS, frame
@@ -26,13 +26,6 @@ from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Usage
 
 router = APIRouter(tags=["openai"])
-
-
-class RunFailedError(HangarError):
-    """A chat completion whose run failed for a reason other than a limit."""
-
-    code = "run_failed"
-    status = 502
 
 
 _FAILURE_STATUS = {StopReason.TIMEOUT.value: 504, StopReason.CONFIGURATION_ERROR.value: 500}
@@ -71,8 +64,6 @@ async def list_models(key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model}")
 async def get_model(model: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    from hangar.errors import AgentNotFoundError
-
     stored = await rt.store.get_resource(key.namespace, Agent.KIND, model)
     if stored is None:
         raise AgentNotFoundError(f"no agent named {model!r} in namespace {key.namespace!r}")
