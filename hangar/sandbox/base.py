@@ -8,6 +8,7 @@ commands, and a workspace of files. Every outcome has a plain status so callers
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -74,6 +75,10 @@ class Availability:
     features: dict[str, bool] = field(default_factory=dict)
 
 
+OutputCallback = Callable[[str, str], Awaitable[None]]
+"""Receives ``(stream, text)`` while a call runs; ``stream`` is "stdout" or "stderr"."""
+
+
 class Sandbox(Protocol):
     """One running, stateful sandbox session."""
 
@@ -83,9 +88,16 @@ class Sandbox(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult: ...
+    async def run_python(
+        self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
+        """Run a cell. ``on_output`` gets output as it is printed where the backend can
+        stream it; the result always holds all of it."""
+        ...
 
-    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult: ...
+    async def run_shell(
+        self, command: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult: ...
 
     async def write_file(self, path: str, data: bytes) -> FileInfo: ...
 

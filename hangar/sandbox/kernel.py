@@ -48,14 +48,43 @@ class CellCpuLimit(BaseException):
     pass
 
 
-class Capped(io.TextIOBase):
-    """A stream that keeps at most ``limit`` bytes and remembers it dropped the rest."""
+STREAM_INTERVAL = 0.05
+STREAM_CHUNK = 4096
 
-    def __init__(self, limit):
+# Set while a request that asked for streaming runs: sends output as it comes.
+_emit = None
+_live = []  # the Capped streams of the running request, for the flusher thread
+
+
+class Capped(io.TextIOBase):
+    """A stream that keeps at most ``limit`` bytes and remembers it dropped the rest.
+    When the request streams, kept output also leaves in chunks as it is written."""
+
+    def __init__(self, limit, name="stdout"):
         self.limit = limit
+        self.name = name
         self.parts = []
         self.size = 0
         self.truncated = False
+        self.pending = []
+        self.pending_size = 0
+        self.flushed_at = time.monotonic()
+
+    def _stream(self, text):
+        if _emit is None or not text:
+            return
+        if not _live or self not in _live:
+            _live.append(self)
+        self.pending.append(text)
+        self.pending_size += len(text)
+        if self.pending_size >= STREAM_CHUNK:
+            self.flush_stream()
+
+    def flush_stream(self):
+        emit = _emit
+        if emit is not None and self.pending:
+            chunk, self.pending, self.pending_size = "".join(self.pending), [], 0
+            emit(self.name, chunk)
 
     def writable(self):
         return True
@@ -70,8 +99,10 @@ class Capped(io.TextIOBase):
         if len(encoded) > room:
             encoded = encoded[:room]
             self.truncated = True
-        self.parts.append(encoded.decode("utf-8", "ignore"))
+        kept = encoded.decode("utf-8", "ignore")
+        self.parts.append(kept)
         self.size += len(encoded)
+        self._stream(kept)
         return len(data)
 
     def getvalue(self):
@@ -160,7 +191,7 @@ def resolve(path):
 
 
 def run_cell(namespace, code, timeout, cpu_seconds):
-    out, err = Capped(OUTPUT_BYTES), Capped(OUTPUT_BYTES)
+    out, err = Capped(OUTPUT_BYTES, "stdout"), Capped(OUTPUT_BYTES, "stderr")
     before = snapshot()
     result = {"status": "ok", "value": None, "error": None, "traceback": None}
     try:
@@ -207,6 +238,8 @@ def run_cell(namespace, code, timeout, cpu_seconds):
         if _TIMERS:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.setitimer(signal.ITIMER_PROF, 0)
+    out.flush_stream()
+    err.flush_stream()
     if result["status"] == "ok" and (out.truncated or err.truncated):
         result["status"] = "output_truncated"
     result.update(stdout=out.getvalue(), stderr=err.getvalue(), files=changed(before, snapshot()))
@@ -234,7 +267,7 @@ def run_shell(command, timeout):
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    out, err = Capped(OUTPUT_BYTES), Capped(OUTPUT_BYTES)
+    out, err = Capped(OUTPUT_BYTES, "stdout"), Capped(OUTPUT_BYTES, "stderr")
     status = "ok"
     deadline = time.monotonic() + timeout
     # Read both streams without letting endless output fill memory.
@@ -272,6 +305,8 @@ def run_shell(command, timeout):
             os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
         status = "timeout"
+    out.flush_stream()
+    err.flush_stream()
     if status == "ok" and code != 0:
         status = "error"
     error = None
@@ -365,16 +400,55 @@ def main():
     sys.path.insert(0, WORKSPACE)
     replies.write(json.dumps({"status": "ready", "pid": os.getpid()}) + "\n")
     warm_up()
+    global _emit
+    import threading
+
+    write_lock = threading.Lock()
+
+    def start_flusher():
+        """Send pending output every STREAM_INTERVAL while the request runs, so a cell
+        that prints and then works for a while shows its output at once."""
+        done = threading.Event()
+
+        def loop():
+            while not done.wait(STREAM_INTERVAL):
+                for stream in list(_live):
+                    stream.flush_stream()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return done
+
     for line in requests:
+        request = None
+        flusher = None
         try:
             request = json.loads(line)
+            flusher = None
+            if request.get("stream"):
+                rid = request.get("id")
+
+                def emit(stream, text, rid=rid):
+                    line = json.dumps({"id": rid, "partial": True, "stream": stream, "text": text})
+                    with write_lock:
+                        replies.write(line + "\n")
+
+                _emit = emit
+                flusher = start_flusher()
             reply = handle(namespace, request)
         except MemoryError:
             reply = {"status": "oom", "error": "MemoryError: the kernel ran out of memory"}
         except Exception as exc:
             reply = {"status": "error", "error": f"kernel: {type(exc).__name__}: {exc}"}
+        finally:
+            if flusher is not None:
+                flusher.set()
+            for stream in _live:
+                stream.flush_stream()
+            _live.clear()
+            _emit = None
         reply["id"] = request.get("id") if isinstance(request, dict) else None
-        replies.write(json.dumps(reply) + "\n")
+        with write_lock:
+            replies.write(json.dumps(reply) + "\n")
 
 
 if __name__ == "__main__":

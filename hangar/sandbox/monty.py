@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
-from hangar.sandbox.base import Availability, ExecResult, ExecStatus
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -130,7 +130,9 @@ class MontySandbox(HostWorkspaceFiles):
 
         self.session, self.mount = await asyncio.to_thread(open_session)
 
-    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_python(
+        self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         from pydantic_monty import MontyCrashedError, MontyError, MontyRuntimeError
 
         if self.session is None:
@@ -178,7 +180,9 @@ class MontySandbox(HostWorkspaceFiles):
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_shell(
+        self, command: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         return ExecResult(ExecStatus.DENIED, error="the monty backend runs a Python subset only")
 
     async def kill(self) -> None:

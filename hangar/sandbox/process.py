@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hangar.errors import SandboxDeadError, SandboxFileError
-from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo
+from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo, OutputCallback
 from hangar.sandbox.cgroups import Cgroup, detect
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -159,12 +159,19 @@ class ProcessSandbox:
         )
         self._replies = reader
 
-    async def _call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def _call(
+        self,
+        request: dict[str, Any],
+        timeout: float,
+        on_output: OutputCallback | None = None,
+    ) -> dict[str, Any]:
         if not self.alive or self.proc is None or self.proc.stdin is None or self._replies is None:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         async with self._lock:
             self._counter += 1
             request["id"] = self._counter
+            if on_output is not None:
+                request["stream"] = True
             self.last_used = time.monotonic()
             try:
                 self.proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -175,8 +182,13 @@ class ProcessSandbox:
                         if not line:
                             raise ConnectionResetError
                         reply = json.loads(line)
-                        if isinstance(reply, dict) and reply.get("id") == self._counter:
-                            return reply
+                        if not isinstance(reply, dict) or reply.get("id") != self._counter:
+                            continue
+                        if reply.get("partial") is True:
+                            if on_output is not None:
+                                await on_output(str(reply.get("stream")), str(reply.get("text")))
+                            continue
+                        return reply
             except TimeoutError:
                 await self.kill()
                 return {
@@ -229,19 +241,25 @@ class ProcessSandbox:
             duration_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_python(
+        self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         limits = self.spec.limits
         wall = timeout or limits.wall_seconds
         started = time.perf_counter()
         reply = await self._call(
-            {"op": "exec", "code": code, "timeout": wall, "cpu": limits.cpu_seconds}, wall
+            {"op": "exec", "code": code, "timeout": wall, "cpu": limits.cpu_seconds},
+            wall,
+            on_output,
         )
         return self._result(await self._contain(reply), started)
 
-    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_shell(
+        self, command: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         wall = timeout or self.spec.limits.wall_seconds
         started = time.perf_counter()
-        reply = await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall)
+        reply = await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall, on_output)
         return self._result(await self._contain(reply), started)
 
     async def _file_op(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
-from hangar.sandbox.base import Availability, ExecResult, ExecStatus
+from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -89,7 +89,9 @@ class WasmSandbox(HostWorkspaceFiles):
 
         self.session = await asyncio.to_thread(open_session)
 
-    async def run_python(self, code: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_python(
+        self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         if self.session is None:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         wall = timeout or self.spec.limits.wall_seconds
@@ -146,7 +148,9 @@ class WasmSandbox(HostWorkspaceFiles):
             duration_ms=elapsed,
         )
 
-    async def run_shell(self, command: str, *, timeout: float | None = None) -> ExecResult:
+    async def run_shell(
+        self, command: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecResult:
         return ExecResult(
             ExecStatus.DENIED,
             error="the wasm backend runs Python only: it has no shell and no processes",

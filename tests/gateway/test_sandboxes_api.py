@@ -161,3 +161,20 @@ def test_network_modes_other_than_none_are_refused_plainly(api: httpx.Client) ->
     )
     response = api.post("/v1/sandboxes", json={"template": "online"})
     assert response.status_code == 422 and response.json()["error"]["code"] == "backend_unavailable"
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "gvisor"])
+def test_exec_output_streams_while_the_code_still_runs(api: httpx.Client, backend: str) -> None:
+    sid = api.post("/v1/sandboxes", json={"backend": backend}).json()["id"]
+    code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"
+    events: list[tuple[str, str]] = []
+    with api.stream("POST", f"/v1/sandboxes/{sid}/exec", json={"code": code, "stream": True}) as r:
+        name = ""
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(": ", 1)[1]
+            elif line.startswith("data:"):
+                events.append((name, json.loads(line.split(": ", 1)[1]).get("text", "")))
+    # Two chunks, not one: 'first' left the sandbox before 'second' was printed.
+    assert events[1:3] == [("stdout", "first\n"), ("stdout", "second\n")]
+    assert events[-1][0] == "result"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from hangar.gateway.auth import KeyDep, RuntimeDep
 from hangar.gateway.sse import SSE_HEADERS, frame
 from hangar.runtime.sandboxes import template_spec
 from hangar.sandbox.archive import extract
+from hangar.sandbox.base import OutputCallback
 from hangar.sandbox.manager import Session
 from hangar.sandbox.registry import all_availability
 from hangar.spec.sandbox import Backend, SandboxTemplateSpec
@@ -102,23 +104,37 @@ async def execute(
 ) -> dict[str, Any] | StreamingResponse:
     sandbox = rt.sandboxes.get(key.namespace, sandbox_id).sandbox
 
-    async def run() -> dict[str, Any]:
+    async def run(on_output: OutputCallback | None = None) -> dict[str, Any]:
         if body.code is not None:
-            result = await sandbox.run_python(body.code, timeout=body.timeout)
+            result = await sandbox.run_python(body.code, timeout=body.timeout, on_output=on_output)
         else:
-            result = await sandbox.run_shell(body.command or "", timeout=body.timeout)
+            result = await sandbox.run_shell(
+                body.command or "", timeout=body.timeout, on_output=on_output
+            )
         return result.to_dict()
 
     if not body.stream:
         return await run()
 
     async def events() -> AsyncIterator[str]:
+        """Output as the code prints it (process backends), then the result. Backends
+        that cannot stream send their output just before the result."""
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        streamed = {"stdout": False, "stderr": False}
+
+        async def on_output(stream: str, text: str) -> None:
+            streamed[stream] = True
+            await queue.put((stream, text))
+
         yield frame({"sandbox": sandbox_id}, event="started")
-        result = await run()
-        if result["stdout"]:
-            yield frame({"text": result["stdout"]}, event="stdout")
-        if result["stderr"]:
-            yield frame({"text": result["stderr"]}, event="stderr")
+        task = asyncio.create_task(run(on_output))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        while (item := await queue.get()) is not None:
+            yield frame({"text": item[1]}, event=item[0])
+        result = await task
+        for stream in ("stdout", "stderr"):
+            if result[stream] and not streamed[stream]:
+                yield frame({"text": result[stream]}, event=stream)
         yield frame(result, event="result")
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
