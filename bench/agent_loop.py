@@ -277,7 +277,11 @@ async def _measure_all(
         "hangar gateway: REST, store, worker": server.rest(),
         "hangar gateway: SSE stream": server.sse(),
     }
-    return await measure(contenders, runs, rounds)
+    try:
+        return await measure(contenders, runs, rounds)
+    finally:
+        await server.http.aclose()
+        await client.close()
 
 
 async def measure(
