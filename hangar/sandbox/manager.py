@@ -38,6 +38,9 @@ def default_template() -> SandboxTemplateSpec:
     return SandboxTemplateSpec.model_validate({"backend": default_backend()})
 
 
+REFILL_DELAY_SECONDS = 0.005
+
+
 class SandboxManager:
     def __init__(self, reap_interval: float = 5.0) -> None:
         self.sessions: dict[str, Session] = {}
@@ -76,9 +79,15 @@ class SandboxManager:
             await asyncio.gather(*self._refills, return_exceptions=True)
 
     def _refill(self, spec: SandboxTemplateSpec) -> None:
-        task = asyncio.create_task(self.warm(spec))
+        task = asyncio.create_task(self._refill_soon(spec))
         self._refills.add(task)
         task.add_done_callback(self._refills.discard)
+
+    async def _refill_soon(self, spec: SandboxTemplateSpec) -> None:
+        # Give the sandbox just handed out its first call before starting another,
+        # so a refill does not compete with the request that caused it.
+        await asyncio.sleep(REFILL_DELAY_SECONDS)
+        await self.warm(spec)
 
     async def _acquire(self, spec: SandboxTemplateSpec) -> Sandbox:
         pool = self.pools.get(self.pool_key(spec))
