@@ -10,16 +10,14 @@ import asyncio
 import atexit
 import contextlib
 import shutil
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
-from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
+from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 GUEST_WORKSPACE = "/workspace"
@@ -88,23 +86,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-class MontySandbox(HostWorkspaceFiles):
+class MontySandbox(HostWorkspaceSandbox):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
-        self.spec = spec
-        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
-        self.folder = Path(tempfile.mkdtemp(prefix="hangar-monty-"))
-        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
-        self.session: Any = None
+        super().__init__(spec, "monty")
         self.mount: Any = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def alive(self) -> bool:
-        return self.session is not None
 
     async def start(self) -> None:
         from pydantic_monty import MountDir

