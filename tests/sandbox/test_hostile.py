@@ -21,7 +21,6 @@ async def test_an_infinite_loop_times_out(start: StartSandbox) -> None:
     sandbox = await start()
     result = await sandbox.run_python("while True:\n    pass", timeout=1)
     assert result.status == ExecStatus.TIMEOUT
-    assert result.duration_ms < 10_000
     if is_process_backend(start):
         # Interrupted, not killed: the session and its state survive.
         assert (await sandbox.run_python("2 + 2")).value == "4"
