@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
@@ -138,6 +139,4 @@ async def delete_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> 
 
 @router.get("/v1/schemas/{kind}")
 async def schema(kind: str) -> Response:
-    import json
-
     return Response(json.dumps(json_schema(kind), indent=2), media_type="application/json")
