@@ -64,3 +64,43 @@ async def test_two_namespaces_never_see_each_others_files_or_processes() -> None
         assert [s.sandbox.id for s in manager.list("team-b")] == [b.sandbox.id]
     finally:
         await manager.close()
+
+
+def zip_of(*members: tuple[str, bytes, int]) -> bytes:
+    """A zip of (name, content, unix mode) members."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            archive.writestr(info, content)
+    return buffer.getvalue()
+
+
+async def test_zip_archives_extract_and_crafted_ones_are_refused_whole() -> None:
+    import stat
+
+    from hangar.errors import SandboxFileError
+    from hangar.sandbox.archive import extract
+
+    manager = SandboxManager()
+    try:
+        sandbox = (await manager.create("team-a", spec())).sandbox
+        good = zip_of(("docs/a.txt", b"A", stat.S_IFREG | 0o644), ("b.txt", b"B", 0))
+        assert [f.path for f in await extract(sandbox, good)] == ["docs/a.txt", "b.txt"]
+        for bad in (
+            ("../escape", b"x", stat.S_IFREG | 0o644),
+            ("/etc/evil", b"x", stat.S_IFREG | 0o644),
+            ("C:\\\\evil", b"x", stat.S_IFREG | 0o644),
+            ("link", b"/etc/passwd", stat.S_IFLNK | 0o777),
+        ):
+            with pytest.raises(SandboxFileError):
+                await extract(sandbox, zip_of(("fine.txt", b"ok", 0), bad))
+        assert {f.path for f in await sandbox.list_files()} == {"docs/a.txt", "b.txt"}
+        with pytest.raises(SandboxFileError, match="not a tar or zip"):
+            await extract(sandbox, b"plain bytes, not an archive")
+    finally:
+        await manager.close()

@@ -170,8 +170,8 @@ async def upload(
 async def upload_archive(
     sandbox_id: str, request: Request, key: KeyDep, rt: RuntimeDep, into: str = ""
 ) -> dict[str, Any]:
-    """Extract a tar archive (optionally compressed) into the workspace; an archive
-    with links, absolute paths or '..' is refused whole."""
+    """Extract a tar (optionally compressed) or zip archive into the workspace; an
+    archive with links, absolute paths or '..' is refused whole."""
     data = await request.body()
     if len(data) > MAX_UPLOAD_BYTES:
         raise InvalidRequestError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
