@@ -156,3 +156,13 @@ def test_sandbox_exec_reports_a_timeout(server: ServerThread) -> None:
 def test_sandbox_doctor_lists_backends(server: ServerThread) -> None:
     table = hangar(server, "sandbox", "doctor").stdout
     assert "bwrap" in table and "wasm" in table and "gvisor" in table
+
+
+def test_the_sandbox_example_computes_in_a_sandbox(server: ServerThread) -> None:
+    assert hangar(server, "apply", "-f", str(EXAMPLES / "agents" / "analyst.yaml")).returncode == 0
+    answer = hangar(server, "run", "analyst", "Sum the squares of 1..10")
+    assert answer.returncode == 0, answer.stderr
+    assert "385" in answer.stdout
+    run_id = hangar(server, "runs", "list").stdout.splitlines()[1].split()[0]
+    tree = hangar(server, "runs", "show", run_id).stdout
+    assert "tool run_python" in tree and "tool read_file" in tree and "'385'" in tree
