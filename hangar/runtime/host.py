@@ -7,6 +7,8 @@ from hangar.runtime.bus import EventBus
 from hangar.runtime.service import RunService
 from hangar.runtime.worker import Worker
 from hangar.sandbox.manager import SandboxManager
+from hangar.sandbox.registry import availability
+from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
 from hangar.store.base import Store
 from hangar.store.sql import SqlStore
 
@@ -26,6 +28,14 @@ class Runtime:
         count = self.settings.workers if workers is None else workers
         if count:
             self.worker.start(count)
+            await self.warm_sandbox_pools()
+
+    async def warm_sandbox_pools(self) -> None:
+        """Start the warm pools every stored SandboxTemplate asks for (in the background)."""
+        for stored in await self.store.list_all_resources(SandboxTemplate.KIND):
+            spec = SandboxTemplateSpec.model_validate(stored.spec)
+            if spec.warm_pool and availability(spec.backend).available:
+                self.sandboxes.warm_soon(spec)
 
     async def stop(self) -> None:
         await self.worker.stop()

@@ -73,6 +73,11 @@ class SandboxManager:
             else:
                 pool.append(item)
 
+    def warm_soon(self, spec: SandboxTemplateSpec) -> None:
+        """Fill a template's warm pool in the background (after apply, at start-up)."""
+        if spec.warm_pool > 0:
+            self._refill(spec)
+
     async def settle(self) -> None:
         """Wait until the pools' background refills are done."""
         while self._refills:

@@ -300,6 +300,15 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [_resource(row) for row in (await conn.execute(query)).mappings()]
 
+    async def list_all_resources(self, kind: str) -> list[StoredResource]:
+        query = (
+            sa.select(resources)
+            .where(resources.c.kind == kind)
+            .order_by(resources.c.namespace, resources.c.name)
+        )
+        async with self.engine.connect() as conn:
+            return [_resource(row) for row in (await conn.execute(query)).mappings()]
+
     async def delete_resource(self, namespace: str, kind: str, name: str) -> bool:
         """Remove the live resource; its versions stay, so past runs still resolve."""
         async with self.engine.begin() as conn:

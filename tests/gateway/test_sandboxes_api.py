@@ -178,3 +178,20 @@ def test_exec_output_streams_while_the_code_still_runs(api: httpx.Client, backen
     # Two chunks, not one: 'first' left the sandbox before 'second' was printed.
     assert events[1:3] == [("stdout", "first\n"), ("stdout", "second\n")]
     assert events[-1][0] == "result"
+
+
+def test_applying_a_template_with_a_warm_pool_starts_it(
+    server: ServerThread, api: httpx.Client
+) -> None:
+    from hangar.sandbox.manager import SandboxManager
+    from hangar.spec.sandbox import SandboxTemplateSpec
+    from tests.helpers import wait_until
+
+    template = {"backend": "bwrap", "warmPool": 2}
+    api.post("/v1/apply", json=doc("SandboxTemplate", "warm", template))
+    manager = server.runtime.sandboxes
+    key = SandboxManager.pool_key(SandboxTemplateSpec.model_validate(template))
+    pool = wait_until(lambda: len(manager.pools.get(key, ())) == 2 and manager.pools[key])
+    ready = {sandbox.id for sandbox in pool}
+    created = api.post("/v1/sandboxes", json={"template": "warm"}).json()
+    assert created["id"] in ready

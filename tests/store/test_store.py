@@ -164,3 +164,11 @@ async def test_list_runs_newest_first_with_limit(store: SqlStore, limit: int) ->
     ids = [(await store.create_run(queued())).id for _ in range(3)]
     listed = [r.id for r in await store.list_runs("default", limit=limit)]
     assert listed == list(reversed(ids))[:limit]
+
+
+async def test_list_all_resources_spans_namespaces(store: SqlStore) -> None:
+    await store.apply_resource("team-b", resource("one"))
+    await store.apply_resource("team-a", resource("two"))
+    listed = [(r.namespace, r.name) for r in await store.list_all_resources("Agent")]
+    assert listed == [("team-a", "two"), ("team-b", "one")]
+    assert await store.list_all_resources("Model") == []

@@ -16,7 +16,16 @@ from hangar.errors import (
     ResourceNotFoundError,
 )
 from hangar.gateway.auth import KeyDep, RuntimeDep
-from hangar.spec import Agent, Model, json_schema, kind_class, parse_documents, read_yaml
+from hangar.sandbox.registry import availability
+from hangar.spec import (
+    Agent,
+    Model,
+    SandboxTemplate,
+    json_schema,
+    kind_class,
+    parse_documents,
+    read_yaml,
+)
 from hangar.spec.base import Resource
 from hangar.store.base import StoredResource
 
@@ -72,6 +81,8 @@ async def apply(request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]
     results = []
     for resource in resources:
         stored, outcome = await rt.store.apply_resource(key.namespace, resource)
+        if isinstance(resource, SandboxTemplate) and availability(resource.spec.backend).available:
+            rt.sandboxes.warm_soon(resource.spec)
         results.append(
             {
                 "kind": stored.kind,
