@@ -54,6 +54,16 @@ class _Spent:
     usage: Usage = field(default_factory=Usage)
 
 
+def _cancelled(usage: Usage) -> Outcome:
+    return Outcome(
+        RunStatus.CANCELLED,
+        StopReason.CANCELLED,
+        usage,
+        {},
+        {"code": StopReason.CANCELLED.value, "message": "the run was cancelled"},
+    )
+
+
 class Worker:
     def __init__(
         self,
@@ -104,10 +114,13 @@ class Worker:
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
-                if task.cancelled() or task.done():
-                    continue  # the run was cancelled, not this slot
-                task.cancel()
-                raise
+                if not task.done():
+                    task.cancel()  # this slot is stopping: take the run down with it
+                    raise
+                if task.cancelled():
+                    # Cancelled before ``execute`` could catch it (before its first
+                    # step): the run must still end, recorded as cancelled.
+                    await self._finish(run, _cancelled(Usage()))
             finally:
                 self.running.pop(run.id, None)
 
@@ -133,14 +146,13 @@ class Worker:
             error: dict[str, Any] = {"code": reason.value, "message": message}
             if hint:
                 error["hint"] = hint
-            status = RunStatus.CANCELLED if reason is StopReason.CANCELLED else RunStatus.FAILED
-            return Outcome(status, reason, spent.usage, {}, error)
+            return Outcome(RunStatus.FAILED, reason, spent.usage, {}, error)
 
         try:
             await self.record(run, EventType.RUN_STARTED, {"worker": self.id})
             outcome = await self._drive(run, spent)
         except (asyncio.CancelledError, RunCancelled):
-            outcome = failed(StopReason.CANCELLED, "the run was cancelled")
+            outcome = _cancelled(spent.usage)
         except TimeoutError:
             outcome = failed(StopReason.TIMEOUT, "the run exceeded its wall-time limit")
         except ModelProviderError as exc:

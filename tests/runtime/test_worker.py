@@ -1,0 +1,64 @@
+"""Workers on a real SQLite store: every claimed run ends, whatever moment a cancel hits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from hangar.config import Settings
+from hangar.runtime.bus import EventBus
+from hangar.runtime.worker import Worker
+from hangar.spec import parse_document
+from hangar.store import RunRecord, RunStatus, SqlStore, new_id
+from hangar.store.sql import now
+from tests.helpers import agent, scripted_model
+
+
+class CancelOnClaim(SqlStore):
+    """Cancels each run the moment it is claimed: before its task has taken a step."""
+
+    worker: Worker
+
+    async def claim_run(self, worker: str) -> RunRecord | None:
+        run = await super().claim_run(worker)
+        if run is not None:
+            asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
+        return run
+
+
+async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_path: Path) -> None:
+    store = CancelOnClaim(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await store.migrate()
+    for document in (scripted_model("m", {"text": "hi"}), agent("a", "m")):
+        resource, _ = parse_document(document)
+        assert resource is not None
+        await store.apply_resource("default", resource)
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    store.worker = worker
+    run = await store.create_run(
+        RunRecord(
+            id=new_id("run"),
+            namespace="default",
+            agent="a",
+            agent_generation=1,
+            status=RunStatus.QUEUED,
+            input={"messages": [{"role": "user", "content": "hi"}]},
+            created_at=now(),
+        )
+    )
+    worker.start(1)
+    try:
+        deadline = time.monotonic() + 10
+        while (current := await store.get_run("default", run.id)) is not None and (
+            not current.status.finished
+        ):
+            assert time.monotonic() < deadline, f"run stuck in {current.status}"
+            await asyncio.sleep(0.02)
+        assert current is not None
+        assert (current.status, current.reason) == (RunStatus.CANCELLED, "cancelled")
+        events = await store.list_events("default", run.id)
+        assert events[-1].type == "run_finished"
+    finally:
+        await worker.stop()
+        await store.close()
