@@ -24,6 +24,7 @@ from hangar.store.base import RunRecord, RunStatus, Store
 from hangar.store.sql import new_id, now
 
 FOLLOW_POLL_SECONDS = 0.5
+CANCEL_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -190,5 +191,10 @@ class RunService:
                 self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
             return run
         if self.worker is not None and self.worker.cancel_local(run_id):
-            return await self.wait(namespace, run_id, timeout=10)
+            try:
+                return await self.wait(namespace, run_id, timeout=CANCEL_WAIT_SECONDS)
+            except TimeoutError:
+                # Still winding down (a tool that ignores cancellation): the cancel
+                # is recorded; the caller sees the run as it is and can poll it.
+                return await self.get(namespace, run_id)
         return run
