@@ -77,25 +77,25 @@ class Cgroup:
         moves = "; ".join(f"echo $$ > {d / 'cgroup.procs'}" for d in self.dirs)
         return ["/bin/sh", "-c", f'{moves} && exec "$@"', "sandbox", *argv]
 
-    def hit_process_limit(self) -> bool:
-        """Whether a fork was refused because the sandbox reached ``pids.max``."""
+    def _counted(self, events_file: str, key: str) -> bool:
+        """Whether any of our cgroups' ``events_file`` has a non-zero ``key`` line."""
         for directory in self.dirs:
-            events = directory / "pids.events"
+            events = directory / events_file
             if events.exists():
                 for line in events.read_text().splitlines():
-                    key, _, value = line.partition(" ")
-                    if key == "max" and int(value) > 0:
+                    name, _, value = line.partition(" ")
+                    if name == key and int(value) > 0:
                         return True
         return False
 
+    def hit_process_limit(self) -> bool:
+        """Whether a fork was refused because the sandbox reached ``pids.max``."""
+        return self._counted("pids.events", "max")
+
     def oom_killed(self) -> bool:
+        if self._counted("memory.events", "oom_kill"):
+            return True
         for directory in self.dirs:
-            events = directory / "memory.events"
-            if events.exists():
-                for line in events.read_text().splitlines():
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill" and int(value) > 0:
-                        return True
             failcnt = directory / "memory.failcnt"
             if failcnt.exists() and int(failcnt.read_text() or 0) > 0:
                 return True
