@@ -18,7 +18,8 @@ from pathlib import Path
 from hangar.sandbox import seccomp
 from hangar.sandbox.base import Availability
 from hangar.sandbox.cgroups import detect
-from hangar.sandbox.process import ProcessSandbox, kernel_env
+from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
+from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 KERNEL = Path(__file__).with_name("kernel.py")
@@ -70,7 +71,9 @@ def _seccomp_fd() -> int | None:
     return fd
 
 
-def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
+def bwrap_argv(
+    spec: SandboxTemplateSpec, seccomp_fd: int | None, egress: EgressProxy | None = None
+) -> list[str]:
     limits = spec.limits
     # fmt: off
     argv = [
@@ -98,6 +101,10 @@ def bwrap_argv(spec: SandboxTemplateSpec, seccomp_fd: int | None) -> list[str]:
         "--size", str(limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE,
         "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
         "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
+    ]
+    if egress is not None:
+        argv += ["--ro-bind", str(egress.socket_path), SOCKET_IN_SANDBOX]
+    argv += [
         # The root itself read-only: only /workspace and /tmp take writes.
         "--remount-ro", "/",
         "--chdir", WORKSPACE,
@@ -169,10 +176,15 @@ class BwrapBackend:
         )
 
     async def start(self, spec: SandboxTemplateSpec) -> ProcessSandbox:
+        egress = await start_egress(spec, self.name)
         fd = _seccomp_fd()
         try:
             sandbox = ProcessSandbox(
-                spec, bwrap_argv(spec, fd), self.name, pass_fds=(fd,) if fd else ()
+                spec,
+                bwrap_argv(spec, fd, egress),
+                self.name,
+                pass_fds=(fd,) if fd else (),
+                egress=egress,
             )
             await sandbox.start()
         finally:

@@ -21,7 +21,8 @@ from typing import Any
 from hangar.sandbox.base import Availability
 from hangar.sandbox.bwrap import HOST_ETC, PYTHON, SANDBOX_UID, readable_kernel
 from hangar.sandbox.cgroups import detect
-from hangar.sandbox.process import ProcessSandbox, kernel_env
+from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
+from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 WORKSPACE = "/workspace"
@@ -38,7 +39,7 @@ def _bind(source: str, destination: str) -> dict[str, Any]:
     }
 
 
-def oci_config(spec: SandboxTemplateSpec) -> dict[str, Any]:
+def oci_config(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> dict[str, Any]:
     limits = spec.limits
     env = {**kernel_env(spec, WORKSPACE), "HANGAR_REPLY_FD": "stdout"}
     mounts = [
@@ -64,6 +65,8 @@ def oci_config(spec: SandboxTemplateSpec) -> dict[str, Any]:
     if Path("/usr/lib64").exists():
         mounts.insert(4, _bind("/usr/lib64", "/lib64"))
     mounts += [_bind(path, path) for path in HOST_ETC if Path(path).exists()]
+    if egress is not None:
+        mounts.append(_bind(str(egress.socket_path), SOCKET_IN_SANDBOX))
     return {
         "ociVersion": "1.0.0",
         "process": {
@@ -89,10 +92,10 @@ def oci_config(spec: SandboxTemplateSpec) -> dict[str, Any]:
 
 
 class GvisorSandbox(ProcessSandbox):
-    def __init__(self, spec: SandboxTemplateSpec) -> None:
+    def __init__(self, spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> None:
         self.bundle = Path(tempfile.mkdtemp(prefix="hangar-gvisor-"))
         (self.bundle / "rootfs").mkdir()
-        (self.bundle / "config.json").write_text(json.dumps(oci_config(spec)))
+        (self.bundle / "config.json").write_text(json.dumps(oci_config(spec, egress)))
         self.state = self.bundle / "state"
         runsc = shutil.which("runsc") or "runsc"
         self.base = [
@@ -102,9 +105,14 @@ class GvisorSandbox(ProcessSandbox):
             "--ignore-cgroups",
             f"--root={self.state}",
         ]
+        if egress is not None:
+            # Only to connect to the egress proxy's socket, the one host socket bound in.
+            self.base.append("--host-uds=open")
         # gVisor's own threads count as host tasks; the guest's processes are bounded
         # inside the sandbox by RLIMIT_NPROC instead.
-        super().__init__(spec, [], "gvisor", replies_on_stdout=True, host_pids=HOST_TASKS)
+        super().__init__(
+            spec, [], "gvisor", replies_on_stdout=True, host_pids=HOST_TASKS, egress=egress
+        )
         self.argv = [*self.base, "run", "--bundle", str(self.bundle), self.id]
 
     async def kill(self) -> None:
@@ -168,6 +176,6 @@ class GvisorBackend:
         )
 
     async def start(self, spec: SandboxTemplateSpec) -> GvisorSandbox:
-        sandbox = GvisorSandbox(spec)
+        sandbox = GvisorSandbox(spec, await start_egress(spec, self.name))
         await sandbox.start()
         return sandbox

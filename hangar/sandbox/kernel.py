@@ -37,6 +37,7 @@ MEMORY_BYTES = int(os.environ.get("HANGAR_MEMORY_BYTES", "0"))
 FILE_BYTES = int(os.environ.get("HANGAR_FILE_BYTES", "0"))
 PROCESSES = int(os.environ.get("HANGAR_PROCESSES", "0"))
 VALUE_CHARS = 10_000
+EGRESS_DENIED = "Forbidden by Hangar egress policy"  # egress.DENIED_REASON
 
 
 class CellTimeout(BaseException):
@@ -131,6 +132,78 @@ def set_limits():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
+def start_egress_relay():
+    """In network mode ``allowlist``: relay the sandbox's ``127.0.0.1:PORT`` to the host's
+    egress proxy, whose Unix socket is bound into the sandbox. The relay decides
+    nothing; the host's proxy does. One thread, non-blocking, for every connection."""
+    path = os.environ.get("HANGAR_EGRESS_SOCKET")
+    port = int(os.environ.get("HANGAR_EGRESS_PORT", "0"))
+    if not path or not port:
+        return
+    import selectors
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, None)
+    ended = {}  # socket -> whether its reading side has ended
+
+    def close(sock):
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        ended.pop(sock, None)
+        sock.close()
+
+    def forward(sock, peer):
+        try:
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if data:
+            try:
+                peer.settimeout(30)
+                peer.sendall(data)
+                peer.setblocking(False)
+                return
+            except OSError:
+                pass
+        # This side is done: pass the end on, and close both once both are done.
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(sock)
+        ended[sock] = True
+        with contextlib.suppress(OSError):
+            peer.shutdown(socket.SHUT_WR)
+        if data or ended.get(peer):  # a send failed, or both sides are done
+            close(sock)
+            close(peer)
+
+    def loop():
+        while True:
+            for key, _ in selector.select():
+                if key.data is None:
+                    try:
+                        client, _ = listener.accept()
+                        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        upstream.connect(path)
+                    except OSError:
+                        continue
+                    for sock, peer in ((client, upstream), (upstream, client)):
+                        sock.setblocking(False)
+                        ended[sock] = False
+                        selector.register(sock, selectors.EVENT_READ, peer)
+                else:
+                    forward(key.fileobj, key.data)
+
+    size = threading.stack_size(256 * 1024)
+    threading.Thread(target=loop, name="egress-relay", daemon=True).start()
+    threading.stack_size(size)
+
+
 def snapshot():
     found = {}
     for root, _dirs, files in os.walk(WORKSPACE):
@@ -166,6 +239,8 @@ def refused(exc):
     if isinstance(exc, OSError) and exc.errno in _REFUSALS:
         return True
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and outside(exc.filename):
+        return True
+    if EGRESS_DENIED in str(exc):  # the host's egress proxy said no (HTTP 403)
         return True
     reason = getattr(exc, "reason", None)  # urllib wraps the socket error
     return isinstance(reason, OSError) and reason.errno in _REFUSALS
@@ -382,6 +457,7 @@ def handle(namespace, request):
 
 def main():
     set_limits()
+    start_egress_relay()
     reply_fd = os.environ.get("HANGAR_REPLY_FD", "3")
     if reply_fd == "stdout":
         # The runtime gives us only stdio (gVisor): answer on a private copy of stdout.

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from hangar.errors import BackendUnavailableError, SandboxNotFoundError
+from hangar.errors import SandboxNotFoundError
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.gvisor import settle_teardowns
 from hangar.sandbox.registry import backend, default_backend
@@ -111,13 +111,6 @@ class SandboxManager:
         self, namespace: str, spec: SandboxTemplateSpec | None = None, template: str = "default"
     ) -> Session:
         spec = spec or default_template()
-        if spec.network.mode != "none":
-            raise BackendUnavailableError(
-                f"template {template!r} asks for network mode {spec.network.mode!r}, "
-                "which no backend offers yet",
-                hint="use network mode 'none'; reach the outside through agent tools "
-                "such as http_get, which honour the agent's egress allow-list",
-            )
         sandbox = await self._acquire(spec)
         session = Session(namespace, template, spec, sandbox)
         self.sessions[sandbox.id] = session

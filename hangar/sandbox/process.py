@@ -23,6 +23,7 @@ from typing import Any
 from hangar.errors import SandboxDeadError, SandboxFileError
 from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo, OutputCallback
 from hangar.sandbox.cgroups import Cgroup, detect
+from hangar.sandbox.egress import EgressProxy, proxy_env
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 REPLY_FD = "{reply_fd}"
@@ -49,7 +50,15 @@ def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:
         "HANGAR_FILE_BYTES": str(limits.workspace_mb * 1024 * 1024),
         "HANGAR_PROCESSES": str(limits.processes),
         "HANGAR_REPLY_FD": REPLY_FD,
+        **(proxy_env() if spec.network.mode == "allowlist" else {}),
     }
+
+
+async def start_egress(spec: SandboxTemplateSpec, label: str) -> EgressProxy | None:
+    """The template's egress proxy, if its network mode needs one."""
+    if spec.network.mode != "allowlist":
+        return None
+    return await EgressProxy(list(spec.network.allow_hosts), label).start()
 
 
 class ProcessSandbox:
@@ -62,7 +71,10 @@ class ProcessSandbox:
         pass_fds: Sequence[int] = (),
         replies_on_stdout: bool = False,
         host_pids: int | None = None,
+        egress: EgressProxy | None = None,
     ) -> None:
+        self.egress = egress
+        """The sandbox's own egress proxy (network mode ``allowlist``), closed with it."""
         self.host_pids = host_pids
         """Host tasks the sandbox may have; defaults to the template's process limit."""
         self.spec = spec
@@ -299,3 +311,6 @@ class ProcessSandbox:
         if self.cgroup is not None:
             self.cgroup.remove()
             self.cgroup = None
+        if self.egress is not None:
+            await self.egress.close()
+            self.egress = None

@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from hangar.spec.base import Resource, SpecModel, check_name
+from hangar.spec.hosts import HostPatterns
 
 BuiltinToolName = Literal[
     "current_time", "http_get", "run_python", "run_shell", "read_file", "write_file"
@@ -30,7 +31,7 @@ class Limits(SpecModel):
 
 
 class Egress(SpecModel):
-    allow_hosts: list[str] = Field(
+    allow_hosts: HostPatterns = Field(
         default_factory=list,
         description="Hosts tools may reach over the network, e.g. 'api.example.com' or "
         "'*.example.com'. Empty means none.",

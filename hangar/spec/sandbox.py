@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from hangar.spec.base import Resource, SpecModel
+from hangar.spec.hosts import HostPatterns
 
 
 class SandboxLimits(SpecModel):
@@ -19,11 +20,28 @@ class SandboxLimits(SpecModel):
 
 
 class SandboxNetwork(SpecModel):
+    """``none``: no network at all. ``allowlist``: HTTP and HTTPS (through a proxy the
+    host runs for the sandbox) to the listed hosts only; nothing else leaves."""
+
     mode: Literal["none", "allowlist"] = "none"
-    allow_hosts: list[str] = Field(default_factory=list)
+    allow_hosts: HostPatterns = Field(
+        default_factory=list,
+        description="Hosts reachable in mode 'allowlist', e.g. 'pypi.org' or '*.example.com'.",
+    )
+
+    @model_validator(mode="after")
+    def _hosts_need_allowlist(self) -> SandboxNetwork:
+        if self.allow_hosts and self.mode != "allowlist":
+            raise ValueError(
+                "allowHosts is set but mode is 'none', so no host would be reachable; "
+                "set mode: allowlist"
+            )
+        return self
 
 
 Backend = Literal["bwrap", "gvisor", "wasm", "monty"]
+NETWORKED_BACKENDS = ("bwrap", "gvisor")
+"""Backends that can reach allow-listed hosts (through the host's egress proxy)."""
 
 
 class SandboxTemplateSpec(SpecModel):
@@ -32,6 +50,15 @@ class SandboxTemplateSpec(SpecModel):
     network: SandboxNetwork = Field(default_factory=SandboxNetwork)
     warm_pool: int = Field(default=0, ge=0, le=1000)
     idle_timeout_seconds: float = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _network_needs_processes(self) -> SandboxTemplateSpec:
+        if self.network.mode == "allowlist" and self.backend not in NETWORKED_BACKENDS:
+            raise ValueError(
+                f"the {self.backend} backend has no network, so network mode 'allowlist' "
+                f"cannot work there; use backend {' or '.join(NETWORKED_BACKENDS)}"
+            )
+        return self
 
 
 class SandboxTemplate(Resource):

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from hangar.errors import ToolNotAllowedError
+from hangar.spec.hosts import host_allowed
 
-
-def host_allowed(host: str, allow_hosts: tuple[str, ...] | list[str]) -> bool:
-    """Exact names and ``*.example.com`` patterns; comparison ignores case and a port."""
-    host = host.lower().rstrip(".")
-    return any(fnmatchcase(host, pattern.lower().rstrip(".")) for pattern in allow_hosts)
+__all__ = ["check_url", "host_allowed"]
 
 
 def check_url(url: str, allow_hosts: tuple[str, ...] | list[str]) -> str:

@@ -152,15 +152,31 @@ def test_a_crafted_archive_is_refused_whole(
     assert api.get(f"/v1/sandboxes/{sandbox}/files").json()["items"] == []  # nothing extracted
 
 
-def test_network_modes_other_than_none_are_refused_plainly(api: httpx.Client) -> None:
-    api.post(
-        "/v1/apply",
-        json=doc(
-            "SandboxTemplate", "online", {"backend": "bwrap", "network": {"mode": "allowlist"}}
-        ),
+def test_a_template_with_an_allowlist_reaches_only_its_hosts(
+    server: ServerThread, api: httpx.Client
+) -> None:
+    """The gateway itself stands in for an outside host: it listens on the host's
+    loopback, which no sandbox can reach except through its egress proxy."""
+    network = {"mode": "allowlist", "allowHosts": ["127.0.0.1"]}
+    applied = api.post("/v1/apply", json=doc("SandboxTemplate", "online", {"network": network}))
+    assert applied.status_code == 200, applied.text
+    sid = api.post("/v1/sandboxes", json={"template": "online"}).json()["id"]
+    fetch = "import urllib.request\nurllib.request.urlopen('{url}/healthz').read()"
+    ok = api.post(f"/v1/sandboxes/{sid}/exec", json={"code": fetch.format(url=server.url)})
+    assert ok.json()["status"] == "ok" and "ok" in ok.json()["value"]
+    other = server.url.replace("127.0.0.1", "localhost")
+    denied = api.post(f"/v1/sandboxes/{sid}/exec", json={"code": fetch.format(url=other)})
+    assert denied.json()["status"] == "denied", denied.json()
+
+
+def test_a_network_the_backend_cannot_give_is_refused_at_apply(api: httpx.Client) -> None:
+    network = {"mode": "allowlist", "allowHosts": ["pypi.org"]}
+    response = api.post(
+        "/v1/apply", json=doc("SandboxTemplate", "online", {"backend": "wasm", "network": network})
     )
-    response = api.post("/v1/sandboxes", json={"template": "online"})
-    assert response.status_code == 422 and response.json()["error"]["code"] == "backend_unavailable"
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_spec" and "no network" in error["message"]
 
 
 @pytest.mark.parametrize("backend", ["bwrap", "gvisor"])
