@@ -54,6 +54,9 @@ STREAM_CHUNK = 4096
 
 # Set while a request that asked for streaming runs: sends output as it comes.
 _emit = None
+# Where no flusher thread can run (WASI), writes flush themselves: a finished line
+# leaves at once unless the last chunk left less than STREAM_INTERVAL ago.
+_flush_on_newline = False
 _live = []  # the Capped streams of the running request, for the flusher thread
 
 
@@ -69,7 +72,7 @@ class Capped(io.TextIOBase):
         self.truncated = False
         self.pending = []
         self.pending_size = 0
-        self.flushed_at = time.monotonic()
+        self.flushed_at = 0.0
 
     def _stream(self, text):
         if _emit is None or not text:
@@ -78,13 +81,18 @@ class Capped(io.TextIOBase):
             _live.append(self)
         self.pending.append(text)
         self.pending_size += len(text)
-        if self.pending_size >= STREAM_CHUNK:
+        if self.pending_size >= STREAM_CHUNK or (
+            _flush_on_newline
+            and "\n" in text
+            and time.monotonic() - self.flushed_at >= STREAM_INTERVAL
+        ):
             self.flush_stream()
 
     def flush_stream(self):
         emit = _emit
         if emit is not None and self.pending:
             chunk, self.pending, self.pending_size = "".join(self.pending), [], 0
+            self.flushed_at = time.monotonic()
             emit(self.name, chunk)
 
     def writable(self):

@@ -12,11 +12,13 @@ import contextlib
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
+from hangar.sandbox.relay import OutputRelay
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -56,8 +58,9 @@ class _OutputFull(Exception):
 class _Capped:
     """Keeps at most ``limit`` bytes of output, then stops the code that prints."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, forward: Callable[[str, str], None]) -> None:
         self.limit = limit
+        self.forward = forward
         self.parts: list[tuple[str, str]] = []
         self.size = 0
         self.full = False
@@ -68,8 +71,10 @@ class _Capped:
         if len(data) > room:
             data = data[: max(room, 0)]
             self.full = True
-        self.parts.append((stream, data.decode(errors="ignore")))
+        kept = data.decode(errors="ignore")
+        self.parts.append((stream, kept))
         self.size += len(data)
+        self.forward(stream, kept)
         if self.full:
             raise _OutputFull
 
@@ -123,11 +128,12 @@ class MontySandbox(HostWorkspaceSandbox):
         if self.session is None:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         limit = self.spec.limits.output_bytes
-        out = _Capped(limit)
+        relay = OutputRelay(on_output)
+        out = _Capped(limit, relay)
         before = _snapshot(self.folder)
         started = time.perf_counter()
         status, value, error, trace = ExecStatus.OK, None, None, None
-        async with self._lock:
+        async with self._lock, relay:
             try:
                 result = await asyncio.to_thread(
                     self.session.feed_run,

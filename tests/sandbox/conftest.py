@@ -35,6 +35,13 @@ async def start_process(request: pytest.FixtureRequest) -> AsyncIterator[StartSa
         yield make
 
 
+@pytest.fixture(params=list(BACKENDS))
+async def start_any(request: pytest.FixtureRequest) -> AsyncIterator[StartSandbox]:
+    """Every backend, monty included: for what all of them promise."""
+    async for make in _starter(request.param):
+        yield make
+
+
 @pytest.fixture
 async def start_monty() -> AsyncIterator[StartSandbox]:
     async for make in _starter("monty"):

@@ -57,3 +57,19 @@ async def test_shell_commands_run_in_the_workspace(start: StartSandbox) -> None:
         return
     assert (result.status, result.stdout, result.exit_code) == (ExecStatus.ERROR, "hi\n", 3)
     assert result.files == ("note.txt",)
+
+
+async def test_output_leaves_while_the_cell_still_runs(start_any: StartSandbox) -> None:
+    """Two chunks, not one: 'first' left the sandbox before 'second' was printed,
+    a second and a half later (after the cell ends, output merges into one)."""
+    sandbox = await start_any()
+    chunks: list[tuple[str, str]] = []
+
+    async def on_output(stream: str, text: str) -> None:
+        chunks.append((stream, text))
+
+    code = "import time\nprint('first')\ntime.sleep(1.5)\nprint('second')"
+    result = await sandbox.run_python(code, on_output=on_output)
+    assert result.status == ExecStatus.OK, result
+    assert result.stdout == "first\nsecond\n"
+    assert chunks == [("stdout", "first\n"), ("stdout", "second\n")]
