@@ -105,6 +105,11 @@ class Sandbox(Protocol):
 
     async def list_files(self) -> list[FileInfo]: ...
 
+    async def warm_up(self) -> None:
+        """Pay now the one-time costs a later call would (imports in the guest).
+        Warm pools call it; a cold start skips it, so its first call is not delayed."""
+        ...
+
     async def kill(self) -> None: ...
 
 

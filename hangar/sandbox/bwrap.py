@@ -19,6 +19,7 @@ from hangar.sandbox import seccomp
 from hangar.sandbox.base import Availability
 from hangar.sandbox.cgroups import detect
 from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
+from hangar.sandbox.launcher import OPTIONS_FD, Parking, Spawned
 from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -71,10 +72,10 @@ def _seccomp_fd() -> int | None:
     return fd
 
 
-def bwrap_argv(
-    spec: SandboxTemplateSpec, seccomp_fd: int | None, egress: EgressProxy | None = None
-) -> list[str]:
-    limits = spec.limits
+def launcher_argv(seccomp_fd: int | None) -> list[str]:
+    """Everything of a bwrap sandbox that no template changes. The template's part
+    (``sandbox_options``) is read from a pipe at ``--args``, when the sandbox is
+    wanted; until then bwrap waits there, parked (see ``launcher``)."""
     # fmt: off
     argv = [
         *_drop_privileges(),
@@ -98,25 +99,39 @@ def bwrap_argv(
     argv += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE,
         "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
         "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
-    ]
-    if egress is not None:
-        argv += ["--ro-bind", str(egress.socket_path), SOCKET_IN_SANDBOX]
-    argv += [
+        "--clearenv",
+        "--args", OPTIONS_FD,
         # The root itself read-only: only /workspace and /tmp take writes.
         "--remount-ro", "/",
         "--chdir", WORKSPACE,
-        "--clearenv",
     ]
     # fmt: on
-    for key, value in kernel_env(spec, WORKSPACE).items():
-        argv += ["--setenv", key, value]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
-    argv += [PYTHON, "-I", "/.hangar/kernel.py"]
+    argv += [PYTHON, "-I", "-S", "/.hangar/kernel.py"]
     return argv
+
+
+def sandbox_options(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> list[str]:
+    """The template's part of the bwrap command line: workspace size, egress socket
+    and the kernel's whole environment."""
+    options = ["--size", str(spec.limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE]
+    if egress is not None:
+        options += ["--ro-bind", str(egress.socket_path), SOCKET_IN_SANDBOX]
+    for key, value in kernel_env(spec, WORKSPACE).items():
+        options += ["--setenv", key, value]
+    return options
+
+
+def spawn_launcher() -> Spawned:
+    fd = _seccomp_fd()
+    try:
+        return Spawned(launcher_argv(fd), pass_fds=(fd,) if fd is not None else ())
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 class BwrapBackend:
@@ -175,19 +190,16 @@ class BwrapBackend:
             },
         )
 
+    def __init__(self) -> None:
+        self.parking = Parking(spawn_launcher)
+
     async def start(self, spec: SandboxTemplateSpec) -> ProcessSandbox:
         egress = await start_egress(spec, self.name)
-        fd = _seccomp_fd()
+        sandbox = ProcessSandbox(spec, self.name, egress=egress)
         try:
-            sandbox = ProcessSandbox(
-                spec,
-                bwrap_argv(spec, fd, egress),
-                self.name,
-                pass_fds=(fd,) if fd else (),
-                egress=egress,
-            )
-            await sandbox.start()
-        finally:
-            if fd is not None:
-                os.close(fd)
+            process = self.parking.take() or spawn_launcher()
+        except BaseException:
+            await sandbox.kill()
+            raise
+        await sandbox.start(process, sandbox_options(spec, egress))
         return sandbox

@@ -10,7 +10,9 @@ and a memory limit. Works with cgroup v2 (unified) and v1 (separate ``pids`` and
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,20 +57,28 @@ class Cgroup:
             with contextlib.suppress(OSError):
                 (parent / "cgroup.subtree_control").write_text("+pids +memory")
             pid_dir.mkdir(parents=True, exist_ok=True)
-            (pid_dir / "pids.max").write_text(str(pids))
-            with contextlib.suppress(OSError):
-                (pid_dir / "memory.max").write_text(str(memory_bytes))
-                (pid_dir / "memory.swap.max").write_text("0")
             self.dirs.append(pid_dir)
         else:
             pid_dir.mkdir(parents=True, exist_ok=True)
-            (pid_dir / "pids.max").write_text(str(pids))
             self.dirs.append(pid_dir)
             if layout.memory is not None:
                 mem_dir = layout.memory / PARENT / name
                 mem_dir.mkdir(parents=True, exist_ok=True)
-                (mem_dir / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 self.dirs.append(mem_dir)
+        self.set_limits(pids=pids, memory_bytes=memory_bytes)
+
+    def set_limits(self, *, pids: int, memory_bytes: int) -> None:
+        """Limits may change while the cgroup is in use: a parked launcher gets its
+        template's when it becomes a sandbox."""
+        for directory in self.dirs:
+            if (directory / "pids.max").exists():
+                (directory / "pids.max").write_text(str(pids))
+            if self.layout.version == 2:
+                with contextlib.suppress(OSError):
+                    (directory / "memory.max").write_text(str(memory_bytes))
+                    (directory / "memory.swap.max").write_text("0")
+            elif (directory / "memory.limit_in_bytes").exists():
+                (directory / "memory.limit_in_bytes").write_text(str(memory_bytes))
 
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` run by a shell that first moves itself into this cgroup, so the
@@ -101,12 +111,24 @@ class Cgroup:
                 return True
         return False
 
-    def remove(self) -> None:
+    def remove(self, attempts: int = 50) -> None:
+        """Kill what is left inside and remove the cgroup. A task that was killed
+        while still moving in, or is still exiting, keeps the cgroup busy for a few
+        milliseconds: removal retries (blocking: call it off the event loop)."""
         for directory in self.dirs:
-            procs = directory / "cgroup.procs"
-            with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError, ValueError):
-                        os.kill(int(pid), 9)
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+            for _ in range(attempts):
+                procs = directory / "cgroup.procs"
+                with contextlib.suppress(OSError):
+                    for pid in procs.read_text().split():
+                        with contextlib.suppress(ProcessLookupError, ValueError):
+                            os.kill(int(pid), 9)
+                try:
+                    directory.rmdir()
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        break
+                    time.sleep(0.01)
+                else:
+                    break

@@ -22,6 +22,7 @@ from hangar.sandbox.base import Availability
 from hangar.sandbox.bwrap import HOST_ETC, PYTHON, SANDBOX_UID, readable_kernel
 from hangar.sandbox.cgroups import detect
 from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
+from hangar.sandbox.launcher import Spawned
 from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -72,7 +73,7 @@ def oci_config(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> 
         "process": {
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_UID},
-            "args": [PYTHON, "-I", "/.hangar/kernel.py"],
+            "args": [PYTHON, "-I", "-S", "/.hangar/kernel.py"],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": WORKSPACE,
             "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted")},
@@ -110,9 +111,7 @@ class GvisorSandbox(ProcessSandbox):
             self.base.append("--host-uds=open")
         # gVisor's own threads count as host tasks; the guest's processes are bounded
         # inside the sandbox by RLIMIT_NPROC instead.
-        super().__init__(
-            spec, [], "gvisor", replies_on_stdout=True, host_pids=HOST_TASKS, egress=egress
-        )
+        super().__init__(spec, "gvisor", host_pids=HOST_TASKS, egress=egress)
         self.argv = [*self.base, "run", "--bundle", str(self.bundle), self.id]
 
     async def kill(self) -> None:
@@ -177,5 +176,10 @@ class GvisorBackend:
 
     async def start(self, spec: SandboxTemplateSpec) -> GvisorSandbox:
         sandbox = GvisorSandbox(spec, await start_egress(spec, self.name))
-        await sandbox.start()
+        try:
+            process = Spawned(sandbox.argv, replies_on_stdout=True)
+        except BaseException:
+            await sandbox.kill()
+            raise
+        await sandbox.start(process)
         return sandbox

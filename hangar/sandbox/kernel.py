@@ -12,17 +12,22 @@ process itself can enforce are set here (address space, file size, wall and CPU
 time per cell, output size); process counts are left to the host (cgroups).
 """
 
-import ast
-import contextlib
+# Only modules built into the interpreter at start: ``signal`` and ``json`` would
+# pull in enum and re, more than the whole interpreter's own start (see codec).
+import _thread
 import io
-import json
 import os
-import signal
 import sys
 import time
 
-# Imported after "ready" (see warm_up), so a sandbox is ready sooner.
-base64 = subprocess = traceback = None
+try:
+    import _signal as signal
+except ImportError:  # an interpreter without signals
+    signal = None
+
+# Imported when first needed or when the kernel is idle (see warm_up): a cold
+# sandbox answers its first call without paying for what that call does not use.
+ast = base64 = subprocess = traceback = None
 
 try:  # absent under WASI, where the wasm backend loads this module into its guest
     import resource
@@ -30,6 +35,46 @@ except ImportError:
     resource = None
 
 _TIMERS = hasattr(signal, "setitimer")
+
+
+def codec():
+    """``loads`` and ``dumps`` for the protocol's JSON lines, from CPython's C
+    accelerator directly: importing ``json`` costs more than the interpreter's start.
+    Any interpreter whose accelerator differs gets ``json`` itself."""
+    try:
+        import _json
+
+        class Options:
+            strict = True
+            object_hook = object_pairs_hook = None
+            parse_float = parse_constant = float
+            parse_int = int
+
+        def unencodable(value):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+        scan = _json.make_scanner(Options())
+        encode = _json.make_encoder(
+            None, unencodable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
+        )
+
+        def loads(text):
+            return scan(text.strip(), 0)[0]
+
+        def dumps(value):
+            return "".join(encode(value, 0))
+
+        sample = {"a": [1, 2.5, 'é\n"', None, True, {"b": -3}]}
+        if loads(dumps(sample)) == sample and dumps(sample).isascii():
+            return loads, dumps
+    except Exception:
+        pass
+    import json
+
+    return json.loads, json.dumps
+
+
+loads, dumps = codec()
 
 WORKSPACE = os.environ.get("HANGAR_WORKSPACE", "/workspace")
 OUTPUT_BYTES = int(os.environ.get("HANGAR_OUTPUT_BYTES", "1000000"))
@@ -148,9 +193,9 @@ def start_egress_relay():
     port = int(os.environ.get("HANGAR_EGRESS_PORT", "0"))
     if not path or not port:
         return
+    import contextlib
     import selectors
     import socket
-    import threading
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -207,9 +252,9 @@ def start_egress_relay():
                 else:
                     forward(key.fileobj, key.data)
 
-    size = threading.stack_size(256 * 1024)
-    threading.Thread(target=loop, name="egress-relay", daemon=True).start()
-    threading.stack_size(size)
+    size = _thread.stack_size(256 * 1024)
+    _thread.start_new_thread(loop, ())
+    _thread.stack_size(size)
 
 
 def snapshot():
@@ -273,12 +318,29 @@ def resolve(path):
     return real
 
 
+def split_cell(code):
+    """The cell's statements and its last expression (whose value the cell returns),
+    compiled; either may be None. A cell that is one expression needs no parse tree."""
+    global ast
+    try:
+        return None, compile(code, "<cell>", "eval")
+    except SyntaxError:
+        pass
+    if ast is None:
+        import ast
+    tree = ast.parse(code, "<cell>", "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = compile(ast.Expression(tree.body.pop().value), "<cell>", "eval")
+    return compile(tree, "<cell>", "exec"), last
+
+
 def run_cell(namespace, code, timeout, cpu_seconds):
     out, err = Capped(OUTPUT_BYTES, "stdout"), Capped(OUTPUT_BYTES, "stderr")
     before = snapshot()
     result = {"status": "ok", "value": None, "error": None, "traceback": None}
     try:
-        tree = ast.parse(code, "<cell>", "exec")
+        statements, last = split_cell(code)
     except SyntaxError as exc:
         return {
             **result,
@@ -287,24 +349,23 @@ def run_cell(namespace, code, timeout, cpu_seconds):
             "stdout": "",
             "stderr": "",
         }
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
     if _TIMERS and timeout:
         signal.setitimer(signal.ITIMER_REAL, timeout)
     if _TIMERS and cpu_seconds:
         signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    saved = sys.stdout, sys.stderr
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            exec(compile(tree, "<cell>", "exec"), namespace)
-            if last is not None:
-                value = eval(compile(last, "<cell>", "eval"), namespace)
-                if value is not None:
-                    namespace["_"] = value
-                    text = repr(value)
-                    if len(text) > VALUE_CHARS:
-                        text = text[:VALUE_CHARS] + "…"
-                    result["value"] = text
+        sys.stdout, sys.stderr = out, err
+        if statements is not None:
+            exec(statements, namespace)
+        if last is not None:
+            value = eval(last, namespace)
+            if value is not None:
+                namespace["_"] = value
+                text = repr(value)
+                if len(text) > VALUE_CHARS:
+                    text = text[:VALUE_CHARS] + "…"
+                result["value"] = text
     except CellTimeout:
         result.update(status="timeout", error=f"the cell ran longer than {timeout} s")
     except CellCpuLimit:
@@ -312,12 +373,14 @@ def run_cell(namespace, code, timeout, cpu_seconds):
     except MemoryError:
         result.update(status="oom", error="MemoryError: the cell ran out of memory")
     except BaseException as exc:
+        warm_up()
         result.update(
             status="denied" if refused(exc) else "error",
             error=f"{type(exc).__name__}: {exc}",
             traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[1:]),
         )
     finally:
+        sys.stdout, sys.stderr = saved
         if _TIMERS:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.setitimer(signal.ITIMER_PROF, 0)
@@ -330,7 +393,10 @@ def run_cell(namespace, code, timeout, cpu_seconds):
 
 
 def warm_up():
-    global base64, subprocess, traceback
+    global ast, base64, subprocess, traceback
+    if traceback is not None:
+        return
+    import ast
     import base64
     import traceback
 
@@ -340,7 +406,15 @@ def warm_up():
         subprocess = None
 
 
+def kill_group(pid):
+    try:  # noqa: SIM105 (contextlib is not imported at start, see the imports)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_shell(command, timeout):
+    warm_up()
     before = snapshot()
     proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
@@ -379,13 +453,11 @@ def run_shell(command, timeout):
         if status == "output_truncated":
             break
     if status != "ok":
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
     try:
         code = proc.wait(max(0.1, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc.pid)
         code = proc.wait()
         status = "timeout"
     out.flush_stream()
@@ -435,6 +507,9 @@ def handle(namespace, request):
         return contained(run_shell(request["cmd"], request["timeout"]))
     if op == "ping":
         return {"status": "ok"}
+    warm_up()
+    if op == "warm":
+        return {"status": "ok"}
     try:
         if op == "write":
             path = resolve(request["path"])
@@ -463,6 +538,35 @@ def handle(namespace, request):
     return {"status": "error", "error": f"unknown op {op!r}"}
 
 
+def add_site_packages():
+    """The kernel runs without ``site`` (python -S): the host's .pth hooks have no
+    business in a sandbox, and skipping them halves Python's start. The system's
+    package folders still go on the path, so numpy and pandas import as usual."""
+    if "site" in sys.modules:
+        return
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for folder in (
+        f"{sys.prefix}/local/lib/{version}/dist-packages",
+        f"{sys.prefix}/lib/python3/dist-packages",
+        f"{sys.prefix}/lib/{version}/dist-packages",
+        f"{sys.prefix}/lib/{version}/site-packages",
+        f"{sys.prefix}/lib64/{version}/site-packages",
+    ):
+        if folder not in sys.path and os.path.isdir(folder):
+            sys.path.append(folder)
+
+
+def idle_warm_up(requests):
+    """Warm up now if no request is waiting; otherwise serve it first (a cold start
+    followed at once by a call), and warm up after it."""
+    if traceback is not None:
+        return
+    import select
+
+    if not select.select([requests], [], [], 0)[0]:
+        warm_up()
+
+
 def main():
     set_limits()
     start_egress_relay()
@@ -481,38 +585,38 @@ def main():
     sys.stdin = io.StringIO("")
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     os.chdir(WORKSPACE)
+    add_site_packages()
     sys.path.insert(0, WORKSPACE)
-    replies.write(json.dumps({"status": "ready", "pid": os.getpid()}) + "\n")
-    warm_up()
-    global _emit
-    import threading
-
-    write_lock = threading.Lock()
+    replies.write(dumps({"status": "ready", "pid": os.getpid()}) + "\n")
+    write_lock = _thread.allocate_lock()
 
     def start_flusher():
         """Send pending output every STREAM_INTERVAL while the request runs, so a cell
-        that prints and then works for a while shows its output at once."""
-        done = threading.Event()
+        that prints and then works for a while shows its output at once. Released,
+        the returned lock stops it."""
+        running = _thread.allocate_lock()
+        running.acquire()
 
         def loop():
-            while not done.wait(STREAM_INTERVAL):
+            while not running.acquire(timeout=STREAM_INTERVAL):
                 for stream in list(_live):
                     stream.flush_stream()
 
-        threading.Thread(target=loop, daemon=True).start()
-        return done
+        _thread.start_new_thread(loop, ())
+        return running
 
+    global _emit
     for line in requests:
         request = None
         flusher = None
         try:
-            request = json.loads(line)
+            request = loads(line)
             flusher = None
             if request.get("stream"):
                 rid = request.get("id")
 
                 def emit(stream, text, rid=rid):
-                    line = json.dumps({"id": rid, "partial": True, "stream": stream, "text": text})
+                    line = dumps({"id": rid, "partial": True, "stream": stream, "text": text})
                     with write_lock:
                         replies.write(line + "\n")
 
@@ -525,14 +629,15 @@ def main():
             reply = {"status": "error", "error": f"kernel: {type(exc).__name__}: {exc}"}
         finally:
             if flusher is not None:
-                flusher.set()
+                flusher.release()
             for stream in _live:
                 stream.flush_stream()
             _live.clear()
             _emit = None
         reply["id"] = request.get("id") if isinstance(request, dict) else None
         with write_lock:
-            replies.write(json.dumps(reply) + "\n")
+            replies.write(dumps(reply) + "\n")
+        idle_warm_up(requests)
 
 
 if __name__ == "__main__":

@@ -65,13 +65,23 @@ class SandboxManager:
         if missing <= 0:
             return
         started = await asyncio.gather(
-            *(backend(spec.backend).start(spec) for _ in range(missing)), return_exceptions=True
+            *(self._start_warm(spec) for _ in range(missing)), return_exceptions=True
         )
         for item in started:
             if isinstance(item, BaseException):
                 log.warning("warm pool start failed: %s", item)
             else:
                 pool.append(item)
+
+    @staticmethod
+    async def _start_warm(spec: SandboxTemplateSpec) -> Sandbox:
+        sandbox = await backend(spec.backend).start(spec)
+        try:
+            await sandbox.warm_up()
+        except BaseException:
+            await sandbox.kill()
+            raise
+        return sandbox
 
     def warm_soon(self, spec: SandboxTemplateSpec) -> None:
         """Fill a template's warm pool in the background (after apply, at start-up)."""

@@ -13,8 +13,7 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
-import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,12 +21,10 @@ from typing import Any
 
 from hangar.errors import SandboxDeadError, SandboxFileError
 from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo, OutputCallback
-from hangar.sandbox.cgroups import Cgroup, detect
+from hangar.sandbox.cgroups import Cgroup
 from hangar.sandbox.egress import EgressProxy, proxy_env
+from hangar.sandbox.launcher import REPLY_FD, Spawned
 from hangar.spec.sandbox import SandboxTemplateSpec
-
-REPLY_FD = "{reply_fd}"
-"""Placeholder in a backend's argv for the descriptor the kernel answers on."""
 
 KERNEL_GRACE_SECONDS = 3.0
 """Beyond a call's own timeout, how long the kernel may take to answer before the
@@ -65,27 +62,23 @@ class ProcessSandbox:
     def __init__(
         self,
         spec: SandboxTemplateSpec,
-        argv: Sequence[str],
         backend: str,
         *,
-        pass_fds: Sequence[int] = (),
-        replies_on_stdout: bool = False,
         host_pids: int | None = None,
         egress: EgressProxy | None = None,
     ) -> None:
-        self.egress = egress
-        """The sandbox's own egress proxy (network mode ``allowlist``), closed with it."""
         self.host_pids = host_pids
         """Host tasks the sandbox may have; defaults to the template's process limit."""
+        self.egress = egress
+        """The sandbox's own egress proxy (network mode ``allowlist``), closed with it."""
         self.spec = spec
-        self.pass_fds = tuple(pass_fds)
-        self.replies_on_stdout = replies_on_stdout
-        self.argv = list(argv)
         self.backend = backend
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
-        self.proc: asyncio.subprocess.Process | None = None
+        self.process: Spawned | None = None
         self.cgroup: Cgroup | None = None
         self._replies: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._transports: list[asyncio.BaseTransport] = []
         self._lock = asyncio.Lock()
         self._counter = 0
         self.started_at = time.monotonic()
@@ -97,79 +90,55 @@ class ProcessSandbox:
         return self._id
 
     @property
-    def alive(self) -> bool:
-        return not self.killed and self.proc is not None and self.proc.returncode is None
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.process is None else self.process.popen
 
-    async def start(self) -> None:
-        layout = detect()
-        if layout is not None:
-            self.cgroup = Cgroup(
-                layout,
-                self._id,
-                pids=self.host_pids or self.spec.limits.processes,
-                memory_bytes=self.spec.limits.memory_mb * 1024 * 1024 * 2,
-            )
-        cgroup = self.cgroup
-        if self.replies_on_stdout:
-            await self._spawn_stdio(cgroup)
-        else:
-            await self._spawn_with_reply_pipe(cgroup)
-        assert self.proc is not None and self._replies is not None
+    @property
+    def alive(self) -> bool:
+        return not self.killed and self.process is not None and self.process.alive
+
+    async def start(self, process: Spawned, options: Sequence[str] = ()) -> None:
+        """Adopt ``process`` (parked or just spawned), give it the template's options
+        and limits, and wait for the kernel to say it is ready."""
+        self.process, self.cgroup = process, process.cgroup
+        limits = self.spec.limits
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(30):
-                line = await self._replies.readline()
-        except TimeoutError:
+            process.release(
+                options,
+                pids=self.host_pids or limits.processes,
+                memory_bytes=limits.memory_mb * 1024 * 1024 * 2,
+            )
+            reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), process.replies
+            )
+            self._transports.append(transport)
+            self._replies = reader
+            assert process.popen.stdin is not None
+            write_transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, process.popen.stdin
+            )
+            self._transports.append(write_transport)
+            self._writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+        except OSError:
             line = b""
+        else:
+            try:
+                async with asyncio.timeout(30):
+                    line = await reader.readline()
+            except TimeoutError:
+                line = b""
         if not line:
-            stderr = b""
-            if self.proc.stderr is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1):
-                        stderr = await self.proc.stderr.read(4000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await asyncio.to_thread(process.popen.wait, 1)
+            stderr = process.stderr()
             await self.kill()
             raise SandboxDeadError(
-                f"the {self.backend} sandbox did not start: "
-                f"{stderr.decode(errors='replace').strip()}",
+                f"the {self.backend} sandbox did not start: {stderr}",
                 hint="run `hangar sandbox doctor` to see what this host supports",
             )
-
-    def _command(self, cgroup: Cgroup | None, reply_fd: str) -> list[str]:
-        argv = [arg.replace(REPLY_FD, reply_fd) for arg in self.argv]
-        return cgroup.wrap(argv) if cgroup is not None else argv
-
-    async def _spawn_stdio(self, cgroup: Cgroup | None) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self._command(cgroup, "stdout"),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=self.pass_fds,
-            start_new_session=True,
-            limit=64 * 1024 * 1024,
-        )
-        self._replies = self.proc.stdout
-
-    async def _spawn_with_reply_pipe(self, cgroup: Cgroup | None) -> None:
-        read_fd, write_fd = os.pipe()
-        os.set_inheritable(write_fd, True)
-
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self._command(cgroup, str(write_fd)),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(write_fd, *self.pass_fds),
-                start_new_session=True,
-            )
-        finally:
-            os.close(write_fd)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
-        )
-        self._replies = reader
 
     async def _call(
         self,
@@ -177,7 +146,7 @@ class ProcessSandbox:
         timeout: float,
         on_output: OutputCallback | None = None,
     ) -> dict[str, Any]:
-        if not self.alive or self.proc is None or self.proc.stdin is None or self._replies is None:
+        if not self.alive or self._writer is None or self._replies is None:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         async with self._lock:
             self._counter += 1
@@ -186,8 +155,8 @@ class ProcessSandbox:
                 request["stream"] = True
             self.last_used = time.monotonic()
             try:
-                self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-                await self.proc.stdin.drain()
+                self._writer.write(json.dumps(request).encode() + b"\n")
+                await self._writer.drain()
                 async with asyncio.timeout(timeout + KERNEL_GRACE_SECONDS):
                     while True:
                         line = await self._replies.readline()
@@ -274,6 +243,9 @@ class ProcessSandbox:
         reply = await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall, on_output)
         return self._result(await self._contain(reply), started)
 
+    async def warm_up(self) -> None:
+        await self._call({"op": "warm"}, 30)
+
     async def _file_op(self, request: dict[str, Any]) -> dict[str, Any]:
         reply = await self._call(request, 30)
         if reply.get("status") != "ok":
@@ -299,18 +271,14 @@ class ProcessSandbox:
 
     async def kill(self) -> None:
         self.killed = True
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await proc.wait()
-        if self.cgroup is not None:
-            self.cgroup.remove()
-            self.cgroup = None
+        process, self.process = self.process, None
+        for transport in self._transports:
+            transport.close()
+        self._transports.clear()
+        if process is not None:
+            process.kill()
+            await asyncio.to_thread(process.reap)
+        self.cgroup = None
         if self.egress is not None:
             await self.egress.close()
             self.egress = None

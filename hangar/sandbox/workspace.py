@@ -111,6 +111,9 @@ class HostWorkspaceSandbox:
     def alive(self) -> bool:
         return self.session is not None
 
+    async def warm_up(self) -> None:
+        """Nothing to do: these guests are ready when started."""
+
     async def write_file(self, path: str, data: bytes) -> FileInfo:
         return self.workspace.write(path, data)
 

@@ -10,6 +10,7 @@ import pytest
 
 from hangar.errors import SandboxFileError
 from hangar.sandbox.base import ExecStatus
+from hangar.sandbox.gvisor import settle_teardowns
 from tests.sandbox.conftest import StartSandbox
 
 
@@ -68,6 +69,22 @@ async def test_a_shell_fork_bomb_is_contained(start_process: StartSandbox) -> No
     sandbox = await start_process(limits={"processes": 32})
     result = await sandbox.run_shell("bomb() { bomb | bomb & }; bomb", timeout=5)
     assert result.status in (ExecStatus.DENIED, ExecStatus.TIMEOUT)
+
+
+async def test_a_killed_sandbox_leaves_no_process_or_cgroup_behind(
+    start_process: StartSandbox,
+) -> None:
+    sandbox = await start_process(limits={"processes": 32})
+    process = sandbox.process  # type: ignore[attr-defined]
+    assert process.cgroup is not None, "this host has writable cgroups (make install checks)"
+    cgroups = list(process.cgroup.dirs)
+    await sandbox.run_shell("(sleep 1000 & sleep 1000 &) >/dev/null 2>&1")
+    await sandbox.run_python("import os\nwhile True:\n    os.fork()", timeout=5)
+    await sandbox.kill()
+    if start_process.backend == "gvisor":  # type: ignore[attr-defined]
+        await settle_teardowns()
+    assert [path for path in cgroups if path.exists()] == []
+    assert process.popen.poll() is not None
 
 
 async def test_writes_outside_the_workspace_are_denied(start: StartSandbox) -> None:
