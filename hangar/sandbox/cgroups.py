@@ -111,7 +111,7 @@ class Cgroup:
                 return True
         return False
 
-    def remove(self, attempts: int = 50) -> None:
+    def remove(self, attempts: int = 250) -> None:
         """Kill what is left inside and remove the cgroup. A task that was killed
         while still moving in, or is still exiting, keeps the cgroup busy for a few
         milliseconds: removal retries (blocking: call it off the event loop)."""
@@ -129,6 +129,6 @@ class Cgroup:
                 except OSError as exc:
                     if exc.errno != errno.EBUSY:
                         break
-                    time.sleep(0.01)
+                    time.sleep(0.002)
                 else:
                     break

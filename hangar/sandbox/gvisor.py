@@ -24,11 +24,11 @@ from hangar.sandbox.cgroups import detect
 from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
 from hangar.sandbox.launcher import Spawned
 from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
+from hangar.sandbox.teardown import later
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 WORKSPACE = "/workspace"
 HOST_TASKS = 512
-_teardowns: set[asyncio.Task[None]] = set()
 
 
 def _bind(source: str, destination: str) -> dict[str, Any]:
@@ -118,9 +118,7 @@ class GvisorSandbox(ProcessSandbox):
         # runsc takes a second or more to tear a sandbox down; nobody needs to wait
         # for it once the sandbox is marked dead.
         self.killed = True
-        task = asyncio.create_task(self._teardown())
-        _teardowns.add(task)
-        task.add_done_callback(_teardowns.discard)
+        later(self._teardown())
 
     async def _teardown(self) -> None:
         await super().kill()
@@ -137,12 +135,6 @@ class GvisorSandbox(ProcessSandbox):
                 async with asyncio.timeout(30):
                     await proc.wait()
         shutil.rmtree(self.bundle, ignore_errors=True)
-
-
-async def settle_teardowns() -> None:
-    """Wait for background teardowns (tests and shutdown use it)."""
-    while _teardowns:
-        await asyncio.gather(*_teardowns, return_exceptions=True)
 
 
 class GvisorBackend:

@@ -117,7 +117,7 @@ class Capped(io.TextIOBase):
         self.truncated = False
         self.pending = []
         self.pending_size = 0
-        self.flushed_at = 0.0
+        self.flushed_at = float("-inf")  # never: a first line leaves at once
 
     def _stream(self, text):
         if _emit is None or not text:

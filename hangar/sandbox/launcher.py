@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import uuid
+from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -183,7 +184,7 @@ class Parking:
         return launcher
 
     def _refill_soon(self) -> None:
-        if self._refill_pending:
+        if self._refill_pending or len(self.parked) >= self.size:
             return
         import asyncio
 
@@ -192,19 +193,24 @@ class Parking:
         except RuntimeError:
             return
         self._refill_pending = True
-        loop.call_later(self.delay, self.fill)
+        loop.call_later(self.delay, self._park_one, loop)
 
-    def fill(self) -> None:
-        """Park one more launcher, and come back for the next: each spawn blocks the
-        event loop for a millisecond or two, so they do not all go at once."""
-        self._refill_pending = False
-        if len(self.parked) >= self.size:
-            return
-        try:
+    def _park_one(self, loop: AbstractEventLoop) -> None:
+        """Spawn on a worker thread (a spawn is a millisecond or two the event loop
+        need not wait), then come back for the next."""
+        future = loop.run_in_executor(None, self._spawn_parked)
+
+        def done(_: object) -> None:
+            self._refill_pending = False
+            self._refill_soon()
+
+        future.add_done_callback(done)
+
+    def _spawn_parked(self) -> None:
+        # Appended on the worker thread (deque.append is atomic), so a launcher is
+        # tracked, and closed at exit, even if the event loop ends meanwhile.
+        with contextlib.suppress(OSError):
             self.parked.append(self.spawn())
-        except OSError:
-            return
-        self._refill_soon()
 
     def close(self) -> None:
         while self.parked:

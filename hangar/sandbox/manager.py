@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from hangar.errors import SandboxNotFoundError
 from hangar.sandbox.base import Sandbox
-from hangar.sandbox.gvisor import settle_teardowns
 from hangar.sandbox.registry import backend, default_backend
+from hangar.sandbox.teardown import settle_teardowns
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 log = logging.getLogger("hangar.sandbox")

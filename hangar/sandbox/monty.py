@@ -13,12 +13,12 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
+from hangar.sandbox.teardown import later
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -82,66 +82,71 @@ class _Capped:
         return "".join(t for s, t in self.parts if s == stream)
 
 
-def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    found = {}
-    for path in root.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            info = path.stat()
-            found[str(path.relative_to(root))] = (info.st_mtime_ns, info.st_size)
-    return found
-
-
 class MontySandbox(HostWorkspaceSandbox):
     def __init__(self, spec: SandboxTemplateSpec) -> None:
         super().__init__(spec, "monty")
         self.mount: Any = None
+        self.killed = False
+
+    @property
+    def alive(self) -> bool:
+        return not self.killed
 
     async def start(self) -> None:
+        """Nothing to wait for: the pool's worker is checked out by the first call (in
+        the same hop to the worker thread) or by ``warm_up``."""
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> Any:
+        """The session's pool worker, checked out on first use (on a worker thread:
+        a checkout may wait for a free worker)."""
+        if self.session is not None:
+            return self.session
+        if self.killed:
+            raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         from pydantic_monty import MountDir
 
         limits = self.spec.limits
+        session = pool().checkout(
+            limits={
+                "max_feed_duration_secs": limits.wall_seconds,
+                "max_memory": limits.memory_mb * 1024 * 1024,
+            }
+        )
+        session.__enter__()
+        mount = MountDir(
+            host_path=self.folder,
+            virtual_path=GUEST_WORKSPACE,
+            mode="read-write",
+            write_bytes_limit=limits.workspace_mb * 1024 * 1024,
+        )
+        mount.__enter__()
+        self.session, self.mount = session, mount
+        return session
 
-        def open_session() -> tuple[Any, Any]:
-            session = pool().checkout(
-                limits={
-                    "max_feed_duration_secs": limits.wall_seconds,
-                    "max_memory": limits.memory_mb * 1024 * 1024,
-                }
-            )
-            session.__enter__()
-            mount = MountDir(
-                host_path=self.folder,
-                virtual_path=GUEST_WORKSPACE,
-                mode="read-write",
-                write_bytes_limit=limits.workspace_mb * 1024 * 1024,
-            )
-            mount.__enter__()
-            return session, mount
-
-        self.session, self.mount = await asyncio.to_thread(open_session)
+    def _feed(self, code: str, out: _Capped) -> Any:
+        return self._open().feed_run(
+            code, print_callback=out, mount=self.mount, cwd=GUEST_WORKSPACE
+        )
 
     async def run_python(
         self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
     ) -> ExecResult:
         from pydantic_monty import MontyCrashedError, MontyError, MontyRuntimeError
 
-        if self.session is None:
+        if self.killed:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
         limit = self.spec.limits.output_bytes
         relay = OutputRelay(on_output)
         out = _Capped(limit, relay)
-        before = _snapshot(self.folder)
+        before = self.workspace.snapshot()
         started = time.perf_counter()
         status, value, error, trace = ExecStatus.OK, None, None, None
         async with self._lock, relay:
             try:
-                result = await asyncio.to_thread(
-                    self.session.feed_run,
-                    code,
-                    print_callback=out,
-                    mount=self.mount,
-                    cwd=GUEST_WORKSPACE,
-                )
+                result = await asyncio.to_thread(self._feed, code, out)
                 value = None if result is None else repr(result)
             except MontyRuntimeError as exc:
                 name = "OutputFull" if out.full else type(exc.exception()).__name__
@@ -158,7 +163,7 @@ class MontySandbox(HostWorkspaceSandbox):
             except MontyError as exc:
                 status, error = ExecStatus.ERROR, str(exc)
         stdout, stderr = out.text("stdout"), out.text("stderr")
-        after = _snapshot(self.folder) if self.folder.exists() else {}
+        after = self.workspace.snapshot()
         files = tuple(sorted(p for p, stamp in after.items() if before.get(p) != stamp))
         return ExecResult(
             status=status,
@@ -177,16 +182,17 @@ class MontySandbox(HostWorkspaceSandbox):
         return ExecResult(ExecStatus.DENIED, error="the monty backend runs a Python subset only")
 
     async def kill(self) -> None:
+        """Returns at once; the worker goes back to the pool in the background."""
+        self.killed = True
+        later(asyncio.to_thread(self._close))
+
+    def _close(self) -> None:
         session, mount = self.session, self.mount
         self.session = self.mount = None
-
-        def close() -> None:
-            for item in (mount, session):
-                if item is not None:
-                    with contextlib.suppress(Exception):
-                        item.__exit__(None, None, None)
-
-        await asyncio.to_thread(close)
+        for item in (mount, session):
+            if item is not None:
+                with contextlib.suppress(Exception):
+                    item.__exit__(None, None, None)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -17,17 +17,17 @@ from hangar.sandbox.base import OutputCallback
 class OutputRelay:
     def __init__(self, on_output: OutputCallback | None) -> None:
         self.on_output = on_output
-        self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self, stream: str, text: str) -> None:
         """Called on the worker thread."""
-        if self.on_output is not None and text:
+        if self._task is not None and text:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (stream, text))
 
     async def __aenter__(self) -> OutputRelay:
         if self.on_output is not None:
+            self._queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+            self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._drain())
         return self
 

@@ -20,6 +20,7 @@ from typing import Any
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
+from hangar.sandbox.teardown import later
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -29,10 +30,11 @@ MARK = "\x1ehangar-result:"
 
 _LOAD_KERNEL = """
 import os as _os
+import marshal as _marshal
 _os.chdir({workspace!r})
 __hangar = {{"__name__": "hangar_kernel"}}
-exec(compile({source!r}, "kernel", "exec"), __hangar)
-__hangar["warm_up"]()
+__hangar_code = {code}
+exec(__hangar_code, __hangar)
 __hangar["_flush_on_newline"] = True
 __hangar_user = {{"__name__": "__main__"}}
 
@@ -52,6 +54,14 @@ finally:
     __hangar["_emit"] = None
 print({mark!r} + _json.dumps(__hangar_reply))
 """
+_COMPILE = 'compile({source!r}, "kernel", "exec")'
+_COMPILED = '_marshal.loads(bytes.fromhex("{code}"))'
+_SEND_CODE = "print({mark!r} + _marshal.dumps(__hangar_code).hex())"
+
+_kernel_code: dict[str, str] = {}
+"""The kernel compiled by the guest, by source: compiling it costs a wasm guest
+20-30 ms, so the first session sends its bytecode back and later ones load that."""
+
 OUTPUT_TOOL = "hangar_output"
 MAX_OUTPUT_CALLS = 1_000_000
 """Host calls a session may make: one per chunk of streamed output."""
@@ -100,16 +110,23 @@ class WasmSandbox(HostWorkspaceSandbox):
                 max_tool_calls=MAX_OUTPUT_CALLS,
             )
             session.__enter__()
-            done = session.run(
-                _LOAD_KERNEL.format(
-                    workspace=GUEST_WORKSPACE, source=KERNEL.read_text(), tool=OUTPUT_TOOL
-                )
+            source = KERNEL.read_text()
+            cached = _kernel_code.get(source)
+            load = _LOAD_KERNEL.format(
+                workspace=GUEST_WORKSPACE,
+                code=_COMPILED.format(code=cached) if cached else _COMPILE.format(source=source),
+                tool=OUTPUT_TOOL,
             )
+            if cached is None:
+                load += "\n" + _SEND_CODE.format(mark=MARK)
+            done = session.run(load)
             if done.exit_code != 0:
                 session.__exit__(None, None, None)
                 raise SandboxDeadError(
                     f"the wasm guest did not start: {done.stderr.decode(errors='replace')[-500:]}"
                 )
+            if cached is None:
+                _kernel_code[source] = done.stdout.decode().rpartition(MARK)[2].strip()
             return session
 
         self.session = await asyncio.to_thread(open_session)
@@ -185,11 +202,19 @@ class WasmSandbox(HostWorkspaceSandbox):
             error="the wasm backend runs Python only: it has no shell and no processes",
         )
 
+    async def warm_up(self) -> None:
+        if self.session is not None:
+            async with self._lock:
+                await asyncio.to_thread(self.session.run, '__hangar["warm_up"]()')
+
     async def kill(self) -> None:
         session, self.session = self.session, None
+        later(self._teardown(session))
+
+    async def _teardown(self, session: Any) -> None:
         if session is not None:
             await asyncio.to_thread(session.__exit__, None, None, None)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self.folder, True)
 
 
 class WasmBackend:

@@ -4,6 +4,7 @@ through a grant (wasm): every path is checked so nothing outside it is touched."
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import tempfile
 import uuid
@@ -15,6 +16,17 @@ from hangar.sandbox.base import FileInfo
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 MAX_READ = 64 * 1024 * 1024
+SHARED_MEMORY = Path("/dev/shm")
+
+
+@functools.cache
+def scratch_root() -> str | None:
+    """Where workspaces on the host live: in memory (/dev/shm) where there is one, as
+    bwrap's and gVisor's tmpfs workspaces are. A workspace is scratch space, and on a
+    disk its folder alone costs more to make and remove than a monty cell to run."""
+    if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK | os.X_OK):
+        return str(SHARED_MEMORY)
+    return None
 
 
 class HostWorkspace:
@@ -69,12 +81,28 @@ class HostWorkspace:
         with os.fdopen(fd, "rb") as handle:
             return handle.read(MAX_READ)
 
-    def list(self) -> list[FileInfo]:
-        found = []
-        for path in sorted(self.root.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                found.append(FileInfo(str(path.relative_to(self.root)), path.stat().st_size))
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        """Every regular file (no links followed): its path, mtime and size. Taken
+        around each cell to list the files it wrote, so it must cost microseconds."""
+        found: dict[str, tuple[int, int]] = {}
+        pending = [(str(self.root), "")]
+        while pending:
+            folder, prefix = pending.pop()
+            try:
+                entries = os.scandir(folder)
+            except OSError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append((entry.path, f"{prefix}{entry.name}/"))
+                    elif entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        found[prefix + entry.name] = (info.st_mtime_ns, info.st_size)
         return found
+
+    def list(self) -> list[FileInfo]:
+        return [FileInfo(path, size) for path, (_, size) in sorted(self.snapshot().items())]
 
     def size(self) -> int:
         return sum(f.size for f in self.list())
@@ -98,7 +126,7 @@ class HostWorkspaceSandbox:
     def __init__(self, spec: SandboxTemplateSpec, backend: str) -> None:
         self.spec = spec
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
-        self.folder = Path(tempfile.mkdtemp(prefix=f"hangar-{backend}-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"hangar-{backend}-", dir=scratch_root()))
         self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
         self.session: Any = None
         self._lock = asyncio.Lock()

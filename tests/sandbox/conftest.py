@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from hangar.sandbox.base import Sandbox
-from hangar.sandbox.gvisor import settle_teardowns
 from hangar.sandbox.registry import BACKENDS, availability
+from hangar.sandbox.teardown import settle_teardowns
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 BACKEND_NAMES = [name for name in BACKENDS if name != "monty"]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from hangar.sandbox.base import ExecStatus
 from hangar.sandbox.egress import BadRequest, parse_head
+from hangar.sandbox.teardown import settle_teardowns
 from hangar.spec.sandbox import SandboxTemplateSpec
 from tests.sandbox.conftest import StartSandbox
 
@@ -115,10 +116,7 @@ async def test_the_proxy_closes_with_its_sandbox(start_process: StartSandbox) ->
     socket_path = proxy.socket_path
     assert socket_path.exists()
     await sandbox.kill()
-    if start_process.backend == "gvisor":  # type: ignore[attr-defined]
-        from hangar.sandbox.gvisor import settle_teardowns
-
-        await settle_teardowns()
+    await settle_teardowns()
     assert not socket_path.exists()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from hangar.errors import SandboxFileError
 from hangar.sandbox.base import ExecStatus
-from hangar.sandbox.gvisor import settle_teardowns
+from hangar.sandbox.teardown import settle_teardowns
 from tests.sandbox.conftest import StartSandbox
 
 
@@ -81,8 +81,7 @@ async def test_a_killed_sandbox_leaves_no_process_or_cgroup_behind(
     await sandbox.run_shell("(sleep 1000 & sleep 1000 &) >/dev/null 2>&1")
     await sandbox.run_python("import os\nwhile True:\n    os.fork()", timeout=5)
     await sandbox.kill()
-    if start_process.backend == "gvisor":  # type: ignore[attr-defined]
-        await settle_teardowns()
+    await settle_teardowns()
     assert [path for path in cgroups if path.exists()] == []
     assert process.popen.poll() is not None
 
