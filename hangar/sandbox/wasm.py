@@ -31,6 +31,7 @@ MARK = "\x1ehangar-result:"
 _LOAD_KERNEL = """
 import os as _os
 import marshal as _marshal
+import binascii as _binascii
 _os.chdir({workspace!r})
 __hangar = {{"__name__": "hangar_kernel"}}
 __hangar_code = {code}
@@ -46,17 +47,19 @@ def __hangar_emit(stream, text):
 """
 
 _CELL = """
-import json as _json
 __hangar["_emit"] = {emit}
 try:
     __hangar_reply = __hangar["run_cell"](__hangar_user, {code!r}, 0, 0)
 finally:
     __hangar["_emit"] = None
-print({mark!r} + _json.dumps(__hangar_reply))
+print({mark!r} + __hangar["dumps"](__hangar_reply))
 """
 _COMPILE = 'compile({source!r}, "kernel", "exec")'
-_COMPILED = '_marshal.loads(bytes.fromhex("{code}"))'
-_SEND_CODE = "print({mark!r} + _marshal.dumps(__hangar_code).hex())"
+_COMPILED = '_marshal.loads(_binascii.a2b_base64("{code}"))'
+CODE_MARK = "\x1ehangar-kernel-code:"
+_SEND_CODE = (
+    "print({mark!r} + _binascii.b2a_base64(_marshal.dumps(__hangar_code), newline=False).decode())"
+)
 
 _kernel_code: dict[str, str] = {}
 """The kernel compiled by the guest, by source: compiling it costs a wasm guest
@@ -72,6 +75,7 @@ class WasmSandbox(HostWorkspaceSandbox):
         super().__init__(spec, "wasm")
         self.last_used = time.monotonic()
         self._relay: OutputRelay | None = None
+        self._loaded = False
 
     def _output_tool(self) -> Any:
         """The one host function the guest may call: it carries a running cell's
@@ -106,30 +110,43 @@ class WasmSandbox(HostWorkspaceSandbox):
                 output_bytes=limits.output_bytes * 2 + 65536,
                 idle_s=None,
                 lifetime_s=None,
+                # Killing a sandbox discards the guest: no interpreter shutdown to run
+                # (it costs 20-30 ms of CPU), as no process backend runs one either.
+                shutdown_s=0,
                 tools=[self._output_tool()],
                 max_tool_calls=MAX_OUTPUT_CALLS,
             )
             session.__enter__()
-            source = KERNEL.read_text()
-            cached = _kernel_code.get(source)
-            load = _LOAD_KERNEL.format(
-                workspace=GUEST_WORKSPACE,
-                code=_COMPILED.format(code=cached) if cached else _COMPILE.format(source=source),
-                tool=OUTPUT_TOOL,
-            )
-            if cached is None:
-                load += "\n" + _SEND_CODE.format(mark=MARK)
-            done = session.run(load)
-            if done.exit_code != 0:
-                session.__exit__(None, None, None)
-                raise SandboxDeadError(
-                    f"the wasm guest did not start: {done.stderr.decode(errors='replace')[-500:]}"
-                )
-            if cached is None:
-                _kernel_code[source] = done.stdout.decode().rpartition(MARK)[2].strip()
             return session
 
         self.session = await asyncio.to_thread(open_session)
+
+    def _with_kernel(self, code: str) -> str:
+        """``code``, preceded by loading the kernel into the guest if this session has
+        not got it yet: the first cell carries it, saving a round trip to the guest."""
+        if self._loaded:
+            return code
+        source = KERNEL.read_text()
+        cached = _kernel_code.get(source)
+        load = _LOAD_KERNEL.format(
+            workspace=GUEST_WORKSPACE,
+            code=_COMPILED.format(code=cached) if cached else _COMPILE.format(source=source),
+            tool=OUTPUT_TOOL,
+        )
+        if cached is None:
+            load += "\n" + _SEND_CODE.format(mark=CODE_MARK)
+        return load + "\n" + code
+
+    def _loaded_from(self, stdout: str) -> str:
+        """Note the kernel as loaded (keeping its bytecode if the guest sent it) and
+        return the rest of ``stdout``."""
+        self._loaded = True
+        head, found, rest = stdout.partition(CODE_MARK)
+        if not found:
+            return stdout
+        code, _, tail = rest.partition("\n")
+        _kernel_code.setdefault(KERNEL.read_text(), code.strip())
+        return head + tail
 
     async def run_python(
         self, code: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
@@ -142,9 +159,12 @@ class WasmSandbox(HostWorkspaceSandbox):
             mark=MARK, code=code, emit="None" if on_output is None else "__hangar_emit"
         )
         async with self._lock, OutputRelay(on_output) as relay:
-            session, self._relay = self.session, relay
+            self._relay = relay
+            loading = not self._loaded
             try:
-                done = await asyncio.to_thread(session.run, cell, deadline_s=wall)
+                done = await asyncio.to_thread(
+                    self.session.run, self._with_kernel(cell), deadline_s=wall
+                )
             finally:
                 self._relay = None
             self.last_used = time.monotonic()
@@ -162,6 +182,8 @@ class WasmSandbox(HostWorkspaceSandbox):
                 duration_ms=elapsed,
             )
         stdout = done.stdout.decode("utf-8", "replace")
+        if loading and done.exit_code == 0:
+            stdout = self._loaded_from(stdout)
         head, _, tail = stdout.rpartition(MARK)
         if not tail:
             stderr = done.stderr.decode("utf-8", "replace")
@@ -203,9 +225,16 @@ class WasmSandbox(HostWorkspaceSandbox):
         )
 
     async def warm_up(self) -> None:
-        if self.session is not None:
-            async with self._lock:
-                await asyncio.to_thread(self.session.run, '__hangar["warm_up"]()')
+        if self.session is None:
+            return
+        async with self._lock:
+            code = self._with_kernel('__hangar["warm_up"]()')
+            done = await asyncio.to_thread(self.session.run, code)
+            if done.exit_code != 0:
+                raise SandboxDeadError(
+                    f"the wasm guest did not start: {done.stderr.decode(errors='replace')[-500:]}"
+                )
+            self._loaded_from(done.stdout.decode("utf-8", "replace"))
 
     async def kill(self) -> None:
         session, self.session = self.session, None
