@@ -8,6 +8,7 @@ no host processes, no network, and no environment variable of the host.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -38,6 +39,7 @@ def readable_kernel() -> Path:
     """A copy of the kernel that an unprivileged user can read: the package may live
     under a folder only root can enter (a virtualenv in /root)."""
     folder = Path(tempfile.mkdtemp(prefix="hangar-kernel-"))
+    atexit.register(shutil.rmtree, folder, True)
     folder.chmod(0o755)
     copy = folder / "kernel.py"
     copy.write_bytes(KERNEL.read_bytes())

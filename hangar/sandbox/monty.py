@@ -18,7 +18,7 @@ from typing import Any
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
-from hangar.sandbox.teardown import later
+from hangar.sandbox.teardown import later_blocking
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -184,7 +184,7 @@ class MontySandbox(HostWorkspaceSandbox):
     async def kill(self) -> None:
         """Returns at once; the worker goes back to the pool in the background."""
         self.killed = True
-        later(asyncio.to_thread(self._close))
+        later_blocking(self._close)
 
     def _close(self) -> None:
         session, mount = self.session, self.mount

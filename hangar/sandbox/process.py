@@ -24,7 +24,7 @@ from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo, OutputCallback
 from hangar.sandbox.cgroups import Cgroup
 from hangar.sandbox.egress import EgressProxy, proxy_env
 from hangar.sandbox.launcher import REPLY_FD, Spawned
-from hangar.sandbox.teardown import later
+from hangar.sandbox.teardown import later_blocking
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 KERNEL_GRACE_SECONDS = 3.0
@@ -280,7 +280,7 @@ class ProcessSandbox:
             # Dead at once (SIGKILL to the group); the reap and the cgroup's removal,
             # which waits for the kernel to let go of it, finish in the background.
             process.kill()
-            later(asyncio.to_thread(process.reap))
+            later_blocking(process.reap)
         self.cgroup = None
         if self.egress is not None:
             await self.egress.close()

@@ -20,7 +20,7 @@ from typing import Any
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
-from hangar.sandbox.teardown import later
+from hangar.sandbox.teardown import later_blocking
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
@@ -238,12 +238,13 @@ class WasmSandbox(HostWorkspaceSandbox):
 
     async def kill(self) -> None:
         session, self.session = self.session, None
-        later(self._teardown(session))
 
-    async def _teardown(self, session: Any) -> None:
-        if session is not None:
-            await asyncio.to_thread(session.__exit__, None, None, None)
-        await asyncio.to_thread(shutil.rmtree, self.folder, True)
+        def teardown() -> None:
+            if session is not None:
+                session.__exit__(None, None, None)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+        later_blocking(teardown)
 
 
 class WasmBackend:
