@@ -189,6 +189,7 @@ class BwrapBackend:
                 "seccomp": seccomp.supported(),
                 "cgroups": detect() is not None,
                 "unprivileged": bool(_drop_privileges()) or os.geteuid() != 0,
+                "network_allowlist": True,
             },
         )
 

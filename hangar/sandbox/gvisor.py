@@ -163,7 +163,7 @@ class GvisorBackend:
             self.name,
             True,
             "gVisor user-space kernel, read-only root, tmpfs workspace",
-            features={"cgroups": detect() is not None},
+            features={"cgroups": detect() is not None, "network_allowlist": True},
         )
 
     async def start(self, spec: SandboxTemplateSpec) -> GvisorSandbox:
