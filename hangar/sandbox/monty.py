@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import shutil
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,11 +18,12 @@ from typing import Any
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
-from hangar.sandbox.teardown import later_blocking
+from hangar.sandbox.teardown import deferred, run_deferred
 from hangar.sandbox.workspace import HostWorkspaceSandbox
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 GUEST_WORKSPACE = "/workspace"
+FILE_ACCESS = re.compile(r"\b(open|os|pathlib|Path|eval|exec)\b")
 MAX_WORKERS = 256
 _STATUS_BY_EXCEPTION = {
     "OutputFull": ExecStatus.OUTPUT_TRUNCATED,
@@ -106,8 +107,6 @@ class MontySandbox(HostWorkspaceSandbox):
             return self.session
         if self.killed:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
-        from pydantic_monty import MountDir
-
         limits = self.spec.limits
         session = pool().checkout(
             limits={
@@ -116,19 +115,40 @@ class MontySandbox(HostWorkspaceSandbox):
             }
         )
         session.__enter__()
-        mount = MountDir(
-            host_path=self.folder,
-            virtual_path=GUEST_WORKSPACE,
-            mode="read-write",
-            write_bytes_limit=limits.workspace_mb * 1024 * 1024,
-        )
-        mount.__enter__()
-        self.session, self.mount = session, mount
+        self.session = session
         return session
 
-    def _feed(self, code: str, out: _Capped) -> Any:
-        return self._open().feed_run(
-            code, print_callback=out, mount=self.mount, cwd=GUEST_WORKSPACE
+    def _mounted(self) -> Any:
+        """The workspace, mounted into the guest (made on first need)."""
+        if self.mount is None:
+            from pydantic_monty import MountDir
+
+            mount = MountDir(
+                host_path=self.folder,
+                virtual_path=GUEST_WORKSPACE,
+                mode="read-write",
+                write_bytes_limit=self.spec.limits.workspace_mb * 1024 * 1024,
+            )
+            mount.__enter__()
+            self.mount = mount
+        return self.mount
+
+    def needs_files(self, code: str) -> bool:
+        """Whether this cell may reach the workspace. Monty code reaches files only
+        through ``open``, ``os`` or ``pathlib`` (no ``__import__``, ``getattr`` on
+        builtins or ``globals``), or through code built at run time (``eval``,
+        ``exec``): a cell that names none of them gets no mount, and pure
+        computation, monty's purpose, pays for no folder. Once mounted, always: names
+        bound in one cell stay for the next."""
+        return self.has_workspace or FILE_ACCESS.search(code) is not None
+
+    def _feed(self, code: str, out: _Capped, files: bool) -> Any:
+        run_deferred()  # killed sessions first: their workers go back before a checkout
+        session = self._open()
+        if not files:
+            return session.feed_run(code, print_callback=out)
+        return session.feed_run(
+            code, print_callback=out, mount=self._mounted(), cwd=GUEST_WORKSPACE
         )
 
     async def run_python(
@@ -141,12 +161,13 @@ class MontySandbox(HostWorkspaceSandbox):
         limit = self.spec.limits.output_bytes
         relay = OutputRelay(on_output)
         out = _Capped(limit, relay)
-        before = self.workspace.snapshot()
+        reaches_files = self.needs_files(code)
+        before = self.workspace.snapshot() if self.has_workspace else {}
         started = time.perf_counter()
         status, value, error, trace = ExecStatus.OK, None, None, None
         async with self._lock, relay:
             try:
-                result = await asyncio.to_thread(self._feed, code, out)
+                result = await asyncio.to_thread(self._feed, code, out, reaches_files)
                 value = None if result is None else repr(result)
             except MontyRuntimeError as exc:
                 name = "OutputFull" if out.full else type(exc.exception()).__name__
@@ -163,7 +184,7 @@ class MontySandbox(HostWorkspaceSandbox):
             except MontyError as exc:
                 status, error = ExecStatus.ERROR, str(exc)
         stdout, stderr = out.text("stdout"), out.text("stderr")
-        after = self.workspace.snapshot()
+        after = self.workspace.snapshot() if self.has_workspace else {}
         files = tuple(sorted(p for p, stamp in after.items() if before.get(p) != stamp))
         return ExecResult(
             status=status,
@@ -184,7 +205,7 @@ class MontySandbox(HostWorkspaceSandbox):
     async def kill(self) -> None:
         """Returns at once; the worker goes back to the pool in the background."""
         self.killed = True
-        later_blocking(self._close)
+        deferred(self._close)
 
     def _close(self) -> None:
         session, mount = self.session, self.mount
@@ -193,7 +214,7 @@ class MontySandbox(HostWorkspaceSandbox):
             if item is not None:
                 with contextlib.suppress(Exception):
                     item.__exit__(None, None, None)
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.remove_workspace()
 
 
 class MontyBackend:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -242,7 +241,7 @@ class WasmSandbox(HostWorkspaceSandbox):
         def teardown() -> None:
             if session is not None:
                 session.__exit__(None, None, None)
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self.remove_workspace()
 
         later_blocking(teardown)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -125,11 +126,31 @@ class HostWorkspaceSandbox:
 
     def __init__(self, spec: SandboxTemplateSpec, backend: str) -> None:
         self.spec = spec
+        self.backend = backend
         self._id = f"sbx_{uuid.uuid4().hex[:20]}"
-        self.folder = Path(tempfile.mkdtemp(prefix=f"hangar-{backend}-", dir=scratch_root()))
-        self.workspace = HostWorkspace(self.folder, spec.limits.workspace_mb * 1024 * 1024)
+        self._workspace: HostWorkspace | None = None
         self.session: Any = None
         self._lock = asyncio.Lock()
+
+    @property
+    def workspace(self) -> HostWorkspace:
+        """Made on first use: a sandbox that never touches a file never pays for one."""
+        if self._workspace is None:
+            folder = Path(tempfile.mkdtemp(prefix=f"hangar-{self.backend}-", dir=scratch_root()))
+            self._workspace = HostWorkspace(folder, self.spec.limits.workspace_mb * 1024 * 1024)
+        return self._workspace
+
+    @property
+    def folder(self) -> Path:
+        return self.workspace.root
+
+    @property
+    def has_workspace(self) -> bool:
+        return self._workspace is not None
+
+    def remove_workspace(self) -> None:
+        if self._workspace is not None:
+            shutil.rmtree(self._workspace.root, ignore_errors=True)
 
     @property
     def id(self) -> str:

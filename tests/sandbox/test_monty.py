@@ -31,6 +31,24 @@ async def test_files_in_the_workspace(start_monty: StartSandbox) -> None:
     assert await sandbox.read_file("out.txt") == b"42"
 
 
+async def test_pure_computation_makes_no_workspace_until_files_are_named(
+    start_monty: StartSandbox,
+) -> None:
+    sandbox = await start_monty()
+    assert (await sandbox.run_python("total = sum(range(10))\ntotal")).value == "45"
+    assert not sandbox.has_workspace  # type: ignore[attr-defined]
+    # Reaching files by a name built at run time still finds the workspace...
+    built = await sandbox.run_python("eval('op' + 'en')('a.txt', 'w').write('x')")
+    assert built.status == ExecStatus.OK and built.files == ("a.txt",)
+    # ...and once there, it stays: a later cell uses what an earlier one bound.
+    fresh = await start_monty()
+    bound = await fresh.run_python("from pathlib import Path\np = Path('b.txt')")
+    assert bound.status == ExecStatus.OK
+    later = await fresh.run_python("p.write_text('y')\ntotal = 1")
+    assert later.status == ExecStatus.OK and later.files == ("b.txt",)
+    assert await fresh.read_file("b.txt") == b"y"
+
+
 async def test_hostile_cases(start_monty: StartSandbox) -> None:
     limits = {"wallSeconds": 1, "memoryMb": 64, "outputBytes": 10_000}
     looping = await start_monty(limits=limits)

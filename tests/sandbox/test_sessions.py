@@ -38,7 +38,9 @@ async def test_files_a_cell_writes_are_listed_and_readable(start: StartSandbox) 
 
 
 async def test_a_plot_saved_as_png_is_an_output_file(start: StartSandbox) -> None:
-    sandbox = await start()
+    # matplotlib's first import builds its font cache: seconds of CPU, more under
+    # gVisor on a loaded machine than the default 10 s allows.
+    sandbox = await start(limits={"cpuSeconds": 60, "wallSeconds": 60})
     code = (
         "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
         "plt.plot([1, 2, 3], [1, 4, 9])\nplt.savefig('plot.png')"
