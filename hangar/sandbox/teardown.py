@@ -44,6 +44,9 @@ def later_blocking(work: Callable[[], None]) -> None:
 
 
 _deferred: deque[Callable[[], None]] = deque()
+_handover: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+"""The one pending timer (and its loop) that hands deferred work to the teardown
+thread: a burst of kills sets one, not one each."""
 
 
 def deferred(work: Callable[[], None], delay: float = 0.05) -> None:
@@ -52,8 +55,11 @@ def deferred(work: Callable[[], None], delay: float = 0.05) -> None:
     (``run_deferred``), saving a thread wake-up. A monty worker returned to its pool
     just before the next checkout is reused at once, instead of a second one being
     woken."""
+    global _handover
     _deferred.append(work)
-    asyncio.get_running_loop().call_later(delay, _hand_over_deferred)
+    loop = asyncio.get_running_loop()
+    if _handover is None or _handover[0] is not loop or _handover[1].when() < loop.time():
+        _handover = (loop, loop.call_later(delay, _hand_over_deferred))
 
 
 def run_deferred() -> None:
