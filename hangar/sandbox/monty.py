@@ -107,6 +107,7 @@ class MontySandbox(HostWorkspaceSandbox):
             return self.session
         if self.killed:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
+        run_deferred()  # killed sessions first: their workers go back, and this reuses one
         limits = self.spec.limits
         session = pool().checkout(
             limits={
@@ -143,7 +144,6 @@ class MontySandbox(HostWorkspaceSandbox):
         return self.has_workspace or FILE_ACCESS.search(code) is not None
 
     def _feed(self, code: str, out: _Capped, files: bool) -> Any:
-        run_deferred()  # killed sessions first: their workers go back before a checkout
         session = self._open()
         if not files:
             return session.feed_run(code, print_callback=out)
