@@ -18,13 +18,13 @@ loop until a sandbox adopts them.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import os
 import signal
 import subprocess
 import uuid
-from asyncio import AbstractEventLoop
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -186,8 +186,6 @@ class Parking:
     def _refill_soon(self) -> None:
         if self._refill_pending or len(self.parked) >= self.size:
             return
-        import asyncio
-
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -195,7 +193,7 @@ class Parking:
         self._refill_pending = True
         loop.call_later(self.delay, self._park_one, loop)
 
-    def _park_one(self, loop: AbstractEventLoop) -> None:
+    def _park_one(self, loop: asyncio.AbstractEventLoop) -> None:
         """Spawn on a worker thread (a spawn is a millisecond or two the event loop
         need not wait), then come back for the next."""
         future = loop.run_in_executor(None, self._spawn_parked)

@@ -11,6 +11,7 @@ so the session is over after a timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from pathlib import Path
@@ -59,6 +60,12 @@ CODE_MARK = "\x1ehangar-kernel-code:"
 _SEND_CODE = (
     "print({mark!r} + _binascii.b2a_base64(_marshal.dumps(__hangar_code), newline=False).decode())"
 )
+
+
+@functools.cache
+def kernel_source() -> str:
+    return KERNEL.read_text()
+
 
 _kernel_code: dict[str, str] = {}
 """The kernel compiled by the guest, by source: compiling it costs a wasm guest
@@ -125,7 +132,7 @@ class WasmSandbox(HostWorkspaceSandbox):
         not got it yet: the first cell carries it, saving a round trip to the guest."""
         if self._loaded:
             return code
-        source = KERNEL.read_text()
+        source = kernel_source()
         cached = _kernel_code.get(source)
         load = _LOAD_KERNEL.format(
             workspace=GUEST_WORKSPACE,
@@ -144,7 +151,7 @@ class WasmSandbox(HostWorkspaceSandbox):
         if not found:
             return stdout
         code, _, tail = rest.partition("\n")
-        _kernel_code.setdefault(KERNEL.read_text(), code.strip())
+        _kernel_code.setdefault(kernel_source(), code.strip())
         return head + tail
 
     async def run_python(
