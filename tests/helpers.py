@@ -40,6 +40,18 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "con
         time.sleep(0.02)
 
 
+async def eventually(predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
+    """``wait_until`` for async tests: polls without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def doc(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,

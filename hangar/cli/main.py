@@ -32,7 +32,9 @@ app = typer.Typer(
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Run code in sandboxes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+secret_app = typer.Typer(help="Manage secrets (stored encrypted).", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(secret_app, name="secret")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -268,6 +270,57 @@ def keys_create(
     )
     console.print(result["key"], highlight=False)
     err_console.print(f"key {result['id']} for namespace {result['namespace']}", style="dim")
+
+
+@secret_app.command("set")
+def secret_set(
+    name: Annotated[str, typer.Argument(help="The Secret's name.")],
+    values: Annotated[
+        list[str], typer.Argument(help="KEY=VALUE, or KEY=@FILE to read the value from a file.")
+    ],
+) -> None:
+    """Create or replace a Secret without writing its values into a manifest."""
+    data: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE")
+        data[key] = Path(value[1:]).read_text().rstrip("\n") if value.startswith("@") else value
+    document = {
+        "apiVersion": "hangar.dev/v1alpha1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "spec": {"data": data},
+    }
+    result = client().request("POST", "/v1/apply", json={"documents": [document]})
+    item = result["results"][0]
+    console.print(f"secret/{name} {item['outcome']} [dim](keys: {', '.join(sorted(data))})[/]")
+
+
+@app.command()
+def audit(
+    run: Annotated[str | None, typer.Option(help="Only calls of this run.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only calls of this agent.")] = None,
+    limit: int = 50,
+    output: OutputOpt = "table",
+) -> None:
+    """The audit log of tool calls, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if run:
+        params["run"] = run
+    if agent:
+        params["agent"] = agent
+    items = client().request("GET", "/v1/audit/tool-calls", params=params)["items"]
+    if output != "table":
+        dump(items, output)
+        return
+    for entry in items:
+        console.print(
+            f"{entry['createdAt'][:19]}  {entry['agent']:<16} {entry['run']}  "
+            f"{entry['tool']:<32} {entry['outcome']:<15} {entry['durationMs']:>8.1f} ms  "
+            f"args {entry['argumentsSha256'][:12]}",
+            highlight=False,
+        )
 
 
 @sandbox_app.command("exec")

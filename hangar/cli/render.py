@@ -55,6 +55,16 @@ def resource_table(kind: str, items: list[dict[str, Any]]) -> Table:
             detail = f"model={spec.get('model')} tools={len(spec.get('tools', []))}"
         elif kind == "Model":
             detail = f"provider={spec.get('provider')} {spec.get('model') or ''}".strip()
+        elif kind == "MCPServer":
+            status = item.get("status", {})
+            detail = (
+                f"{'stdio' if spec.get('stdio') else 'http'} {status.get('state', '?')} "
+                f"tools={status.get('tools', '?')} restarts={status.get('restarts', 0)}"
+            )
+            if status.get("error"):
+                detail += f"\n{status['error'][:200]}"
+        elif kind == "Secret":
+            detail = f"keys={','.join(sorted(spec.get('data', {})))}"
         else:
             detail = ""
         meta = item["metadata"]

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from hangar import __version__
 from hangar.gateway.errors import install_error_handlers
-from hangar.gateway.routes import keys, openai_compat, resources, runs, sandboxes
+from hangar.gateway.routes import audit, keys, openai_compat, resources, runs, sandboxes
 from hangar.runtime.host import Runtime
 
 
@@ -38,7 +38,7 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for module in (resources, runs, openai_compat, keys, sandboxes):
+    for module in (resources, runs, openai_compat, keys, sandboxes, audit):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["health"])

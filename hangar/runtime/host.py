@@ -10,7 +10,9 @@ from hangar.sandbox.manager import SandboxManager
 from hangar.sandbox.registry import availability
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
 from hangar.store.base import Store
+from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
+from hangar.tools.mcp import MCPHub
 
 
 class Runtime:
@@ -19,7 +21,9 @@ class Runtime:
         self.store: Store = store or SqlStore(settings.resolved_database_url)
         self.bus = EventBus()
         self.sandboxes = SandboxManager()
-        self.worker = Worker(self.store, self.bus, settings, self.sandboxes)
+        self.secret_box = SecretBox.from_environment(settings.home)
+        self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
+        self.worker = Worker(self.store, self.bus, settings, self.sandboxes, self.hub)
         self.runs = RunService(self.store, self.bus, self.worker)
 
     async def start(self, *, workers: int | None = None) -> None:
@@ -39,5 +43,6 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.worker.stop()
+        await self.hub.close()
         await self.sandboxes.close()
         await self.store.close()

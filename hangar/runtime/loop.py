@@ -9,9 +9,12 @@ the worker decide where events go.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hangar.errors import HangarError
@@ -21,8 +24,9 @@ from hangar.models.pricing import priced
 from hangar.runtime.events import EventType, StopReason
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
-from hangar.store.base import RunStatus, Usage
+from hangar.store.base import RunStatus, ToolAudit, Usage
 from hangar.tools.base import Tool, ToolContext
+from hangar.tools.policy import decide, refusal
 
 
 class Recorder(Protocol):
@@ -48,6 +52,8 @@ class LoopInput:
     record: Recorder = _no_record
     on_delta: Callable[[str], Awaitable[None]] | None = None
     check_cancelled: Callable[[], Awaitable[bool]] | None = None
+    audit: Callable[[ToolAudit], Awaitable[None]] | None = None
+    """Where each tool call's audit entry goes (the store, in a worker)."""
 
 
 @dataclass
@@ -67,20 +73,35 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 3)
 
 
-async def _call_tool(tool: Tool | None, call: ToolCall, ctx: ToolContext) -> tuple[str, bool]:
-    """Run one tool call; any failure becomes an error text the model can read."""
+def arguments_digest(arguments: str) -> str:
+    """The audit log's fingerprint of a call's arguments: equal JSON, equal hash."""
+    try:
+        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = arguments
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _call_tool(
+    tool: Tool | None, call: ToolCall, ctx: ToolContext, spec: AgentSpec
+) -> tuple[str, str]:
+    """Run one tool call; any failure becomes an error text the model can read.
+    Returns the text and the outcome the audit log records."""
     if tool is None:
-        return f"error: no tool named {call.name!r} is available to this agent", True
+        return f"error: no tool named {call.name!r} is available to this agent", "error"
+    decision = decide(spec.tool_policy, call.name)
+    if decision.action == "deny":
+        return f"error: {refusal(ctx.agent, call.name, decision)}", "denied"
     try:
         arguments = call.parsed_arguments()
     except ValueError as exc:
-        return f"error: {exc}", True
+        return f"error: {exc}", "error"
     try:
-        return await tool.call(arguments, ctx), False
+        return await tool.call(arguments, ctx), "ok"
     except HangarError as exc:
-        return f"error: {exc.message}", True
+        return f"error: {exc.message}", "error"
     except Exception as exc:  # a tool's bug is the model's problem to route around
-        return f"error: {type(exc).__name__}: {exc}", True
+        return f"error: {type(exc).__name__}: {exc}", "error"
 
 
 async def run_loop(inp: LoopInput) -> Outcome:
@@ -89,7 +110,9 @@ async def run_loop(inp: LoopInput) -> Outcome:
     messages = list(inp.messages)
     if spec.instructions and not (messages and messages[0].role == "system"):
         messages.insert(0, Message(role="system", content=spec.instructions))
-    definitions = tuple(t.definition for t in inp.tools.values()) + inp.caller_tools
+    # Tools the policy denies are not offered; a call to one anyway is refused by name.
+    offered = [t for name, t in inp.tools.items() if decide(spec.tool_policy, name).allowed]
+    definitions = tuple(t.definition for t in offered) + inp.caller_tools
     caller_names = {d.name for d in inp.caller_tools}
     settings = ModelSettings(temperature=spec.temperature, max_output_tokens=spec.max_output_tokens)
     usage = Usage()
@@ -110,7 +133,12 @@ async def run_loop(inp: LoopInput) -> Outcome:
         request = ModelRequest(tuple(messages), definitions, settings)
         await inp.record(
             EventType.MODEL_REQUEST,
-            {"step": step, "model": inp.model.name, "messages": len(messages)},
+            {
+                "step": step,
+                "model": inp.model.name,
+                "messages": len(messages),
+                "tools": [d.name for d in definitions],
+            },
         )
         started = time.perf_counter()
         response = await complete(inp.model, request, inp.on_delta)
@@ -158,7 +186,21 @@ async def run_loop(inp: LoopInput) -> Outcome:
 
         async def run_one(call: ToolCall, step: int = step) -> Message:
             started = time.perf_counter()
-            content, is_error = await _call_tool(inp.tools.get(call.name), call, inp.context)
+            content, outcome = await _call_tool(inp.tools.get(call.name), call, inp.context, spec)
+            is_error = outcome != "ok"
+            if inp.audit is not None:
+                await inp.audit(
+                    ToolAudit(
+                        namespace=inp.context.namespace,
+                        agent=inp.context.agent,
+                        run_id=inp.context.run_id,
+                        tool=call.name,
+                        arguments_sha256=arguments_digest(call.arguments),
+                        outcome=outcome,
+                        duration_ms=_ms(started),
+                        created_at=datetime.now(UTC),
+                    )
+                )
             await inp.record(
                 EventType.TOOL_RESULT,
                 {

@@ -3,8 +3,10 @@ its ``ChatModel`` and its tools."""
 
 from __future__ import annotations
 
+import asyncio
+
 from hangar.config import Settings
-from hangar.errors import AgentNotFoundError, ModelNotFoundError
+from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundError, ToolError
 from hangar.models.base import ChatModel
 from hangar.models.registry import build_chat_model
 from hangar.spec.agent import Agent, AgentSpec
@@ -12,6 +14,7 @@ from hangar.spec.model import Model, ModelSpec, Pricing
 from hangar.store.base import Store
 from hangar.tools.base import Tool
 from hangar.tools.builtin import BUILTIN_TOOLS
+from hangar.tools.mcp import MCPHub
 
 LOCAL_MODEL = "local"
 LOCAL_MODEL_SPEC = ModelSpec(provider="local")
@@ -61,9 +64,28 @@ class ModelCache:
         return self._models[key]
 
 
-def agent_tools(spec: AgentSpec) -> dict[str, Tool]:
+async def agent_tools(spec: AgentSpec, namespace: str, hub: MCPHub) -> dict[str, Tool]:
+    """The agent's tools by the name the model calls them; MCP servers are connected
+    (or found connected) concurrently."""
     tools: dict[str, Tool] = {}
     for ref in spec.tools:
-        tool = BUILTIN_TOOLS[ref.builtin]
-        tools[tool.definition.name] = tool
+        if ref.builtin is not None:
+            tool = BUILTIN_TOOLS[ref.builtin]
+            tools[tool.definition.name] = tool
+
+    async def server_tools(name: str, include: list[str]) -> list[Tool]:
+        try:
+            return list(await hub.tools(namespace, name, include))
+        except ToolError as exc:
+            raise ConfigurationError(
+                exc.message,
+                hint="see the server's state with `hangar get mcpservers`",
+                details={"mcp_server": name},
+            ) from None
+
+    refs = [ref for ref in spec.tools if ref.mcp is not None]
+    found = await asyncio.gather(*(server_tools(r.mcp, r.include) for r in refs if r.mcp))
+    for server in found:
+        for tool in server:
+            tools[tool.definition.name] = tool
     return tools

@@ -25,7 +25,9 @@ from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.sandbox.manager import SandboxManager
 from hangar.store.base import RunRecord, RunStatus, Store, Usage
+from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.tools.base import ToolContext
+from hangar.tools.mcp import MCPHub
 
 log = logging.getLogger("hangar.runtime")
 
@@ -71,8 +73,12 @@ class Worker:
         bus: EventBus,
         settings: Settings,
         sandboxes: SandboxManager | None = None,
+        hub: MCPHub | None = None,
     ) -> None:
         self.store = store
+        self.hub = hub or MCPHub(
+            store, SecretResolver(store, SecretBox.from_environment(settings.home))
+        )
         self.sandboxes = sandboxes or SandboxManager()
         self.bus = bus
         self.settings = settings
@@ -201,7 +207,7 @@ class Worker:
             agent=spec,
             model=model,
             messages=messages,
-            tools=agent_tools(spec),
+            tools=await agent_tools(spec, run.namespace, self.hub),
             caller_tools=caller_tools(run.input.get("tools", [])),
             pricing=pricing,
             context=ToolContext(
@@ -214,6 +220,7 @@ class Worker:
             record=record,
             on_delta=on_delta,
             check_cancelled=check_cancelled,
+            audit=self.store.record_tool_call,
         )
         try:
             async with asyncio.timeout(spec.limits.timeout_seconds):

@@ -7,6 +7,7 @@ from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model, ModelSpec, ScriptStep
 from hangar.spec.registry import KINDS, json_schema, kind_class
 from hangar.spec.sandbox import SandboxTemplate
+from hangar.spec.secret import Secret
 
 __all__ = [
     "API_VERSION",
@@ -22,6 +23,7 @@ __all__ = [
     "Resource",
     "SandboxTemplate",
     "ScriptStep",
+    "Secret",
     "ToolRef",
     "json_schema",
     "kind_class",

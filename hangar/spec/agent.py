@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hangar.spec.base import Resource, SpecModel, check_name
 from hangar.spec.hosts import HostPatterns
@@ -17,9 +17,47 @@ SANDBOX_TOOLS = frozenset({"run_python", "run_shell", "read_file", "write_file"}
 
 
 class ToolRef(SpecModel):
-    """One tool an agent may use. Later kinds of tools (MCP, agents) join this union."""
+    """One source of tools for an agent: a built-in tool, the tools of an MCP server
+    (optionally narrowed by glob patterns), or another agent called as a tool."""
 
-    builtin: BuiltinToolName = Field(description="Name of a built-in tool.")
+    builtin: BuiltinToolName | None = Field(default=None, description="A built-in tool.")
+    mcp: str | None = Field(
+        default=None,
+        description="An MCPServer in the same namespace; its tools are named SERVER__TOOL.",
+    )
+    include: list[str] = Field(
+        default_factory=list,
+        description="With 'mcp': glob patterns of the server's tool names to take; empty: all.",
+    )
+
+    @field_validator("mcp")
+    @classmethod
+    def _mcp(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "MCP server name")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ToolRef:
+        if (self.builtin is None) == (self.mcp is None):
+            raise ValueError("a tool entry needs exactly one of 'builtin' or 'mcp'")
+        if self.include and self.mcp is None:
+            raise ValueError("'include' narrows an 'mcp' entry; a builtin is one tool already")
+        return self
+
+
+PolicyAction = Literal["allow", "deny", "require_approval"]
+
+
+class PolicyRule(SpecModel):
+    tool: str = Field(description="Glob pattern of tool names, e.g. 'github__delete_*'.")
+    action: PolicyAction
+
+
+class ToolPolicy(SpecModel):
+    """Which of the agent's tools may run. The first rule whose pattern matches a tool
+    decides; a tool no rule matches gets ``default``."""
+
+    rules: list[PolicyRule] = Field(default_factory=list)
+    default: PolicyAction = "allow"
 
 
 class Limits(SpecModel):
@@ -43,6 +81,7 @@ class AgentSpec(SpecModel):
     model: str = Field(default="local", description="Name of a Model in the same namespace.")
     instructions: str = Field(default="", description="The system prompt.")
     tools: list[ToolRef] = Field(default_factory=list)
+    tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
     limits: Limits = Field(default_factory=Limits)
     egress: Egress = Field(default_factory=Egress)
     sandbox: str | None = Field(
@@ -64,6 +103,9 @@ class AgentSpec(SpecModel):
 
     def uses_sandbox(self) -> bool:
         return any(ref.builtin in SANDBOX_TOOLS for ref in self.tools)
+
+    def mcp_servers(self) -> list[str]:
+        return [ref.mcp for ref in self.tools if ref.mcp is not None]
 
 
 class Agent(Resource):

@@ -114,6 +114,11 @@ class Resource(SpecModel):
         assert isinstance(spec, BaseModel)
         return spec.model_dump(mode="json", by_alias=True)
 
+    @staticmethod
+    def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
+        """What API responses show of a stored spec; kinds holding secrets hide them."""
+        return spec
+
     def spec_hash(self) -> str:
         """Identity of the desired state: the generation rises only when this changes."""
         canonical = json.dumps(self.spec_json(), sort_keys=True, separators=(",", ":"))

@@ -10,9 +10,10 @@ from hangar.spec.base import Resource
 from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
 from hangar.spec.sandbox import SandboxTemplate
+from hangar.spec.secret import Secret
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer)
+    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret)
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
 for _cls in KINDS.values():

@@ -177,6 +177,33 @@ class RunEvent:
         }
 
 
+@dataclass(frozen=True)
+class ToolAudit:
+    """One tool call as the audit log keeps it: never the arguments, only their hash."""
+
+    namespace: str
+    agent: str
+    run_id: str
+    tool: str
+    arguments_sha256: str
+    outcome: str
+    """``ok``, ``error``, ``denied``, or ``approval_denied``."""
+    duration_ms: float
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "agent": self.agent,
+            "run": self.run_id,
+            "tool": self.tool,
+            "argumentsSha256": self.arguments_sha256,
+            "outcome": self.outcome,
+            "durationMs": self.duration_ms,
+            "createdAt": self.created_at.isoformat(),
+        }
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
@@ -231,3 +258,14 @@ class Store(Protocol):
     async def list_events(
         self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000
     ) -> list[RunEvent]: ...
+
+    # audit
+    async def record_tool_call(self, entry: ToolAudit) -> None: ...
+    async def list_tool_calls(
+        self,
+        namespace: str,
+        *,
+        run_id: str | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+    ) -> list[ToolAudit]: ...

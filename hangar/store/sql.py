@@ -31,9 +31,17 @@ from hangar.store.base import (
     RunRecord,
     RunStatus,
     StoredResource,
+    ToolAudit,
     Usage,
 )
-from hangar.store.tables import api_keys, resource_versions, resources, run_events, runs
+from hangar.store.tables import (
+    api_keys,
+    resource_versions,
+    resources,
+    run_events,
+    runs,
+    tool_audit,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 KEY_PREFIX = "hgr_"
@@ -504,6 +512,51 @@ class SqlStore:
         )
         async with self.engine.connect() as conn:
             return [_event(row) for row in (await conn.execute(query)).mappings()]
+
+    async def record_tool_call(self, entry: ToolAudit) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tool_audit.insert().values(
+                    namespace=entry.namespace,
+                    agent=entry.agent,
+                    run_id=entry.run_id,
+                    tool=entry.tool,
+                    arguments_sha256=entry.arguments_sha256,
+                    outcome=entry.outcome,
+                    duration_ms=entry.duration_ms,
+                    created_at=entry.created_at,
+                )
+            )
+
+    async def list_tool_calls(
+        self,
+        namespace: str,
+        *,
+        run_id: str | None = None,
+        agent: str | None = None,
+        limit: int = 100,
+    ) -> list[ToolAudit]:
+        query = sa.select(tool_audit).where(tool_audit.c.namespace == namespace)
+        if run_id is not None:
+            query = query.where(tool_audit.c.run_id == run_id)
+        if agent is not None:
+            query = query.where(tool_audit.c.agent == agent)
+        query = query.order_by(tool_audit.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            ToolAudit(
+                namespace=row["namespace"],
+                agent=row["agent"],
+                run_id=row["run_id"],
+                tool=row["tool"],
+                arguments_sha256=row["arguments_sha256"],
+                outcome=row["outcome"],
+                duration_ms=row["duration_ms"],
+                created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

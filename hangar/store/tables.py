@@ -88,3 +88,19 @@ run_events = sa.Table(
     sa.Column("data", JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
+
+tool_audit = sa.Table(
+    "tool_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("agent", sa.String(63), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("tool", sa.String(128), nullable=False),
+    sa.Column("arguments_sha256", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_tool_audit_namespace_created", "namespace", "created_at"),
+    sa.Index("ix_tool_audit_run", "run_id"),
+)

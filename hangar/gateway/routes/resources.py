@@ -19,8 +19,10 @@ from hangar.gateway.auth import KeyDep, RuntimeDep
 from hangar.sandbox.registry import availability
 from hangar.spec import (
     Agent,
+    MCPServer,
     Model,
     SandboxTemplate,
+    Secret,
     json_schema,
     kind_class,
     parse_documents,
@@ -80,6 +82,8 @@ async def apply(request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]
             )
     results = []
     for resource in resources:
+        if isinstance(resource, Secret):
+            resource = rt.secret_box.seal(resource)  # the store never sees a plain value
         stored, outcome = await rt.store.apply_resource(key.namespace, resource)
         if isinstance(resource, SandboxTemplate) and availability(resource.spec.backend).available:
             rt.sandboxes.warm_soon(resource.spec)
@@ -112,16 +116,28 @@ async def _get(rt: RuntimeDep, namespace: str, kind: str, name: str) -> StoredRe
     return stored
 
 
+def _document(rt: RuntimeDep, stored: StoredResource) -> dict[str, Any]:
+    """A stored resource as responses show it: secret values hidden, live status added."""
+    document = stored.to_document()
+    document["spec"] = kind_class(stored.kind).public_spec(stored.spec)
+    if stored.kind == MCPServer.KIND:
+        status = rt.hub.status(stored.namespace, stored.name)
+        document["status"].update(status or {"state": "idle", "tools": None})
+    return document
+
+
 @router.get("/v1/resources/{kind}")
 async def list_resources(kind: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
     cls = kind_class(kind)
     items = await rt.store.list_resources(key.namespace, cls.KIND)
-    return {"kind": cls.KIND, "items": [item.to_document() for item in items]}
+    if cls is MCPServer:  # health is part of the answer: connect those not yet connected
+        await rt.hub.probe(key.namespace, [item.name for item in items])
+    return {"kind": cls.KIND, "items": [_document(rt, item) for item in items]}
 
 
 @router.get("/v1/resources/{kind}/{name}")
 async def get_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    return (await _get(rt, key.namespace, kind, name)).to_document()
+    return _document(rt, await _get(rt, key.namespace, kind, name))
 
 
 @router.get("/v1/resources/{kind}/{name}/versions")
@@ -134,7 +150,11 @@ async def list_versions(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> di
         "kind": cls.KIND,
         "name": name,
         "versions": [
-            {"generation": v.generation, "spec": v.spec, "createdAt": v.created_at.isoformat()}
+            {
+                "generation": v.generation,
+                "spec": cls.public_spec(v.spec),
+                "createdAt": v.created_at.isoformat(),
+            }
             for v in versions
         ],
     }

@@ -1,0 +1,150 @@
+"""The MCP hub: every MCPServer of every namespace, connected once and shared by the
+runs that use it. Credentials are opened here, at connect time, and go only to
+the server's process or requests; a new generation of a server's spec replaces
+its connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+from fnmatch import fnmatchcase
+from typing import Any
+
+from hangar.errors import ResourceNotFoundError
+from hangar.models.messages import ToolDefinition
+from hangar.spec.mcp import MCPServer, MCPServerSpec
+from hangar.spec.secret import SecretKeyRef
+from hangar.store.base import Store
+from hangar.store.secrets import SecretResolver
+from hangar.tools.base import ToolContext
+from hangar.tools.mcp.upstream import Credentials, Upstream, UpstreamTool
+
+SEPARATOR = "__"
+MAX_NAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def qualified_name(server: str, tool: str) -> str:
+    """``server__tool``, in the characters and length chat APIs accept for a function
+    name; a long name keeps a hash of the full one so two never collide."""
+    name = _UNSAFE.sub("_", f"{server}{SEPARATOR}{tool}")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_NAME - 9]}_{digest}"
+    return name
+
+
+class MCPTool:
+    """One tool of one MCP server, as the agent loop calls it."""
+
+    def __init__(self, upstream: Upstream, tool: UpstreamTool) -> None:
+        self.upstream = upstream
+        self.tool = tool
+        self._definition = ToolDefinition(
+            name=qualified_name(upstream.name, tool.name),
+            description=tool.description,
+            parameters=tool.input_schema or {"type": "object", "properties": {}},
+        )
+
+    @property
+    def definition(self) -> ToolDefinition:
+        return self._definition
+
+    @property
+    def idempotent(self) -> bool:
+        return self.tool.idempotent
+
+    async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
+        return await self.upstream.call(self.tool.name, arguments)
+
+
+class MCPHub:
+    def __init__(self, store: Store, secrets: SecretResolver) -> None:
+        self.store = store
+        self.secrets = secrets
+        self._upstreams: dict[tuple[str, str], Upstream] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+
+    async def upstream(self, namespace: str, name: str) -> Upstream:
+        stored = await self.store.get_resource(namespace, MCPServer.KIND, name)
+        if stored is None:
+            raise ResourceNotFoundError(
+                f"MCPServer {name!r} not found in namespace {namespace!r}",
+                hint="apply it with `hangar apply -f`, or remove it from the agent's tools",
+                details={"kind": MCPServer.KIND, "name": name},
+            )
+        key = (namespace, name)
+        current = self._upstreams.get(key)
+        if current is None or current.generation != stored.generation:
+            spec = MCPServerSpec.model_validate(stored.spec)
+
+            async def credentials(spec: MCPServerSpec = spec) -> Credentials:
+                return await self._credentials(namespace, name, spec)
+
+            self._upstreams[key] = Upstream(namespace, name, stored.generation, spec, credentials)
+            if current is not None:
+                self._retire(current)
+        return self._upstreams[key]
+
+    def _retire(self, upstream: Upstream) -> None:
+        task = asyncio.create_task(upstream.close())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def _credentials(self, namespace: str, name: str, spec: MCPServerSpec) -> Credentials:
+        secrets: list[str] = []
+
+        async def opened(values: dict[str, str | SecretKeyRef], where: str) -> dict[str, str]:
+            out = {}
+            for key, value in values.items():
+                out[key] = await self.secrets.resolve(namespace, value, f"{where}.{key}")
+                if isinstance(value, SecretKeyRef):
+                    secrets.append(out[key])
+            return out
+
+        where = f"MCPServer {name!r} spec"
+        if spec.stdio is not None:
+            env = await opened(dict(spec.stdio.env), f"{where}.stdio.env")
+            return Credentials(env=env, secrets=tuple(secrets))
+        assert spec.http is not None
+        headers = await opened(dict(spec.http.headers), f"{where}.http.headers")
+        client_secret = None
+        if spec.http.oauth is not None:
+            client_secret = await self.secrets.resolve(
+                namespace, spec.http.oauth.client_secret, f"{where}.http.oauth.clientSecret"
+            )
+            secrets.append(client_secret)
+        return Credentials(
+            headers=headers, oauth_client_secret=client_secret, secrets=tuple(secrets)
+        )
+
+    async def tools(self, namespace: str, server: str, include: list[str]) -> list[MCPTool]:
+        """The server's tools (after its own filter and the agent's ``include``)."""
+        upstream = await self.upstream(namespace, server)
+        await upstream.ensure()
+        return [
+            MCPTool(upstream, tool)
+            for tool in upstream.tools.values()
+            if not include or any(fnmatchcase(tool.name, p) for p in include)
+        ]
+
+    async def probe(self, namespace: str, names: list[str], timeout: float = 15) -> None:
+        """Connect the named servers that are not yet, so their health is known."""
+
+        async def one(name: str) -> None:
+            with contextlib.suppress(Exception):
+                upstream = await self.upstream(namespace, name)
+                async with asyncio.timeout(timeout):
+                    await upstream.ensure()
+
+        await asyncio.gather(*(one(name) for name in names))
+
+    def status(self, namespace: str, name: str) -> dict[str, Any] | None:
+        upstream = self._upstreams.get((namespace, name))
+        return None if upstream is None else upstream.status()
+
+    async def close(self) -> None:
+        upstreams, self._upstreams = list(self._upstreams.values()), {}
+        await asyncio.gather(*(u.close() for u in upstreams), *self._retired)

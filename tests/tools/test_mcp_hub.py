@@ -1,0 +1,294 @@
+"""The MCP hub against real MCP servers: our SDK-built workbench (Python, stdio and
+streamable HTTP), the reference ``server-everything`` from npm (stdio and streamable
+HTTP) and ``mcp-server-time`` from PyPI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from hangar.errors import ResourceNotFoundError, ToolError
+from hangar.spec import Secret, parse_document
+from hangar.store.secrets import SecretBox, SecretResolver
+from hangar.store.sql import SqlStore
+from hangar.tools.base import ToolContext
+from hangar.tools.mcp import MCPHub, qualified_name
+from tests.helpers import doc, eventually, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EVERYTHING = ROOT / "tests/tools/mcp_servers/node_modules/.bin/mcp-server-everything"
+CTX = ToolContext("default", "run_test", "tester")
+
+
+def workbench(*args: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "stdio": {
+            "command": sys.executable,
+            "args": ["-m", "tests.tools.mcp_servers.workbench", *args],
+            "cwd": str(ROOT),
+            **extra,
+        }
+    }
+
+
+@pytest.fixture
+async def hub(tmp_path: Path) -> AsyncIterator[MCPHub]:
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'hangar.db'}")
+    await store.migrate()
+    box = SecretBox([Fernet.generate_key()])
+    hub = MCPHub(store, SecretResolver(store, box))
+    hub.box = box  # type: ignore[attr-defined]
+    try:
+        yield hub
+    finally:
+        await hub.close()
+        await store.close()
+
+
+async def apply(hub: MCPHub, kind: str, name: str, spec: dict[str, Any]) -> None:
+    resource, problems = parse_document(doc(kind, name, spec))
+    assert resource is not None, problems
+    if isinstance(resource, Secret):
+        resource = hub.box.seal(resource)  # type: ignore[attr-defined]
+    await hub.store.apply_resource("default", resource)
+
+
+async def call(hub: MCPHub, server: str, tool: str, **arguments: Any) -> str:
+    tools = {t.tool.name: t for t in await hub.tools("default", server, [])}
+    return await tools[tool].call(arguments, CTX)
+
+
+async def test_a_stdio_server_is_started_once_and_its_tools_are_listed_with_their_schemas(
+    hub: MCPHub,
+) -> None:
+    await apply(hub, "MCPServer", "wb", {**workbench(), "tools": {"exclude": ["crash"]}})
+    tools = await hub.tools("default", "wb", [])
+    by_name = {t.definition.name: t for t in tools}
+    assert set(by_name) == {"wb__echo", "wb__pid", "wb__show_token", "wb__learn"}
+    echo = by_name["wb__echo"]
+    assert echo.definition.parameters["properties"]["text"]["type"] == "string"
+    assert echo.definition.description == "Return the text."
+    assert echo.idempotent  # annotated read-only by the server
+    assert not by_name["wb__learn"].idempotent
+    assert await echo.call({"text": "hi"}, CTX) == "echo: hi"
+    first = await call(hub, "wb", "pid")
+    assert await call(hub, "wb", "pid") == first  # the same process serves every call
+    # An agent may narrow a server's tools further.
+    assert [t.tool.name for t in await hub.tools("default", "wb", ["e*"])] == ["echo"]
+    assert hub.status("default", "wb") == {
+        "state": "ready",
+        "tools": 4,
+        "restarts": 0,
+        "error": None,
+        "generation": 1,
+    }
+
+
+async def test_a_crash_during_a_call_is_a_clear_error_and_the_server_is_restarted(
+    hub: MCPHub,
+) -> None:
+    await apply(hub, "MCPServer", "wb", workbench())
+    before = await call(hub, "wb", "pid")
+    with pytest.raises(ToolError) as crashed:
+        await call(hub, "wb", "crash")
+    message = crashed.value.message
+    assert "closed the connection during crash" in message
+    assert "not repeated: crash is not marked idempotent" in message
+    after = await call(hub, "wb", "pid")
+    assert after != before
+    assert hub.status("default", "wb")["restarts"] == 1  # type: ignore[index]
+
+
+async def test_a_server_killed_between_calls_is_restarted_and_an_idempotent_call_retried(
+    hub: MCPHub,
+) -> None:
+    await apply(hub, "MCPServer", "wb", workbench())
+    pid = int(await call(hub, "wb", "pid"))
+    os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    assert await call(hub, "wb", "echo", text="still here") == "echo: still here"
+    assert int(await call(hub, "wb", "pid")) != pid
+    assert hub.status("default", "wb")["restarts"] == 1  # type: ignore[index]
+
+
+async def test_a_server_that_cannot_start_says_what_it_printed(hub: MCPHub) -> None:
+    await apply(hub, "MCPServer", "broken", workbench("fail"))
+    with pytest.raises(ToolError) as failed:
+        await hub.tools("default", "broken", [])
+    assert "MCP server 'broken'" in failed.value.message
+    assert "WORKBENCH_CONFIG is not set" in failed.value.message
+    assert hub.status("default", "broken")["state"] == "failed"  # type: ignore[index]
+    await apply(hub, "MCPServer", "missing", {"stdio": {"command": "no-such-mcp-server"}})
+    with pytest.raises(ToolError, match="'no-such-mcp-server'"):
+        await hub.tools("default", "missing", [])
+    with pytest.raises(ResourceNotFoundError, match="MCPServer 'ghost' not found"):
+        await hub.tools("default", "ghost", [])
+
+
+async def test_tool_list_changes_announced_by_the_server_are_picked_up(hub: MCPHub) -> None:
+    await apply(hub, "MCPServer", "wb", workbench())
+    assert await call(hub, "wb", "learn", name="fresh") == "learned fresh"
+    upstream = await hub.upstream("default", "wb")
+    await eventually(lambda: "fresh" in upstream.tools, timeout=10, what="the new tool")
+    assert await call(hub, "wb", "fresh") == "fresh works"
+
+
+async def test_secrets_reach_the_server_and_never_come_back_from_it(hub: MCPHub) -> None:
+    token = "tok-4f9a2c7e1b"
+    await apply(hub, "Secret", "wb-creds", {"data": {"token": token}})
+    await apply(
+        hub,
+        "MCPServer",
+        "wb",
+        workbench(env={"WORKBENCH_TOKEN": {"secret": "wb-creds", "key": "token"}}),
+    )
+    # The server got the value (it echoes it), and the hub scrubbed it from the result.
+    assert await call(hub, "wb", "show_token") == "my token is [secret]"
+    # A missing secret is a clear configuration error naming the field.
+    await apply(
+        hub, "MCPServer", "wb2", workbench(env={"X": {"secret": "wb-creds", "key": "nope"}})
+    )
+    with pytest.raises(
+        ToolError, match=r"spec\.stdio\.env\.X references key 'nope' of Secret 'wb-creds'"
+    ):
+        await hub.tools("default", "wb2", [])
+
+
+async def test_a_new_generation_of_a_server_replaces_its_connection(hub: MCPHub) -> None:
+    await apply(hub, "MCPServer", "wb", workbench())
+    first = await call(hub, "wb", "pid")
+    await apply(hub, "MCPServer", "wb", {**workbench(), "timeoutSeconds": 12})
+    assert await call(hub, "wb", "pid") != first
+    assert hub.status("default", "wb")["generation"] == 2  # type: ignore[index]
+
+
+async def test_a_slow_call_times_out_with_the_limit_named(hub: MCPHub) -> None:
+    await apply(
+        hub, "MCPServer", "ev", {"stdio": {"command": str(EVERYTHING)}, "timeoutSeconds": 1}
+    )
+    with pytest.raises(ToolError, match="did not answer within 1 s"):
+        await call(hub, "ev", "trigger-long-running-operation", duration=5, steps=5)
+    assert await call(hub, "ev", "echo", message="after") == "Echo: after"
+
+
+# --- servers from the registries ------------------------------------------------------
+
+
+async def test_server_everything_from_npm_over_stdio(hub: MCPHub) -> None:
+    await apply(
+        hub,
+        "MCPServer",
+        "ev",
+        {
+            "stdio": {
+                "command": str(EVERYTHING),
+                "args": ["stdio"],
+                "env": {"EV_SECRET": {"secret": "ev", "key": "k"}},
+            }
+        },
+    )
+    await apply(hub, "Secret", "ev", {"data": {"k": "ev-secret-81c3d2"}})
+    names = {t.tool.name for t in await hub.tools("default", "ev", [])}
+    assert {"echo", "get-sum", "get-env"} <= names
+    assert await call(hub, "ev", "get-sum", a=2, b=3) == "The sum of 2 and 3 is 5."
+    env = await call(hub, "ev", "get-env")
+    assert "EV_SECRET" in env and "ev-secret-81c3d2" not in env and "[secret]" in env
+
+
+@contextlib.contextmanager
+def http_server(command: list[str], port: int) -> Iterator[str]:
+    """A server process listening on ``port``; killed afterwards (an open stream must
+    not hold up the test)."""
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture
+def everything_http() -> Iterator[str]:
+    with http_server([str(EVERYTHING), "streamableHttp"], free_port()) as url:
+        yield url
+
+
+@pytest.fixture
+def workbench_http() -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "tests.tools.mcp_servers.workbench", "http", str(port)]
+    with http_server(command, port) as url:
+        yield url
+
+
+async def connected(hub: MCPHub, server: str, include: list[str]) -> list[Any]:
+    """The server's tools, once it listens (it takes a moment to start)."""
+    for _ in range(100):
+        try:
+            return await hub.tools("default", server, include)
+        except ToolError:
+            await asyncio.sleep(0.1)
+    return await hub.tools("default", server, include)
+
+
+async def test_server_everything_from_npm_over_streamable_http(
+    hub: MCPHub, everything_http: str
+) -> None:
+    await apply(
+        hub, "MCPServer", "ev", {"http": {"url": everything_http, "headers": {"X-Team": "a"}}}
+    )
+    tools = await connected(hub, "ev", ["echo", "get-sum"])
+    assert sorted(t.definition.name for t in tools) == ["ev__echo", "ev__get-sum"]
+    assert await call(hub, "ev", "echo", message="over http") == "Echo: over http"
+
+
+async def test_workbench_over_streamable_http(hub: MCPHub, workbench_http: str) -> None:
+    await apply(hub, "MCPServer", "wb", {"http": {"url": workbench_http}})
+    await connected(hub, "wb", [])
+    assert await call(hub, "wb", "echo", text="http") == "echo: http"
+    assert await call(hub, "wb", "learn", name="later") == "learned later"
+    upstream = await hub.upstream("default", "wb")
+    await eventually(lambda: "later" in upstream.tools, timeout=10, what="the new tool")
+
+
+async def test_mcp_server_time_from_pypi(hub: MCPHub) -> None:
+    await apply(
+        hub,
+        "MCPServer",
+        "time",
+        {"stdio": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}},
+    )
+    tools = {t.definition.name for t in await hub.tools("default", "time", [])}
+    assert tools == {"time__get_current_time", "time__convert_time"}
+    text = await call(
+        hub,
+        "time",
+        "convert_time",
+        source_timezone="UTC",
+        time="12:00",
+        target_timezone="Asia/Tokyo",
+    )
+    assert '"datetime": "' in text and "21:00" in text
+
+
+def test_qualified_names_fit_chat_apis() -> None:
+    assert qualified_name("github", "create_issue") == "github__create_issue"
+    assert qualified_name("fs", "read.file/v2") == "fs__read_file_v2"
+    long = qualified_name("server", "x" * 100)
+    assert len(long) == 64 and long != qualified_name("server", "x" * 99)
