@@ -116,6 +116,12 @@ class RunNotActiveError(ConflictError):
     code = "run_not_active"
 
 
+class RunWaitingApprovalError(ConflictError):
+    """A run that an API without a notion of approvals cannot answer yet."""
+
+    code = "run_waiting_approval"
+
+
 class SandboxNotFoundError(NotFoundError):
     code = "sandbox_not_found"
 

@@ -251,6 +251,30 @@ def runs_show(
         console.print(run_tree(run_data, events))
 
 
+@app.command()
+def approve(
+    run_id: str,
+    deny: Annotated[bool, typer.Option("--deny", help="Refuse instead of approving.")] = False,
+    call: Annotated[str | None, typer.Option(help="One held tool call (default: all).")] = None,
+    comment: Annotated[str, typer.Option(help="Why; a denial shows it to the model.")] = "",
+) -> None:
+    """Approve (or --deny) the tool calls a run waits on; the run then goes on."""
+    c = client()
+    pending = c.request("GET", f"/v1/runs/{run_id}/approvals")["items"]
+    for item in pending:
+        if call is None or item["id"] == call:
+            console.print(
+                f"{'deny' if deny else 'approve'} {item['name']} {item['arguments']} "
+                f"[dim]({item['id']}, held by {item['rule']})[/]",
+                highlight=False,
+            )
+    body: dict[str, Any] = {"comment": comment}
+    if call:
+        body["callId"] = call
+    result = c.request("POST", f"/v1/runs/{run_id}/{'deny' if deny else 'approve'}", json=body)
+    console.print(f"run {result['id']} {result['status']}")
+
+
 @runs_app.command("cancel")
 def runs_cancel(run_id: str) -> None:
     """Cancel a queued or running run."""

@@ -22,6 +22,7 @@ from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
 from hangar.models.pricing import priced
 from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.replay import Resume
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
 from hangar.store.base import RunStatus, ToolAudit, Usage
@@ -83,7 +84,7 @@ def arguments_digest(arguments: str) -> str:
 
 
 async def _call_tool(
-    tool: Tool | None, call: ToolCall, ctx: ToolContext, spec: AgentSpec
+    tool: Tool | None, call: ToolCall, ctx: ToolContext, spec: AgentSpec, approved: bool
 ) -> tuple[str, str]:
     """Run one tool call; any failure becomes an error text the model can read.
     Returns the text and the outcome the audit log records."""
@@ -92,6 +93,8 @@ async def _call_tool(
     decision = decide(spec.tool_policy, call.name)
     if decision.action == "deny":
         return f"error: {refusal(ctx.agent, call.name, decision)}", "denied"
+    if decision.action == "require_approval" and not approved:
+        raise AssertionError(f"{call.name} needs approval; the loop holds such calls")
     try:
         arguments = call.parsed_arguments()
     except ValueError as exc:
@@ -104,19 +107,88 @@ async def _call_tool(
         return f"error: {type(exc).__name__}: {exc}", "error"
 
 
-async def run_loop(inp: LoopInput) -> Outcome:
+class _Step:
+    """Runs one step's tool calls: records each result, audits each call."""
+
+    def __init__(self, inp: LoopInput) -> None:
+        self.inp = inp
+
+    async def _audit(self, call: ToolCall, outcome: str, started: float) -> None:
+        if self.inp.audit is not None:
+            await self.inp.audit(
+                ToolAudit(
+                    namespace=self.inp.context.namespace,
+                    agent=self.inp.context.agent,
+                    run_id=self.inp.context.run_id,
+                    tool=call.name,
+                    arguments_sha256=arguments_digest(call.arguments),
+                    outcome=outcome,
+                    duration_ms=_ms(started),
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    async def _result(
+        self, step: int, call: ToolCall, content: str, outcome: str, started: float
+    ) -> Message:
+        await self._audit(call, outcome, started)
+        await self.inp.record(
+            EventType.TOOL_RESULT,
+            {
+                "step": step,
+                "id": call.id,
+                "name": call.name,
+                "content": content,
+                "is_error": outcome != "ok",
+                "duration_ms": _ms(started),
+            },
+        )
+        return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
+
+    async def run(self, step: int, call: ToolCall, approved: bool = False) -> Message:
+        started = time.perf_counter()
+        inp = self.inp
+        content, outcome = await _call_tool(
+            inp.tools.get(call.name), call, inp.context, inp.agent, approved
+        )
+        return await self._result(step, call, content, outcome, started)
+
+    async def refuse(self, step: int, call: ToolCall, content: str, outcome: str) -> Message:
+        return await self._result(step, call, content, outcome, time.perf_counter())
+
+    async def run_all(
+        self, step: int, calls: list[ToolCall], approved: bool = False
+    ) -> list[Message]:
+        if len(calls) == 1:
+            return [await self.run(step, calls[0], approved)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.run(step, call, approved)) for call in calls]
+        return [task.result() for task in tasks]
+
+
+def _held(call: ToolCall, rule: str) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments, "rule": rule}
+
+
+async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
+    """Drive the run to an outcome: from its input, or from ``resume`` (the state its
+    stored events describe) without repeating what they record."""
     spec = inp.agent
     limits = spec.limits
     messages = list(inp.messages)
     if spec.instructions and not (messages and messages[0].role == "system"):
         messages.insert(0, Message(role="system", content=spec.instructions))
     # Tools the policy denies are not offered; a call to one anyway is refused by name.
-    offered = [t for name, t in inp.tools.items() if decide(spec.tool_policy, name).allowed]
+    offered = [
+        t for name, t in inp.tools.items() if decide(spec.tool_policy, name).action != "deny"
+    ]
     definitions = tuple(t.definition for t in offered) + inp.caller_tools
     caller_names = {d.name for d in inp.caller_tools}
     settings = ModelSettings(temperature=spec.temperature, max_output_tokens=spec.max_output_tokens)
     usage = Usage()
     last_text = ""
+    steps = _Step(inp)
+    first_step = 1
 
     def fail(reason: StopReason, message: str) -> Outcome:
         return Outcome(
@@ -127,7 +199,66 @@ async def run_loop(inp: LoopInput) -> Outcome:
             {"code": reason.value, "message": message},
         )
 
-    for step in range(1, limits.max_steps + 1):
+    def handed_back(message: Message) -> Outcome | None:
+        calls = [c for c in message.tool_calls if c.name in caller_names]
+        if not calls:
+            return None
+        out = Message(role="assistant", content=message.content, tool_calls=tuple(calls))
+        return Outcome(
+            RunStatus.SUCCEEDED,
+            StopReason.TOOL_CALLS,
+            usage,
+            {
+                "text": message.content or "",
+                "message": out.to_openai(),
+                "finish_reason": "tool_calls",
+            },
+        )
+
+    async def hand_back(outcome: Outcome) -> Outcome:
+        message = outcome.output["message"]
+        await inp.record(
+            EventType.FINAL, {"text": outcome.output["text"], "tool_calls": message["tool_calls"]}
+        )
+        return outcome
+
+    if resume is not None:
+        messages.extend(resume.appended)
+        usage, last_text, first_step = resume.usage, resume.last_text, resume.step + 1
+        approved: list[ToolCall] = []
+        for call in resume.unfinished:
+            decided = resume.decision(call.id)
+            if decided is not None and not decided.approved:
+                reason = f": {decided.comment}" if decided.comment else ""
+                messages.append(
+                    await steps.refuse(
+                        resume.step,
+                        call,
+                        f"error: {decided.by or 'the approver'} denied this call{reason}",
+                        "approval_denied",
+                    )
+                )
+            elif decided is not None:
+                approved.append(call)
+            elif inp.tools.get(call.name) is not None and inp.tools[call.name].idempotent:
+                approved.append(call)  # interrupted, and harmless to repeat
+            else:
+                messages.append(
+                    await steps.refuse(
+                        resume.step,
+                        call,
+                        "error: this call was interrupted before it finished and was not "
+                        "repeated (the tool is not idempotent); check its effect before retrying",
+                        "interrupted",
+                    )
+                )
+        if approved:
+            messages.extend(await steps.run_all(resume.step, approved, approved=True))
+        last = next((m for m in reversed(resume.appended) if m.role == "assistant"), None)
+        if last is not None and (back := handed_back(last)) is not None:
+            return await hand_back(back)
+
+    for step in range(first_step, limits.max_steps + 1):
         if inp.check_cancelled is not None and await inp.check_cancelled():
             raise RunCancelled
         request = ModelRequest(tuple(messages), definitions, settings)
@@ -176,67 +307,30 @@ async def run_loop(inp: LoopInput) -> Outcome:
                 },
             )
 
-        handed_back = [c for c in message.tool_calls if c.name in caller_names]
         ours = [c for c in message.tool_calls if c.name not in caller_names]
         for call in ours:
             await inp.record(
                 EventType.TOOL_CALL,
                 {"step": step, "id": call.id, "name": call.name, "arguments": call.arguments},
             )
-
-        async def run_one(call: ToolCall, step: int = step) -> Message:
-            started = time.perf_counter()
-            content, outcome = await _call_tool(inp.tools.get(call.name), call, inp.context, spec)
-            is_error = outcome != "ok"
-            if inp.audit is not None:
-                await inp.audit(
-                    ToolAudit(
-                        namespace=inp.context.namespace,
-                        agent=inp.context.agent,
-                        run_id=inp.context.run_id,
-                        tool=call.name,
-                        arguments_sha256=arguments_digest(call.arguments),
-                        outcome=outcome,
-                        duration_ms=_ms(started),
-                        created_at=datetime.now(UTC),
-                    )
-                )
-            await inp.record(
-                EventType.TOOL_RESULT,
-                {
-                    "step": step,
-                    "id": call.id,
-                    "name": call.name,
-                    "content": content,
-                    "is_error": is_error,
-                    "duration_ms": _ms(started),
-                },
-            )
-            return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
-
-        if len(ours) == 1:
-            messages.append(await run_one(ours[0]))
-        elif ours:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(run_one(call)) for call in ours]
-            messages.extend(task.result() for task in tasks)
-
-        if handed_back:
-            out = Message(role="assistant", content=message.content, tool_calls=tuple(handed_back))
-            await inp.record(
-                EventType.FINAL,
-                {"text": message.content or "", "tool_calls": [c.to_openai() for c in handed_back]},
-            )
+        held = []
+        for call in ours:
+            decision = decide(spec.tool_policy, call.name)
+            if call.name in inp.tools and decision.action == "require_approval":
+                held.append(_held(call, decision.rule))
+        held_ids = {h["id"] for h in held}
+        now = [c for c in ours if c.id not in held_ids]
+        if now:
+            messages.extend(await steps.run_all(step, now))
+        if held:
             return Outcome(
-                RunStatus.SUCCEEDED,
-                StopReason.TOOL_CALLS,
+                RunStatus.WAITING_APPROVAL,
+                StopReason.WAITING_APPROVAL,
                 usage,
-                {
-                    "text": message.content or "",
-                    "message": out.to_openai(),
-                    "finish_reason": "tool_calls",
-                },
+                {"text": last_text, "pending": held},
             )
+        if (back := handed_back(message)) is not None:
+            return await hand_back(back)
 
     return fail(
         StopReason.MAX_STEPS,

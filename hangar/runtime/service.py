@@ -89,19 +89,77 @@ class RunService:
         return run
 
     async def wait(self, namespace: str, run_id: str, timeout: float | None = None) -> RunRecord:
-        """Wait until the run is finished (or ``timeout`` passes) and return it."""
+        """Wait until the run is finished or waits for a person (or ``timeout`` passes)."""
+        settled = (EventType.RUN_FINISHED, EventType.APPROVAL_REQUESTED)
         with self.bus.subscribe(run_id) as queue:
             async with asyncio.timeout(timeout):
                 while True:
                     run = await self.get(namespace, run_id)
-                    if run.status.finished:
+                    if run.status.finished or run.status == RunStatus.WAITING_APPROVAL:
                         return run
                     try:
                         async with asyncio.timeout(FOLLOW_POLL_SECONDS):
-                            while (await queue.get()).type != EventType.RUN_FINISHED:
+                            while (await queue.get()).type not in settled:
                                 pass
                     except TimeoutError:
                         pass
+
+    async def pending_approvals(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
+        """The held tool calls of a waiting run that no one has decided yet."""
+        pending: dict[str, dict[str, Any]] = {}
+        for event in await self.store.list_events(namespace, run_id):
+            if event.type == EventType.APPROVAL_REQUESTED:
+                pending = {call["id"]: call for call in event.data["calls"]}
+            elif event.type == EventType.APPROVAL_DECIDED:
+                pending.pop(event.data["id"], None)
+        return list(pending.values())
+
+    async def decide(
+        self,
+        namespace: str,
+        run_id: str,
+        approve: bool,
+        *,
+        by: str,
+        call_id: str | None = None,
+        comment: str = "",
+    ) -> RunRecord:
+        """Approve or deny held tool calls (one, or all that are pending). Once none is
+        left the run goes back to the queue and any worker, in any process, resumes it."""
+        run = await self.get(namespace, run_id)
+        if run.status != RunStatus.WAITING_APPROVAL:
+            raise RunNotActiveError(
+                f"run {run_id!r} is {run.status.value}, not waiting for an approval",
+                details={"status": run.status.value},
+            )
+        pending = await self.pending_approvals(namespace, run_id)
+        if call_id is not None:
+            chosen = [c for c in pending if c["id"] == call_id]
+            if not chosen:
+                raise InvalidRequestError(
+                    f"run {run_id!r} has no pending tool call {call_id!r}",
+                    hint=f"pending: {', '.join(c['id'] for c in pending) or 'none'}",
+                    details={"pending": [c["id"] for c in pending]},
+                )
+        else:
+            chosen = pending
+        for call in chosen:
+            event = await self.store.append_event(
+                run.id,
+                namespace,
+                EventType.APPROVAL_DECIDED.value,
+                {
+                    "id": call["id"],
+                    "name": call["name"],
+                    "decision": "approve" if approve else "deny",
+                    "by": by,
+                    "comment": comment,
+                },
+            )
+            self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
+        if len(chosen) == len(pending) and await self.store.requeue_run(namespace, run_id):
+            self.bus.wake_workers()
+        return await self.get(namespace, run_id)
 
     async def follow(
         self,
@@ -167,17 +225,18 @@ class RunService:
             yield BusItem(run_id, event.seq, event.type, event.data)
 
     async def cancel(self, namespace: str, run_id: str) -> RunRecord:
-        run = await self.store.request_cancel(namespace, run_id)
-        if run is None:
+        found = await self.store.request_cancel(namespace, run_id)
+        if found is None:
             raise RunNotFoundError(f"run {run_id!r} not found in namespace {namespace!r}")
+        run, ended_now = found
         if run.status.finished and run.reason != "cancelled":
             raise RunNotActiveError(
                 f"run {run_id!r} already finished ({run.status.value})",
                 details={"status": run.status.value},
             )
         if run.status == RunStatus.CANCELLED:
-            if run.started_at is None and run.last_seq == 0:
-                # Cancelled while queued: no worker will record its end, so we do.
+            if ended_now:
+                # Cancelled while queued or waiting: no worker will record its end.
                 event = await self.store.append_event(
                     run.id,
                     namespace,

@@ -21,6 +21,7 @@ from hangar.models.messages import Message, ToolDefinition
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
+from hangar.runtime.replay import replay
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.sandbox.manager import SandboxManager
@@ -155,7 +156,10 @@ class Worker:
             return Outcome(RunStatus.FAILED, reason, spent.usage, {}, error)
 
         try:
-            await self.record(run, EventType.RUN_STARTED, {"worker": self.id})
+            started: dict[str, Any] = {"worker": self.id}
+            if run.last_seq:
+                started["resumed"] = True
+            await self.record(run, EventType.RUN_STARTED, started)
             outcome = await self._drive(run, spent)
         except (asyncio.CancelledError, RunCancelled):
             outcome = _cancelled(spent.usage)
@@ -177,6 +181,13 @@ class Worker:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing = await self.models.get(run.namespace, spec.model)
         messages = [Message.from_openai(m) for m in run.input.get("messages", [])]
+        declared = caller_tools(run.input.get("tools", []))
+        resume = None
+        if run.last_seq:  # events exist: go on from them (after an approval, say)
+            events = await self.store.list_events(run.namespace, run.id)
+            resume = replay(events, {d.name for d in declared})
+            if resume is not None:
+                spent.usage = resume.usage
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
             if type is EventType.MODEL_RESPONSE:
@@ -208,7 +219,7 @@ class Worker:
             model=model,
             messages=messages,
             tools=await agent_tools(spec, run.namespace, self.hub),
-            caller_tools=caller_tools(run.input.get("tools", [])),
+            caller_tools=declared,
             pricing=pricing,
             context=ToolContext(
                 namespace=run.namespace,
@@ -224,12 +235,21 @@ class Worker:
         )
         try:
             async with asyncio.timeout(spec.limits.timeout_seconds):
-                return await run_loop(inp)
+                return await run_loop(inp, resume)
         finally:
             if run_sandbox is not None:
                 await run_sandbox.close()
 
     async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
+        if outcome.status is RunStatus.WAITING_APPROVAL:
+            # Parked first, then announced: whoever sees the request finds the run waiting.
+            await self.store.park_run(run.id, outcome.usage)
+            await self.record(
+                run,
+                EventType.APPROVAL_REQUESTED,
+                {"calls": outcome.output["pending"], "usage": outcome.usage.to_dict()},
+            )
+            return
         if outcome.error is not None:
             await self.record(run, EventType.ERROR, outcome.error)
         finished = await self.store.finish_run(

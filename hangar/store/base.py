@@ -19,6 +19,8 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    WAITING_APPROVAL = "waiting_approval"
+    """Parked until a person approves or denies a tool call; no worker holds it."""
 
     @property
     def finished(self) -> bool:
@@ -251,7 +253,19 @@ class Store(Protocol):
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
     ) -> RunRecord: ...
-    async def request_cancel(self, namespace: str, run_id: str) -> RunRecord | None: ...
+    async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
+        """Cancel a run no worker holds (queued or waiting) at once, or flag a running one
+        for its worker. Returns the run and whether this call ended it."""
+        ...
+
+    async def park_run(self, run_id: str, usage: Usage) -> RunRecord:
+        """A running run now waits for approval: released by its worker, not finished."""
+        ...
+
+    async def requeue_run(self, namespace: str, run_id: str) -> bool:
+        """A waiting run goes back to the queue; False if it was not waiting."""
+        ...
+
     async def append_event(
         self, run_id: str, namespace: str, type: str, data: dict[str, Any]
     ) -> RunEvent: ...

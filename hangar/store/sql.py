@@ -449,27 +449,68 @@ class SqlStore:
             raise RunNotFoundError(f"run {run_id!r} not found")
         return _run(row)
 
-    async def request_cancel(self, namespace: str, run_id: str) -> RunRecord | None:
-        """Mark a run for cancellation; a queued run is cancelled at once."""
+    async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
+        parked = (RunStatus.QUEUED.value, RunStatus.WAITING_APPROVAL.value)
         async with self.engine.begin() as conn:
-            await conn.execute(
-                runs.update()
-                .where(where & (runs.c.status == RunStatus.QUEUED.value))
-                .values(
-                    status=RunStatus.CANCELLED.value,
-                    reason="cancelled",
-                    cancel_requested=True,
-                    finished_at=now(),
+            ended = (
+                await conn.execute(
+                    runs.update()
+                    .where(where & runs.c.status.in_(parked))
+                    .values(
+                        status=RunStatus.CANCELLED.value,
+                        reason="cancelled",
+                        cancel_requested=True,
+                        finished_at=now(),
+                    )
+                    .returning(runs.c.id)
                 )
-            )
+            ).first()
             await conn.execute(
                 runs.update()
                 .where(where & (runs.c.status == RunStatus.RUNNING.value))
                 .values(cancel_requested=True)
             )
             row = (await conn.execute(sa.select(runs).where(where))).mappings().first()
-        return None if row is None else _run(row)
+        return None if row is None else (_run(row), ended is not None)
+
+    async def park_run(self, run_id: str, usage: Usage) -> RunRecord:
+        async with self.engine.begin() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        runs.update()
+                        .where((runs.c.id == run_id) & (runs.c.status == RunStatus.RUNNING.value))
+                        .values(
+                            status=RunStatus.WAITING_APPROVAL.value,
+                            worker=None,
+                            usage=usage.to_dict(),
+                        )
+                        .returning(*runs.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise RunNotFoundError(f"run {run_id!r} is not running")
+        return _run(row)
+
+    async def requeue_run(self, namespace: str, run_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            done = (
+                await conn.execute(
+                    runs.update()
+                    .where(
+                        (runs.c.namespace == namespace)
+                        & (runs.c.id == run_id)
+                        & (runs.c.status == RunStatus.WAITING_APPROVAL.value)
+                    )
+                    .values(status=RunStatus.QUEUED.value)
+                    .returning(runs.c.id)
+                )
+            ).first()
+        return done is not None
 
     async def append_event(
         self, run_id: str, namespace: str, type: str, data: dict[str, Any]

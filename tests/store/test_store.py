@@ -150,13 +150,37 @@ async def test_finish_records_outcome_and_usage(store: SqlStore) -> None:
 async def test_cancel_of_a_queued_run_is_immediate_and_running_is_flagged(store: SqlStore) -> None:
     waiting = await store.create_run(queued())
     cancelled = await store.request_cancel("default", waiting.id)
-    assert cancelled is not None and cancelled.status == RunStatus.CANCELLED
+    assert cancelled is not None and cancelled[0].status == RunStatus.CANCELLED and cancelled[1]
     assert await store.claim_run("w") is None  # a cancelled run is never claimed
+    again = await store.request_cancel("default", waiting.id)
+    assert again is not None and not again[1]  # only the first cancel ended it
 
     running = await store.create_run(queued())
     await store.claim_run("w")
     flagged = await store.request_cancel("default", running.id)
-    assert flagged is not None and flagged.status == RunStatus.RUNNING and flagged.cancel_requested
+    assert flagged is not None and not flagged[1]
+    assert flagged[0].status == RunStatus.RUNNING and flagged[0].cancel_requested
+
+
+async def test_a_parked_run_waits_outside_the_queue_until_requeued(store: SqlStore) -> None:
+    run = await store.create_run(queued())
+    await store.claim_run("w")
+    parked = await store.park_run(run.id, Usage(3, 4, 0.5))
+    assert (parked.status, parked.worker, parked.usage) == (
+        RunStatus.WAITING_APPROVAL,
+        None,
+        Usage(3, 4, 0.5),
+    )
+    assert not parked.status.finished
+    assert await store.claim_run("w") is None
+    assert await store.requeue_run("default", run.id)
+    assert not await store.requeue_run("default", run.id)  # only once
+    claimed = await store.claim_run("w2")
+    assert claimed is not None and claimed.id == run.id
+    # A waiting run is cancelled at once, like a queued one.
+    await store.park_run(run.id, Usage())
+    ended = await store.request_cancel("default", run.id)
+    assert ended is not None and ended[1] and ended[0].status == RunStatus.CANCELLED
 
 
 @pytest.mark.parametrize("limit", [1, 3])

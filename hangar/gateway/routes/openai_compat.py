@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from hangar.errors import AgentNotFoundError, RunFailedError
+from hangar.errors import AgentNotFoundError, RunFailedError, RunWaitingApprovalError
 from hangar.gateway.auth import KeyDep, RuntimeDep
 from hangar.gateway.routes.runs import follow_items, subscribed_start
 from hangar.gateway.sse import SSE_HEADERS, frame
@@ -87,6 +87,13 @@ def _finish_reason(run: RunRecord) -> str:
 
 
 def _raise_if_failed(run: RunRecord) -> None:
+    if run.status == RunStatus.WAITING_APPROVAL:
+        raise RunWaitingApprovalError(
+            f"run {run.id} is waiting for a tool call to be approved",
+            hint=f"approve it with `hangar approve {run.id}` (or POST /v1/runs/{run.id}/approve),"
+            f" then read the answer with GET /v1/runs/{run.id}",
+            details={"run": run.id},
+        )
     if run.status == RunStatus.SUCCEEDED or run.reason in _LIMIT_REASONS:
         return
     error = run.error or {}

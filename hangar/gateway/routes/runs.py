@@ -157,3 +157,47 @@ async def run_events(
 @router.post("/v1/runs/{run_id}/cancel")
 async def cancel_run(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
     return (await rt.runs.cancel(key.namespace, run_id)).to_dict()
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    call_id: str | None = Field(
+        default=None, alias="callId", description="One held tool call; default: all of them."
+    )
+    comment: str = Field(default="", max_length=2000, description="Shown to the model on deny.")
+
+
+@router.get("/v1/runs/{run_id}/approvals")
+async def pending_approvals(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    """Tool calls of the run that wait for a decision."""
+    await rt.runs.get(key.namespace, run_id)
+    return {"items": await rt.runs.pending_approvals(key.namespace, run_id)}
+
+
+@router.post("/v1/runs/{run_id}/approve")
+async def approve(
+    run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
+) -> dict[str, Any]:
+    """Let held tool calls run; once none is pending the run resumes (on any worker)."""
+    body = body or Decision()
+    run = await rt.runs.decide(
+        key.namespace, run_id, True, by=_who(key), call_id=body.call_id, comment=body.comment
+    )
+    return run.to_dict()
+
+
+@router.post("/v1/runs/{run_id}/deny")
+async def deny(
+    run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
+) -> dict[str, Any]:
+    """Refuse held tool calls: the model is told, with the comment, and the run goes on."""
+    body = body or Decision()
+    run = await rt.runs.decide(
+        key.namespace, run_id, False, by=_who(key), call_id=body.call_id, comment=body.comment
+    )
+    return run.to_dict()
+
+
+def _who(key: Any) -> str:
+    return f"key {key.name} ({key.prefix}…)"
