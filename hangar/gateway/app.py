@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from hangar import __version__
 from hangar.gateway.errors import install_error_handlers
+from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
+from hangar.gateway.mcp_endpoint import MCPEndpoint
 from hangar.gateway.routes import audit, keys, openai_compat, resources, runs, sandboxes
 from hangar.runtime.host import Runtime
 
@@ -20,12 +22,15 @@ def create_app(
     """Build the app over ``runtime``. With ``manage_lifecycle`` the app starts and stops
     the runtime itself (migrations, workers) as the server starts and stops."""
 
+    mcp = MCPEndpoint(runtime)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             await runtime.start(workers=workers)
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if manage_lifecycle:
                 await runtime.stop()
@@ -40,6 +45,8 @@ def create_app(
     install_error_handlers(app)
     for module in (resources, runs, openai_compat, keys, sandboxes, audit):
         app.include_router(module.router)
+    # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).
+    app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -1,0 +1,201 @@
+"""Hangar as an MCP server: ``/v1/mcp`` speaks streamable HTTP (the official SDK's
+server) and offers the caller's namespace as tools: every MCP server's tools, named
+``SERVER__TOOL`` as agents see them, and every agent, named as itself, which runs
+the agent on the given input. Callers authenticate with a Hangar API key
+(``Authorization: Bearer …``); the key's namespace is the one served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp_types import (
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+)
+from starlette.types import Receive, Scope, Send
+
+from hangar.errors import AuthenticationError, HangarError
+from hangar.runtime.host import Runtime
+from hangar.runtime.loop import arguments_digest
+from hangar.runtime.service import RunInput
+from hangar.spec.agent import Agent, AgentSpec
+from hangar.spec.mcp import MCPServer
+from hangar.store.base import ApiKey, ToolAudit
+from hangar.tools.mcp import MCPTool
+
+PATH = "/v1/mcp"
+AGENT_INPUT = {
+    "type": "object",
+    "properties": {"input": {"type": "string", "description": "What to ask the agent."}},
+    "required": ["input"],
+}
+
+
+class MCPEndpoint:
+    """The ASGI app behind ``/v1/mcp``: authenticates, then hands over to the SDK."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.server: Server[Any] = Server(
+            "hangar",
+            version="0.1.0",
+            instructions="Tools of this Hangar namespace: MCP servers' tools as SERVER__TOOL, "
+            "and agents by name (give them an 'input').",
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
+        self.sessions = StreamableHTTPSessionManager(app=self.server, stateless=True)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        async with self.sessions.run():
+            yield
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = await self._authenticate(scope)
+        if key is None:
+            error = AuthenticationError(
+                "a valid Hangar API key is required",
+                hint="send 'Authorization: Bearer <key>'; create one with `hangar keys create`",
+            )
+            body = json.dumps(error.to_dict()).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": error.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"www-authenticate", b"Bearer"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        scope.setdefault("state", {})["hangar_key"] = key
+        await self.sessions.handle_request(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> ApiKey | None:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, secret = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and secret.strip():
+                    return await self.runtime.store.authenticate(secret.strip())
+        return None
+
+    # --- the namespace as tools ------------------------------------------------------
+
+    @staticmethod
+    def _key(ctx: Any) -> ApiKey:
+        key = ctx.request.scope["state"]["hangar_key"]
+        assert isinstance(key, ApiKey)
+        return key
+
+    async def _catalogue(self, namespace: str) -> tuple[dict[str, MCPTool], dict[str, AgentSpec]]:
+        store, hub = self.runtime.store, self.runtime.hub
+        servers = await store.list_resources(namespace, MCPServer.KIND)
+
+        async def tools_of(name: str) -> list[MCPTool]:
+            try:
+                return await hub.tools(namespace, name, [])
+            except HangarError:
+                return []  # a server that is down offers nothing; its status says why
+
+        found = await asyncio.gather(*(tools_of(s.name) for s in servers))
+        tools = {t.definition.name: t for server_tools in found for t in server_tools}
+        agents = {
+            a.name: AgentSpec.model_validate(a.spec)
+            for a in await store.list_resources(namespace, Agent.KIND)
+        }
+        return tools, agents
+
+    async def _list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
+        tools, agents = await self._catalogue(self._key(ctx).namespace)
+        listed = [
+            Tool(
+                name=name,
+                description=tool.definition.description,
+                input_schema=tool.definition.parameters,
+            )
+            for name, tool in tools.items()
+        ]
+        listed += [
+            Tool(
+                name=name,
+                description=f"Run the agent {name!r}"
+                + (f": {spec.description}" if spec.description else "")
+                + ". Returns its answer.",
+                input_schema=AGENT_INPUT,
+            )
+            for name, spec in agents.items()
+        ]
+        return ListToolsResult(tools=listed)
+
+    async def _call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
+        key = self._key(ctx)
+        name, arguments = params.name, dict(params.arguments or {})
+        started = time.perf_counter()
+        try:
+            text = await self._dispatch(key, name, arguments)
+            outcome, failed = "ok", False
+        except HangarError as exc:
+            text, outcome, failed = exc.message, "error", True
+        await self.runtime.store.record_tool_call(
+            ToolAudit(
+                namespace=key.namespace,
+                agent=f"mcp:{key.name}",
+                run_id="-",
+                tool=name,
+                arguments_sha256=arguments_digest(json.dumps(arguments)),
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                created_at=datetime.now(UTC),
+            )
+        )
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=failed)
+
+    async def _dispatch(self, key: ApiKey, name: str, arguments: dict[str, Any]) -> str:
+        namespace = key.namespace
+        if "__" in name:
+            server = name.split("__", 1)[0]
+            for tool in await self.runtime.hub.tools(namespace, server, []):
+                if tool.definition.name == name:
+                    return await tool.call(arguments, _context(namespace, key))
+        else:
+            agent = await self.runtime.store.get_resource(namespace, Agent.KIND, name)
+            if agent is not None:
+                return await self._run_agent(namespace, name, arguments)
+        raise HangarError(
+            f"no tool named {name!r} in namespace {namespace!r}",
+            hint="list them with tools/list",
+        )
+
+    async def _run_agent(self, namespace: str, name: str, arguments: dict[str, Any]) -> str:
+        text = arguments.get("input")
+        if not isinstance(text, str) or not text:
+            raise HangarError(f"agent tool {name!r} needs 'input', a non-empty string")
+        runs = self.runtime.runs
+        run = await runs.start(namespace, name, RunInput([{"role": "user", "content": text}]))
+        run = await runs.wait(namespace, run.id)
+        if run.status.value != "succeeded":
+            error = (run.error or {}).get("message", run.reason or run.status.value)
+            raise HangarError(f"agent {name!r} run {run.id} {run.status.value}: {error}")
+        return str((run.output or {}).get("text", ""))
+
+
+def _context(namespace: str, key: ApiKey) -> Any:
+    from hangar.tools.base import ToolContext
+
+    return ToolContext(namespace=namespace, run_id="-", agent=f"mcp:{key.name}")
