@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from hangar.runtime.replay import Resume
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
 from hangar.store.base import RunStatus, ToolAudit, Usage
-from hangar.tools.base import Tool, ToolContext
+from hangar.tools.base import Tool, ToolContext, ToolReport
 from hangar.tools.policy import decide, refusal
 
 
@@ -112,6 +112,12 @@ class _Step:
 
     def __init__(self, inp: LoopInput) -> None:
         self.inp = inp
+        self.spent = Usage()
+        """Tokens and cost that tools spent for the run (agents called as tools)."""
+
+    def take_spent(self) -> Usage:
+        spent, self.spent = self.spent, Usage()
+        return spent
 
     async def _audit(self, call: ToolCall, outcome: str, started: float) -> None:
         if self.inp.audit is not None:
@@ -129,29 +135,39 @@ class _Step:
             )
 
     async def _result(
-        self, step: int, call: ToolCall, content: str, outcome: str, started: float
+        self,
+        step: int,
+        call: ToolCall,
+        content: str,
+        outcome: str,
+        started: float,
+        report: ToolReport | None = None,
     ) -> Message:
         await self._audit(call, outcome, started)
-        await self.inp.record(
-            EventType.TOOL_RESULT,
-            {
-                "step": step,
-                "id": call.id,
-                "name": call.name,
-                "content": content,
-                "is_error": outcome != "ok",
-                "duration_ms": _ms(started),
-            },
-        )
+        data: dict[str, Any] = {
+            "step": step,
+            "id": call.id,
+            "name": call.name,
+            "content": content,
+            "is_error": outcome != "ok",
+            "duration_ms": _ms(started),
+        }
+        if report is not None and report.child_run is not None:
+            data["child_run"] = report.child_run
+            data["usage"] = report.usage.to_dict()
+            self.spent = self.spent + report.usage
+        await self.inp.record(EventType.TOOL_RESULT, data)
         return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
 
     async def run(self, step: int, call: ToolCall, approved: bool = False) -> Message:
         started = time.perf_counter()
         inp = self.inp
+        report = ToolReport()
+        context = replace(inp.context, report=report)
         content, outcome = await _call_tool(
-            inp.tools.get(call.name), call, inp.context, inp.agent, approved
+            inp.tools.get(call.name), call, context, inp.agent, approved
         )
-        return await self._result(step, call, content, outcome, started)
+        return await self._result(step, call, content, outcome, started, report)
 
     async def refuse(self, step: int, call: ToolCall, content: str, outcome: str) -> Message:
         return await self._result(step, call, content, outcome, time.perf_counter())
@@ -254,6 +270,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
                 )
         if approved:
             messages.extend(await steps.run_all(resume.step, approved, approved=True))
+        usage = usage + steps.take_spent()
         last = next((m for m in reversed(resume.appended) if m.role == "assistant"), None)
         if last is not None and (back := handed_back(last)) is not None:
             return await hand_back(back)
@@ -322,6 +339,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
         now = [c for c in ours if c.id not in held_ids]
         if now:
             messages.extend(await steps.run_all(step, now))
+            usage = usage + steps.take_spent()
         if held:
             return Outcome(
                 RunStatus.WAITING_APPROVAL,

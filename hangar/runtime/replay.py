@@ -57,6 +57,8 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
             last_text = message.content or last_text
         elif event.type == EventType.TOOL_RESULT:
             done.add(data["id"])
+            if "usage" in data:  # an agent called as a tool: its spend is the run's
+                usage = usage + Usage.from_dict(data["usage"])
             appended.append(
                 Message(
                     role="tool", content=data["content"], tool_call_id=data["id"], name=data["name"]

@@ -9,6 +9,7 @@ from hangar.config import Settings
 from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundError, ToolError
 from hangar.models.base import ChatModel
 from hangar.models.registry import build_chat_model
+from hangar.runtime.subagents import AgentTool, ChildRunner
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.model import Model, ModelSpec, Pricing
 from hangar.store.base import Store
@@ -64,7 +65,9 @@ class ModelCache:
         return self._models[key]
 
 
-async def agent_tools(spec: AgentSpec, namespace: str, hub: MCPHub) -> dict[str, Tool]:
+async def agent_tools(
+    spec: AgentSpec, namespace: str, hub: MCPHub, children: ChildRunner
+) -> dict[str, Tool]:
     """The agent's tools by the name the model calls them; MCP servers are connected
     (or found connected) concurrently."""
     tools: dict[str, Tool] = {}
@@ -72,6 +75,16 @@ async def agent_tools(spec: AgentSpec, namespace: str, hub: MCPHub) -> dict[str,
         if ref.builtin is not None:
             tool = BUILTIN_TOOLS[ref.builtin]
             tools[tool.definition.name] = tool
+        elif ref.agent is not None:
+            child = await hub.store.get_resource(namespace, Agent.KIND, ref.agent)
+            if child is None:
+                raise ConfigurationError(
+                    f"the agent calls agent {ref.agent!r} as a tool, which does not exist in "
+                    f"namespace {namespace!r}",
+                    hint="apply that agent, or remove it from spec.tools",
+                )
+            description = str(child.spec.get("description", ""))
+            tools[ref.agent] = AgentTool(children, ref.agent, description, spec.limits.max_depth)
 
     async def server_tools(name: str, include: list[str]) -> list[Tool]:
         try:

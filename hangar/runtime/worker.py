@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hangar.config import Settings
-from hangar.errors import ClientError, ConfigurationError, HangarError, ModelProviderError
+from hangar.errors import (
+    ClientError,
+    ConfigurationError,
+    HangarError,
+    ModelProviderError,
+    ToolError,
+)
 from hangar.models.messages import Message, ToolDefinition
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
@@ -25,8 +31,10 @@ from hangar.runtime.replay import replay
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.sandbox.manager import SandboxManager
+from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Store, Usage
 from hangar.store.secrets import SecretBox, SecretResolver
+from hangar.store.sql import new_id, now
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
 
@@ -190,7 +198,9 @@ class Worker:
                 spent.usage = resume.usage
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
-            if type is EventType.MODEL_RESPONSE:
+            if type is EventType.MODEL_RESPONSE or (
+                type is EventType.TOOL_RESULT and "usage" in data
+            ):
                 spent.usage = spent.usage + Usage.from_dict(data["usage"])
             await self.record(run, type, data)
 
@@ -218,7 +228,7 @@ class Worker:
             agent=spec,
             model=model,
             messages=messages,
-            tools=await agent_tools(spec, run.namespace, self.hub),
+            tools=await agent_tools(spec, run.namespace, self.hub, self),
             caller_tools=declared,
             pricing=pricing,
             context=ToolContext(
@@ -227,6 +237,7 @@ class Worker:
                 agent=run.agent,
                 allow_hosts=tuple(spec.egress.allow_hosts),
                 sandbox=run_sandbox.get if run_sandbox is not None else None,
+                depth=run.depth,
             ),
             record=record,
             on_delta=on_delta,
@@ -239,6 +250,31 @@ class Worker:
         finally:
             if run_sandbox is not None:
                 await run_sandbox.close()
+
+    async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord:
+        """Run ``agent`` on ``text`` as a child of the calling run, inline in this task."""
+        stored = await self.store.get_resource(context.namespace, Agent.KIND, agent)
+        if stored is None:
+            raise ToolError(f"agent {agent!r} not found in namespace {context.namespace!r}")
+        stamp = now()
+        child = RunRecord(
+            id=new_id("run"),
+            namespace=context.namespace,
+            agent=agent,
+            agent_generation=stored.generation,
+            status=RunStatus.RUNNING,
+            input={"messages": [{"role": "user", "content": text}], "tools": []},
+            created_at=stamp,
+            started_at=stamp,
+            worker=f"{self.id}/child",
+            parent_id=context.run_id,
+            depth=context.depth + 1,
+        )
+        await self.store.create_run(child)
+        await self.execute(child)
+        finished = await self.store.get_run(context.namespace, child.id)
+        assert finished is not None
+        return finished
 
     async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
         if outcome.status is RunStatus.WAITING_APPROVAL:

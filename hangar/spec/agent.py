@@ -29,16 +29,21 @@ class ToolRef(SpecModel):
         default_factory=list,
         description="With 'mcp': glob patterns of the server's tool names to take; empty: all.",
     )
+    agent: str | None = Field(
+        default=None,
+        description="Another Agent in the namespace, called as a tool named after it; its "
+        "tokens and cost count toward this run.",
+    )
 
-    @field_validator("mcp")
+    @field_validator("mcp", "agent")
     @classmethod
-    def _mcp(cls, value: str | None) -> str | None:
-        return None if value is None else check_name(value, "MCP server name")
+    def _names(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "name")
 
     @model_validator(mode="after")
     def _one_source(self) -> ToolRef:
-        if (self.builtin is None) == (self.mcp is None):
-            raise ValueError("a tool entry needs exactly one of 'builtin' or 'mcp'")
+        if sum(x is not None for x in (self.builtin, self.mcp, self.agent)) != 1:
+            raise ValueError("a tool entry needs exactly one of 'builtin', 'mcp' or 'agent'")
         if self.include and self.mcp is None:
             raise ValueError("'include' narrows an 'mcp' entry; a builtin is one tool already")
         return self
@@ -66,6 +71,12 @@ class Limits(SpecModel):
         default=None, ge=1, description="Input plus output tokens over the whole run."
     )
     timeout_seconds: float = Field(default=300, gt=0, le=86_400, description="Wall time per run.")
+    max_depth: int = Field(
+        default=3,
+        ge=0,
+        le=16,
+        description="How deep agents called as tools may nest below a run of this agent.",
+    )
 
 
 class Egress(SpecModel):

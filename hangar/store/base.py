@@ -135,6 +135,10 @@ class RunRecord:
     worker: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    parent_id: str | None = None
+    """The run whose agent called this one as a tool."""
+    depth: int = 0
+    """How many agents-as-tools deep: 0 for a run a client started."""
 
     def to_dict(self) -> dict[str, Any]:
         duration = None
@@ -157,6 +161,8 @@ class RunRecord:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "duration_seconds": duration,
+            "parent_id": self.parent_id,
+            "depth": self.depth,
         }
 
 

@@ -109,6 +109,8 @@ def _run(row: RowMapping) -> RunRecord:
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
         started_at=_utc(row["started_at"]),
         finished_at=_utc(row["finished_at"]),
+        parent_id=row["parent_id"],
+        depth=row["depth"],
     )
 
 
@@ -373,7 +375,11 @@ class SqlStore:
                     usage=run.usage.to_dict(),
                     last_seq=0,
                     cancel_requested=False,
+                    worker=run.worker,
                     created_at=run.created_at,
+                    started_at=run.started_at,
+                    parent_id=run.parent_id,
+                    depth=run.depth,
                 )
             )
         return run

@@ -74,7 +74,10 @@ runs = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("started_at", TS, nullable=True),
     sa.Column("finished_at", TS, nullable=True),
+    sa.Column("parent_id", sa.String(32), nullable=True),
+    sa.Column("depth", sa.Integer, nullable=False, default=0),
     sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
 )
 

@@ -8,6 +8,16 @@ from typing import Any, Protocol
 
 from hangar.models.messages import ToolDefinition
 from hangar.sandbox.base import Sandbox
+from hangar.store.base import Usage
+
+
+@dataclass
+class ToolReport:
+    """What a call reports besides its text: tokens it spent on the run's behalf (an
+    agent called as a tool) and the run it started, so both roll up to the caller."""
+
+    usage: Usage = field(default_factory=Usage)
+    child_run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,10 @@ class ToolContext:
     allow_hosts: tuple[str, ...] = field(default=())
     sandbox: Callable[[], Awaitable[Sandbox]] | None = None
     """The run's sandbox session, started on first use."""
+    depth: int = 0
+    """How many agents-as-tools deep the run is."""
+    report: ToolReport | None = None
+    """Filled by the tool during one call; the loop gives each call its own."""
 
 
 class Tool(Protocol):
