@@ -179,7 +179,14 @@ def run(
     if output == "json":
         dump(result, "json")
     elif result["status"] == "succeeded":
-        console.print((result.get("output") or {}).get("text", ""), highlight=False, markup=False)
+        # soft_wrap: the answer as the agent wrote it, with no line breaks added at the
+        # console's width (a piped answer must equal the stored one).
+        console.print(
+            (result.get("output") or {}).get("text", ""),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if result["status"] != "succeeded":
         error = result.get("error") or {}
         err_console.print(
