@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import time
 from collections.abc import AsyncIterator
@@ -33,10 +34,11 @@ from hangar.runtime.loop import arguments_digest
 from hangar.runtime.service import RunInput
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.mcp import MCPServer
-from hangar.store.base import ApiKey, ToolAudit
+from hangar.store.base import ApiKey, StoredResource, ToolAudit
 from hangar.tools.mcp import MCPTool
 
 PATH = "/v1/mcp"
+_namespace: contextvars.ContextVar[str] = contextvars.ContextVar("hangar_mcp_namespace")
 AGENT_INPUT = {
     "type": "object",
     "properties": {"input": {"type": "string", "description": "What to ask the agent."}},
@@ -56,6 +58,7 @@ class MCPEndpoint:
             "and agents by name (give them an 'input').",
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            get_tool_input_schema=self._schema,
         )
         self.sessions = StreamableHTTPSessionManager(app=self.server, stateless=True)
 
@@ -85,7 +88,21 @@ class MCPEndpoint:
             await send({"type": "http.response.body", "body": body})
             return
         scope.setdefault("state", {})["hangar_key"] = key
-        await self.sessions.handle_request(scope, receive, send)
+        token = _namespace.set(key.namespace)
+        try:
+            await self.sessions.handle_request(scope, receive, send)
+        finally:
+            _namespace.reset(token)
+
+    def _schema(self, name: str) -> dict[str, Any] | None:
+        """A tool's input schema for the SDK's pre-call checks, from memory: without it
+        the SDK lists every tool of the namespace before each call."""
+        namespace = _namespace.get(None)
+        if namespace is None:
+            return None
+        if "__" not in name:
+            return AGENT_INPUT
+        return self.runtime.hub.cached_schema(namespace, name)
 
     async def _authenticate(self, scope: Scope) -> ApiKey | None:
         for name, value in scope.get("headers", []):
@@ -107,13 +124,13 @@ class MCPEndpoint:
         store, hub = self.runtime.store, self.runtime.hub
         servers = await store.list_resources(namespace, MCPServer.KIND)
 
-        async def tools_of(name: str) -> list[MCPTool]:
+        async def tools_of(server: StoredResource) -> list[MCPTool]:
             try:
-                return await hub.tools(namespace, name, [])
+                return await hub.tools(namespace, server, [])
             except HangarError:
                 return []  # a server that is down offers nothing; its status says why
 
-        found = await asyncio.gather(*(tools_of(s.name) for s in servers))
+        found = await asyncio.gather(*(tools_of(s) for s in servers))
         tools = {t.definition.name: t for server_tools in found for t in server_tools}
         agents = {
             a.name: AgentSpec.model_validate(a.spec)

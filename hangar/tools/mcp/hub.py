@@ -16,7 +16,7 @@ from hangar.errors import ResourceNotFoundError
 from hangar.models.messages import ToolDefinition
 from hangar.spec.mcp import MCPServer, MCPServerSpec
 from hangar.spec.secret import SecretKeyRef
-from hangar.store.base import Store
+from hangar.store.base import Store, StoredResource
 from hangar.store.secrets import SecretResolver
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp.upstream import Credentials, Upstream, UpstreamTool
@@ -75,6 +75,11 @@ class MCPHub:
                 hint="apply it with `hangar apply -f`, or remove it from the agent's tools",
                 details={"kind": MCPServer.KIND, "name": name},
             )
+        return self.upstream_of(stored)
+
+    def upstream_of(self, stored: StoredResource) -> Upstream:
+        """The connection for a stored MCPServer, replaced when its generation moved."""
+        namespace, name = stored.namespace, stored.name
         key = (namespace, name)
         current = self._upstreams.get(key)
         if current is None or current.generation != stored.generation:
@@ -120,9 +125,15 @@ class MCPHub:
             headers=headers, oauth_client_secret=client_secret, secrets=tuple(secrets)
         )
 
-    async def tools(self, namespace: str, server: str, include: list[str]) -> list[MCPTool]:
-        """The server's tools (after its own filter and the agent's ``include``)."""
-        upstream = await self.upstream(namespace, server)
+    async def tools(
+        self, namespace: str, server: str | StoredResource, include: list[str]
+    ) -> list[MCPTool]:
+        """The server's tools (after its own filter and the agent's ``include``); pass
+        the stored resource when at hand, to spare reading it again."""
+        if isinstance(server, str):
+            upstream = await self.upstream(namespace, server)
+        else:
+            upstream = self.upstream_of(server)
         await upstream.ensure()
         return [
             MCPTool(upstream, tool)
@@ -140,6 +151,17 @@ class MCPHub:
                     await upstream.ensure()
 
         await asyncio.gather(*(one(name) for name in names))
+
+    def cached_schema(self, namespace: str, qualified: str) -> dict[str, Any] | None:
+        """A connected server's tool schema by its qualified name, from memory only."""
+        server = qualified.split(SEPARATOR, 1)[0]
+        upstream = self._upstreams.get((namespace, server))
+        if upstream is None:
+            return None
+        for tool in upstream.tools.values():
+            if qualified_name(server, tool.name) == qualified:
+                return tool.input_schema
+        return None
 
     def status(self, namespace: str, name: str) -> dict[str, Any] | None:
         upstream = self._upstreams.get((namespace, name))
