@@ -196,3 +196,23 @@ async def test_list_all_resources_spans_namespaces(store: SqlStore) -> None:
     listed = [(r.namespace, r.name) for r in await store.list_all_resources("Agent")]
     assert listed == [("team-a", "two"), ("team-b", "one")]
     assert await store.list_all_resources("Model") == []
+
+
+async def test_a_cancel_that_lands_during_a_write_reaches_the_caller_and_the_write_is_whole(
+    store: SqlStore,
+) -> None:
+    run = await store.create_run(queued())
+    for i in range(60):
+
+        async def writes() -> None:
+            for _ in range(5):
+                await store.append_event(run.id, "default", "tick", {})
+            await asyncio.sleep(3600)  # reached only if a cancel was lost
+
+        task = asyncio.create_task(writes())
+        await asyncio.sleep(0.0005 * (i % 20))  # land the cancel at varying points
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
+        assert task.done() and task.cancelled(), f"cancel {i} was lost"
+    events = await store.list_events("default", run.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no half write
