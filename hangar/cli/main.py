@@ -249,13 +249,23 @@ def runs_show(
     as_json: Annotated[bool, typer.Option("--json", help="Export run and events as JSON.")] = False,
 ) -> None:
     """The decision path of a run: steps, model and tool calls, tokens, durations."""
-    c = client()
+    trace = _trace(client(), run_id)
+    if as_json:
+        dump(trace, "json")
+    else:
+        console.print(run_tree(trace["run"], trace["events"], trace["children"]))
+
+
+def _trace(c: Client, run_id: str) -> dict[str, Any]:
+    """A run, its events, and the same for each agent it called as a tool."""
     run_data = c.request("GET", f"/v1/runs/{run_id}")
     events = c.request("GET", f"/v1/runs/{run_id}/events")["items"]
-    if as_json:
-        dump({"run": run_data, "events": events}, "json")
-    else:
-        console.print(run_tree(run_data, events))
+    children = {
+        e["data"]["child_run"]: _trace(c, e["data"]["child_run"])
+        for e in events
+        if e["type"] == "tool_result" and e["data"].get("child_run")
+    }
+    return {"run": run_data, "events": events, "children": children}
 
 
 @app.command()

@@ -95,8 +95,15 @@ def _clip(text: str, size: int = 80) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def run_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
-    """The decision path: steps with their model call and tool calls, tokens and times."""
+def run_tree(
+    run: dict[str, Any],
+    events: list[dict[str, Any]],
+    children: dict[str, dict[str, Any]] | None = None,
+) -> Tree:
+    """The decision path: steps with their model call and tool calls, tokens and times;
+    an agent called as a tool shows its own run nested under the call
+    (``children``: child run id to ``{"run": …, "events": …, "children": …}``)."""
+    children = children or {}
     usage = run["usage"]
     duration = run.get("duration_seconds")
     head = (
@@ -129,10 +136,20 @@ def run_tree(run: dict[str, Any], events: list[dict[str, Any]]) -> Tree:
         elif kind == "tool_result":
             node = steps.get(step, tree)
             style = "red" if data["is_error"] else "cyan"
-            node.add(
+            leaf = node.add(
                 f"[{style}]tool {data['name']}[/] → {_clip(data['content'], 60)!r}  "
                 f"[dim]{data['duration_ms']:.1f} ms[/]"
             )
+            child = children.get(data.get("child_run") or "")
+            if child is not None:
+                leaf.add(run_tree(child["run"], child["events"], child.get("children")))
+        elif kind == "approval_requested":
+            for call in data["calls"]:
+                tree.add(f"[yellow]waiting for approval[/]: {call['name']}  [dim]{call['rule']}[/]")
+        elif kind == "approval_decided":
+            verb = "approved" if data["decision"] == "approve" else "denied"
+            note = f": {data['comment']}" if data.get("comment") else ""
+            tree.add(f"[yellow]{verb}[/] {data['name']} by {data.get('by', '?')}{note}")
         elif kind == "error":
             tree.add(f"[red]error {data.get('code')}[/]: {data.get('message')}")
         elif kind == "final" and data.get("text"):

@@ -3,11 +3,14 @@ linked to the parent's, its tokens and cost roll up, and nesting has a limit."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
+from typer.testing import CliRunner
 
-from tests.helpers import agent, scripted_model, wait_until
+from hangar.cli.main import app
+from tests.helpers import ServerThread, agent, scripted_model, wait_until
 
 PRICES = {"inputPerMillion": 1_000_000, "outputPerMillion": 2_000_000}  # $1 / $2 a token
 
@@ -25,7 +28,9 @@ def events(api: httpx.Client, run_id: str, kind: str) -> list[dict[str, Any]]:
     return [e["data"] for e in items if e["type"] == kind]
 
 
-def test_a_child_agent_answers_its_parent_and_its_spend_rolls_up(api: httpx.Client) -> None:
+def test_a_child_agent_answers_its_parent_and_its_spend_rolls_up(
+    server: ServerThread, api: httpx.Client
+) -> None:
     api.post(
         "/v1/apply",
         json=[
@@ -56,6 +61,15 @@ def test_a_child_agent_answers_its_parent_and_its_spend_rolls_up(api: httpx.Clie
     assert run["usage"]["input_tokens"] == 10 + 20 + 3
     assert run["usage"]["output_tokens"] == 5 + 7 + 2
     assert run["usage"]["cost"] == (10 + 20 + 3) * 1 + (5 + 7 + 2) * 2
+    # The decision path nests the child's run under the tool call that started it.
+    cli = ["--url", server.url, "--api-key", server.admin_key, "runs", "show", run["id"]]
+    shown = CliRunner().invoke(app, cli, env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    tool_line = next(i for i, line in enumerate(lines) if "tool researcher" in line)
+    assert child["id"] in lines[tool_line + 1] and "researcher@1" in lines[tool_line + 1]
+    exported = json.loads(CliRunner().invoke(app, [*cli, "--json"]).output)
+    assert exported["children"][child["id"]]["run"]["parent_id"] == run["id"]
 
 
 def test_nesting_stops_at_the_depth_limit_with_the_limit_named(api: httpx.Client) -> None:
