@@ -192,3 +192,51 @@ def test_an_agent_whose_mcp_server_cannot_start_fails_with_the_reason(api: httpx
     assert (run["status"], run["reason"]) == ("failed", "configuration_error")
     assert "MCP server 'gone'" in run["error"]["message"]
     assert "no-such-mcp-server" in run["error"]["message"]
+
+
+def test_an_agent_uses_servers_from_npm_and_pypi_in_one_run(api: httpx.Client) -> None:
+    everything = ROOT / "tests/tools/mcp_servers/node_modules/.bin/mcp-server-everything"
+    api.post(
+        "/v1/apply",
+        json=[
+            doc("MCPServer", "everything", {"stdio": {"command": str(everything)}}),
+            doc(
+                "MCPServer",
+                "time",
+                {"stdio": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}},
+            ),
+            scripted_model(
+                "script",
+                {
+                    "toolCalls": [
+                        {"name": "everything__get-sum", "arguments": {"a": 40, "b": 2}},
+                        {
+                            "name": "time__convert_time",
+                            "arguments": {
+                                "source_timezone": "UTC",
+                                "time": "09:30",
+                                "target_timezone": "Asia/Tokyo",
+                            },
+                        },
+                    ]
+                },
+                {"text": "42, and 18:30 in Tokyo"},
+            ),
+            agent(
+                "mixer",
+                "script",
+                tools=[{"mcp": "everything", "include": ["get-sum"]}, {"mcp": "time"}],
+            ),
+        ],
+    ).raise_for_status()
+    run = api.post("/v1/agents/mixer/runs", json={"input": "go"}).json()
+    assert run["status"] == "succeeded", run
+    offered = next(e for e in events(api, run["id"]) if e["type"] == "model_request")
+    assert sorted(offered["data"]["tools"]) == [
+        "everything__get-sum",
+        "time__convert_time",
+        "time__get_current_time",
+    ]
+    results = tool_results(api, run["id"])
+    assert results["everything__get-sum"]["content"] == "The sum of 40 and 2 is 42."
+    assert "T18:30:00+09:00" in results["time__convert_time"]["content"]
