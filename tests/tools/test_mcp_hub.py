@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,100 @@ def test_qualified_names_fit_chat_apis() -> None:
     assert qualified_name("fs", "read.file/v2") == "fs__read_file_v2"
     long = qualified_name("server", "x" * 100)
     assert len(long) == 64 and long != qualified_name("server", "x" * 99)
+
+
+class AuthorizationServer:
+    """A minimal OAuth 2.1 authorization server for the client-credentials grant: its
+    metadata and a token endpoint that knows one client."""
+
+    def __init__(self, client_id: str, client_secret: str, token: str) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.grants: list[str] = []
+
+        async def metadata(_: Request) -> JSONResponse:
+            return JSONResponse(
+                {
+                    "issuer": self.issuer,
+                    "token_endpoint": f"{self.issuer}/token",
+                    "authorization_endpoint": f"{self.issuer}/authorize",
+                    "response_types_supported": ["code"],
+                    "grant_types_supported": ["client_credentials"],
+                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                }
+            )
+
+        async def issue(request: Request) -> JSONResponse:
+            import base64
+
+            form = await request.form()
+            scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+            given = base64.b64decode(encoded).decode() if scheme.lower() == "basic" else ""
+            if given != f"{client_id}:{client_secret}":
+                return JSONResponse({"error": "invalid_client"}, status_code=401)
+            self.grants.append(str(form.get("grant_type")))
+            return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+        self.app = Starlette(
+            routes=[
+                Route("/.well-known/oauth-authorization-server", metadata),
+                Route("/token", issue, methods=["POST"]),
+            ]
+        )
+
+    def __enter__(self) -> AuthorizationServer:
+        import threading
+
+        import uvicorn
+
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                break
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+async def test_oauth_client_credentials_from_a_secret_reach_a_protected_server(
+    hub: MCPHub,
+) -> None:
+    with AuthorizationServer("hangar-client", "cs-93be1f0a77", "at-5d2c") as issuer:
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "tests.tools.mcp_servers.workbench",
+            "oauth",
+            str(port),
+            issuer.issuer,
+            "at-5d2c",
+        ]
+        with http_server(command, port) as url:
+            await apply(hub, "Secret", "oauth", {"data": {"client-secret": "cs-93be1f0a77"}})
+            oauth = {
+                "clientId": "hangar-client",
+                "clientSecret": {"secret": "oauth", "key": "client-secret"},
+                "issuer": issuer.issuer,
+                "scope": "tools",
+            }
+            await apply(hub, "MCPServer", "guarded", {"http": {"url": url, "oauth": oauth}})
+            tools = await connected(hub, "guarded", ["echo"])
+            assert [t.definition.name for t in tools] == ["guarded__echo"]
+            assert await call(hub, "guarded", "echo", text="authorized") == "echo: authorized"
+            assert issuer.grants == ["client_credentials"]
+            # Without credentials the same server refuses, and says so.
+            await apply(hub, "MCPServer", "open", {"http": {"url": url}})
+            with pytest.raises(ToolError, match="MCP server 'open'"):
+                await hub.tools("default", "open", [])

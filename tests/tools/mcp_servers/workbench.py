@@ -3,6 +3,10 @@ echoes, crashes on request, shows the token it was started with, and learns new
 tools at run time (announcing the change).
 
     python -m tests.tools.mcp_servers.workbench [stdio | http PORT | fail]
+    python -m tests.tools.mcp_servers.workbench oauth PORT ISSUER TOKEN
+
+``oauth`` serves over HTTP as an OAuth resource server: it advertises ``ISSUER`` as
+its authorization server and accepts only the bearer ``TOKEN``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,37 @@ from __future__ import annotations
 import os
 import sys
 
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 
-server = MCPServer("workbench")
+
+class OneToken:
+    """Accepts exactly one bearer token: the one the test's authorization server issues."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if token != self.token:
+            return None
+        return AccessToken(token=token, client_id="hangar", scopes=["tools"])
+
+
+if len(sys.argv) > 4 and sys.argv[1] == "oauth":
+    port, issuer, token = sys.argv[2], sys.argv[3], sys.argv[4]
+    server = MCPServer(
+        "workbench",
+        token_verifier=OneToken(token),
+        auth=AuthSettings(
+            issuer_url=issuer,
+            resource_server_url=f"http://127.0.0.1:{port}/mcp",
+            required_scopes=["tools"],
+        ),
+    )
+else:
+    server = MCPServer("workbench")
 READ_ONLY = ToolAnnotations(read_only_hint=True)
 
 
@@ -58,7 +89,7 @@ if __name__ == "__main__":
     if mode == "fail":
         print("workbench: cannot start: WORKBENCH_CONFIG is not set", file=sys.stderr)
         sys.exit(2)
-    if mode == "http":
+    if mode in ("http", "oauth"):
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run()
