@@ -32,6 +32,7 @@ from hangar.errors import AuthenticationError, HangarError
 from hangar.runtime.host import Runtime
 from hangar.runtime.loop import arguments_digest
 from hangar.runtime.service import RunInput
+from hangar.runtime.subagents import INPUT_SCHEMA, agent_input, agent_tool_description
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.mcp import MCPServer
 from hangar.store.base import ApiKey, StoredResource, ToolAudit
@@ -39,11 +40,6 @@ from hangar.tools.mcp import MCPTool
 
 PATH = "/v1/mcp"
 _namespace: contextvars.ContextVar[str] = contextvars.ContextVar("hangar_mcp_namespace")
-AGENT_INPUT = {
-    "type": "object",
-    "properties": {"input": {"type": "string", "description": "What to ask the agent."}},
-    "required": ["input"],
-}
 
 
 class MCPEndpoint:
@@ -101,7 +97,7 @@ class MCPEndpoint:
         if namespace is None:
             return None
         if "__" not in name:
-            return AGENT_INPUT
+            return INPUT_SCHEMA
         return self.runtime.hub.cached_schema(namespace, name)
 
     async def _authenticate(self, scope: Scope) -> ApiKey | None:
@@ -151,10 +147,8 @@ class MCPEndpoint:
         listed += [
             Tool(
                 name=name,
-                description=f"Run the agent {name!r}"
-                + (f": {spec.description}" if spec.description else "")
-                + ". Returns its answer.",
-                input_schema=AGENT_INPUT,
+                description=agent_tool_description(name, spec.description),
+                input_schema=INPUT_SCHEMA,
             )
             for name, spec in agents.items()
         ]
@@ -200,9 +194,7 @@ class MCPEndpoint:
         )
 
     async def _run_agent(self, namespace: str, name: str, arguments: dict[str, Any]) -> str:
-        text = arguments.get("input")
-        if not isinstance(text, str) or not text:
-            raise HangarError(f"agent tool {name!r} needs 'input', a non-empty string")
+        text = agent_input(name, arguments)
         runs = self.runtime.runs
         run = await runs.start(namespace, name, RunInput([{"role": "user", "content": text}]))
         run = await runs.wait(namespace, run.id)

@@ -20,6 +20,19 @@ INPUT_SCHEMA = {
 }
 
 
+def agent_tool_description(name: str, description: str) -> str:
+    about = f": {description}" if description else ""
+    return f"Ask the agent {name!r}{about}. Returns its answer."
+
+
+def agent_input(name: str, arguments: dict[str, Any]) -> str:
+    """The ``input`` an agent called as a tool was given, or a clear error."""
+    text = arguments.get("input")
+    if not isinstance(text, str) or not text.strip():
+        raise ToolError(f"agent tool {name!r} needs 'input', a non-empty string")
+    return text
+
+
 class ChildRunner(Protocol):
     async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord: ...
 
@@ -29,10 +42,9 @@ class AgentTool:
         self.runner = runner
         self.name = name
         self.max_depth = max_depth
-        about = f": {description}" if description else ""
         self._definition = ToolDefinition(
             name=name,
-            description=f"Ask the agent {name!r}{about}. Returns its answer.",
+            description=agent_tool_description(name, description),
             parameters=INPUT_SCHEMA,
         )
 
@@ -45,9 +57,7 @@ class AgentTool:
         return False  # a child run costs tokens and may act: never repeated blindly
 
     async def call(self, arguments: dict[str, Any], context: ToolContext) -> str:
-        text = arguments.get("input")
-        if not isinstance(text, str) or not text.strip():
-            raise ToolError(f"agent tool {self.name!r} needs 'input', a non-empty string")
+        text = agent_input(self.name, arguments)
         if context.depth + 1 > self.max_depth:
             raise ToolError(
                 f"agent {self.name!r} was not called: agents may nest {self.max_depth} deep "

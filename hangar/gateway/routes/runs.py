@@ -180,11 +180,7 @@ async def approve(
     run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Let held tool calls run; once none is pending the run resumes (on any worker)."""
-    body = body or Decision()
-    run = await rt.runs.decide(
-        key.namespace, run_id, True, by=_who(key), call_id=body.call_id, comment=body.comment
-    )
-    return run.to_dict()
+    return await _decide(rt, key, run_id, True, body or Decision())
 
 
 @router.post("/v1/runs/{run_id}/deny")
@@ -192,9 +188,14 @@ async def deny(
     run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Refuse held tool calls: the model is told, with the comment, and the run goes on."""
-    body = body or Decision()
+    return await _decide(rt, key, run_id, False, body or Decision())
+
+
+async def _decide(
+    rt: Runtime, key: Any, run_id: str, approve: bool, body: Decision
+) -> dict[str, Any]:
     run = await rt.runs.decide(
-        key.namespace, run_id, False, by=_who(key), call_id=body.call_id, comment=body.comment
+        key.namespace, run_id, approve, by=_who(key), call_id=body.call_id, comment=body.comment
     )
     return run.to_dict()
 
