@@ -35,7 +35,7 @@ def workbench_server(name: str = "wb") -> dict[str, Any]:
                 "cwd": str(ROOT),
                 "env": {"WORKBENCH_TOKEN": {"secret": "wb-creds", "key": "token"}},
             },
-            "tools": {"exclude": ["learn"]},
+            "tools": {"exclude": ["learn", "show_header"]},
         },
     )
 

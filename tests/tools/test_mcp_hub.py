@@ -72,7 +72,9 @@ async def call(hub: MCPHub, server: str, tool: str, **arguments: Any) -> str:
 async def test_a_stdio_server_is_started_once_and_its_tools_are_listed_with_their_schemas(
     hub: MCPHub,
 ) -> None:
-    await apply(hub, "MCPServer", "wb", {**workbench(), "tools": {"exclude": ["crash"]}})
+    await apply(
+        hub, "MCPServer", "wb", {**workbench(), "tools": {"exclude": ["crash", "show_header"]}}
+    )
     tools = await hub.tools("default", "wb", [])
     by_name = {t.definition.name: t for t in tools}
     assert set(by_name) == {"wb__echo", "wb__pid", "wb__show_token", "wb__learn"}
@@ -260,8 +262,13 @@ async def test_server_everything_from_npm_over_streamable_http(
 
 
 async def test_workbench_over_streamable_http(hub: MCPHub, workbench_http: str) -> None:
-    await apply(hub, "MCPServer", "wb", {"http": {"url": workbench_http}})
+    await apply(hub, "Secret", "api", {"data": {"key": "hdr-secret-61f0"}})
+    headers = {"X-Api-Key": {"secret": "api", "key": "key"}, "X-Team": "blue"}
+    await apply(hub, "MCPServer", "wb", {"http": {"url": workbench_http, "headers": headers}})
     await connected(hub, "wb", [])
+    # Headers reach the server, secret ones too; echoed back, a secret is scrubbed.
+    assert await call(hub, "wb", "show_header", name="X-Team") == "X-Team: blue"
+    assert await call(hub, "wb", "show_header", name="X-Api-Key") == "X-Api-Key: [secret]"
     assert await call(hub, "wb", "echo", text="http") == "echo: http"
     assert await call(hub, "wb", "learn", name="later") == "learned later"
     upstream = await hub.upstream("default", "wb")

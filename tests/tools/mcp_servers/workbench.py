@@ -72,6 +72,13 @@ def show_token() -> str:
     return f"my token is {os.environ.get('WORKBENCH_TOKEN', '(none)')}"
 
 
+@server.tool(annotations=READ_ONLY)
+def show_header(name: str, ctx: Context) -> str:
+    """Echo one HTTP request header (over streamable HTTP), as a careless server might."""
+    headers = ctx.headers or {}
+    return f"{name}: {headers.get(name.lower(), '(none)')}"
+
+
 @server.tool()
 async def learn(name: str, ctx: Context) -> str:
     """Add a tool called ``name`` and tell clients the tool list changed."""
