@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -34,6 +35,11 @@ class Settings(BaseSettings):
     local_model_context: int = 4096
 
     default_namespace: str = "default"
+
+    telemetry: Literal["off", "stored", "otlp"] = "stored"
+    """Traces: ``stored`` keeps every span in the store (and exports over OTLP when the
+    standard ``OTEL_EXPORTER_OTLP_*`` variables are set); ``otlp`` exports always;
+    ``off`` records nothing."""
 
     @cached_property
     def resolved_database_url(self) -> str:

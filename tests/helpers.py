@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,7 +73,14 @@ class ServerThread:
     """A real Hangar (gateway + workers) serving HTTP on 127.0.0.1, in a thread with its
     own event loop, as `hangar up` runs it."""
 
-    def __init__(self, home: Path, database_url: str | None = None, workers: int = 4) -> None:
+    def __init__(
+        self,
+        home: Path,
+        database_url: str | None = None,
+        workers: int = 4,
+        span_processors: Sequence[Any] = (),
+    ) -> None:
+        self.span_processors = span_processors
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(
@@ -93,7 +100,7 @@ class ServerThread:
             self._ready.set()
 
     async def _main(self) -> None:
-        runtime = Runtime(self.settings)
+        runtime = Runtime(self.settings, span_processors=self.span_processors)
         self.runtime = runtime
         self.admin_key = await bootstrap(runtime)
         config = uvicorn.Config(

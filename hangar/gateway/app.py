@@ -13,6 +13,7 @@ from hangar.gateway.errors import install_error_handlers
 from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
 from hangar.gateway.mcp_endpoint import MCPEndpoint
 from hangar.gateway.routes import audit, keys, openai_compat, resources, runs, sandboxes
+from hangar.gateway.tracing import TracingMiddleware
 from hangar.runtime.host import Runtime
 
 
@@ -42,6 +43,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
     install_error_handlers(app)
     for module in (resources, runs, openai_compat, keys, sandboxes, audit):
         app.include_router(module.router)

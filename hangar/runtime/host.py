@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import SpanProcessor
+
 from hangar.config import Settings
 from hangar.runtime.bus import EventBus
 from hangar.runtime.service import RunService
@@ -12,23 +16,35 @@ from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
 from hangar.store.base import Store
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
+from hangar.telemetry import Telemetry
 from hangar.tools.mcp import MCPHub
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        span_processors: Sequence[SpanProcessor] = (),
+    ) -> None:
         self.settings = settings
         self.store: Store = store or SqlStore(settings.resolved_database_url)
+        self.telemetry = Telemetry(self.store, settings.telemetry, span_processors)
+        if isinstance(self.store, SqlStore):
+            self.store.tracer = self.telemetry.tracer
         self.bus = EventBus()
         self.sandboxes = SandboxManager()
         self.secret_box = SecretBox.from_environment(settings.home)
         self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
-        self.worker = Worker(self.store, self.bus, settings, self.sandboxes, self.hub)
-        self.runs = RunService(self.store, self.bus, self.worker)
+        self.worker = Worker(
+            self.store, self.bus, settings, self.sandboxes, self.hub, self.telemetry
+        )
+        self.runs = RunService(self.store, self.bus, self.worker, self.telemetry)
 
     async def start(self, *, workers: int | None = None) -> None:
         """Migrate the store and start executing runs (``workers=0``: a gateway only)."""
         await self.store.migrate()
+        await self.telemetry.start()
         count = self.settings.workers if workers is None else workers
         if count:
             self.worker.start(count)
@@ -45,4 +61,5 @@ class Runtime:
         await self.worker.stop()
         await self.hub.close()
         await self.sandboxes.close()
+        await self.telemetry.stop()
         await self.store.close()

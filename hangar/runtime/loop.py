@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
+
 from hangar.errors import HangarError
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
@@ -26,6 +28,7 @@ from hangar.runtime.replay import Resume
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
 from hangar.store.base import RunStatus, ToolAudit, Usage
+from hangar.telemetry import genai
 from hangar.tools.base import Tool, ToolContext, ToolReport
 from hangar.tools.policy import decide, refusal
 
@@ -55,6 +58,9 @@ class LoopInput:
     check_cancelled: Callable[[], Awaitable[bool]] | None = None
     audit: Callable[[ToolAudit], Awaitable[None]] | None = None
     """Where each tool call's audit entry goes (the store, in a worker)."""
+    tracer: Tracer = field(default_factory=NoOpTracer)
+    provider: str = ""
+    """The model's provider, for the GenAI ``gen_ai.provider.name`` of model spans."""
 
 
 @dataclass
@@ -164,10 +170,22 @@ class _Step:
         inp = self.inp
         report = ToolReport()
         context = replace(inp.context, report=report)
-        content, outcome = await _call_tool(
-            inp.tools.get(call.name), call, context, inp.agent, approved
-        )
-        return await self._result(step, call, content, outcome, started, report)
+        tool = inp.tools.get(call.name)
+        with inp.tracer.start_as_current_span(
+            f"{genai.EXECUTE_TOOL} {call.name}",
+            attributes={
+                genai.OPERATION: genai.EXECUTE_TOOL,
+                genai.TOOL_NAME: call.name,
+                genai.TOOL_CALL_ID: call.id,
+                genai.TOOL_TYPE: _tool_type(tool),
+                genai.STEP: step,
+            },
+        ) as span:
+            content, outcome = await _call_tool(tool, call, context, inp.agent, approved)
+            span.set_attribute(genai.TOOL_OUTCOME, outcome)
+            if outcome != "ok":
+                span.set_status(StatusCode.ERROR, content[:200])
+            return await self._result(step, call, content, outcome, started, report)
 
     async def refuse(self, step: int, call: ToolCall, content: str, outcome: str) -> Message:
         return await self._result(step, call, content, outcome, time.perf_counter())
@@ -180,6 +198,26 @@ class _Step:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self.run(step, call, approved)) for call in calls]
         return [task.result() for task in tasks]
+
+
+def _tool_type(tool: Tool | None) -> str:
+    """GenAI ``gen_ai.tool.type``: ``extension`` for MCP tools and agents, which run
+    outside this process's code; ``function`` for built-ins."""
+    return "function" if tool is None or type(tool).__name__ == "FunctionTool" else "extension"
+
+
+def _chat_attributes(inp: LoopInput, step: int) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        genai.OPERATION: genai.CHAT,
+        genai.REQUEST_MODEL: inp.model.name,
+        genai.PROVIDER: inp.provider or "unknown",
+        genai.STEP: step,
+    }
+    if inp.agent.temperature is not None:
+        attributes[genai.REQUEST_TEMPERATURE] = inp.agent.temperature
+    if inp.agent.max_output_tokens is not None:
+        attributes[genai.REQUEST_MAX_TOKENS] = inp.agent.max_output_tokens
+    return attributes
 
 
 def _held(call: ToolCall, rule: str) -> dict[str, Any]:
@@ -289,8 +327,19 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
             },
         )
         started = time.perf_counter()
-        response = await complete(inp.model, request, inp.on_delta)
-        call_usage = priced(response.usage, inp.pricing)
+        with inp.tracer.start_as_current_span(
+            f"{genai.CHAT} {inp.model.name}", attributes=_chat_attributes(inp, step)
+        ) as span:
+            response = await complete(inp.model, request, inp.on_delta)
+            call_usage = priced(response.usage, inp.pricing)
+            span.set_attributes(
+                {
+                    genai.INPUT_TOKENS: call_usage.input_tokens,
+                    genai.OUTPUT_TOKENS: call_usage.output_tokens,
+                    genai.RESPONSE_FINISH_REASONS: [response.finish_reason],
+                    genai.COST: call_usage.cost,
+                }
+            )
         usage = usage + call_usage
         message = response.message
         messages.append(message)

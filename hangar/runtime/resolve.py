@@ -46,9 +46,10 @@ class ModelCache:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self._models: dict[tuple[str, str, int], tuple[ChatModel, Pricing]] = {}
+        self._models: dict[tuple[str, str, int], tuple[ChatModel, Pricing, str]] = {}
 
-    async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing]:
+    async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:
+        """The model, its prices, and its provider's name (for traces)."""
         stored = await self.store.get_resource(namespace, Model.KIND, name)
         if stored is None:
             if name != LOCAL_MODEL:
@@ -61,7 +62,11 @@ class ModelCache:
             spec, generation = ModelSpec.model_validate(stored.spec), stored.generation
         key = (namespace, name, generation)
         if key not in self._models:
-            self._models[key] = (build_chat_model(name, spec, self.settings), spec.pricing)
+            self._models[key] = (
+                build_chat_model(name, spec, self.settings),
+                spec.pricing,
+                spec.provider,
+            )
         return self._models[key]
 
 

@@ -9,6 +9,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from hangar.errors import (
     AgentNotFoundError,
     InvalidRequestError,
@@ -22,6 +24,7 @@ from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Store
 from hangar.store.sql import new_id, now
+from hangar.telemetry import Telemetry, genai
 
 FOLLOW_POLL_SECONDS = 0.5
 CANCEL_WAIT_SECONDS = 10.0
@@ -48,10 +51,17 @@ class RunInput:
 
 
 class RunService:
-    def __init__(self, store: Store, bus: EventBus, worker: Worker | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        worker: Worker | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.store = store
         self.bus = bus
         self.worker = worker
+        self.telemetry = telemetry or Telemetry(None, "off")
 
     async def start(
         self, namespace: str, agent: str, run_input: RunInput, *, run_id: str | None = None
@@ -66,16 +76,25 @@ class RunService:
                 hint="list agents with `hangar get agents`; apply one with `hangar apply -f`",
                 details={"agent": agent, "namespace": namespace},
             )
-        run = RunRecord(
-            id=run_id or new_id("run"),
-            namespace=namespace,
-            agent=agent,
-            agent_generation=stored.generation,
-            status=RunStatus.QUEUED,
-            input={"messages": run_input.messages, "tools": run_input.tools},
-            created_at=now(),
-        )
-        await self.store.create_run(run)
+        run_id = run_id or new_id("run")
+        # The run's trace: the caller's (a gateway request continuing a traceparent), or
+        # a new one; the worker that takes the run continues it.
+        with self.telemetry.tracer.start_as_current_span(
+            f"enqueue_run {agent}",
+            kind=SpanKind.PRODUCER,
+            attributes={genai.RUN_ID: run_id, genai.NAMESPACE: namespace},
+        ):
+            run = RunRecord(
+                id=run_id,
+                namespace=namespace,
+                agent=agent,
+                agent_generation=stored.generation,
+                status=RunStatus.QUEUED,
+                input={"messages": run_input.messages, "tools": run_input.tools},
+                created_at=now(),
+                trace_context=Telemetry.current_traceparent(),
+            )
+            await self.store.create_run(run)
         self.bus.wake_workers()
         return run
 

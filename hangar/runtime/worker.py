@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import StatusCode
+
 from hangar.config import Settings
 from hangar.errors import (
     ClientError,
@@ -35,6 +37,7 @@ from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Store, Usage
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
+from hangar.telemetry import Telemetry, genai
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
 
@@ -83,8 +86,10 @@ class Worker:
         settings: Settings,
         sandboxes: SandboxManager | None = None,
         hub: MCPHub | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.store = store
+        self.telemetry = telemetry or Telemetry(None, "off")
         self.hub = hub or MCPHub(
             store, SecretResolver(store, SecretBox.from_environment(settings.home))
         )
@@ -154,7 +159,37 @@ class Worker:
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
     async def execute(self, run: RunRecord) -> None:
-        """Drive one claimed run to a final state; never raises for the run's own failures."""
+        """Drive one claimed run to a final state; never raises for the run's own failures.
+        Its span continues the trace the run was started in (a child run's, the calling
+        tool's span, which is current already)."""
+        continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
+        with (
+            continued,
+            self.telemetry.tracer.start_as_current_span(
+                f"{genai.INVOKE_AGENT} {run.agent}",
+                attributes={
+                    genai.OPERATION: genai.INVOKE_AGENT,
+                    genai.AGENT_NAME: run.agent,
+                    genai.AGENT_ID: f"{run.namespace}/{run.agent}@{run.agent_generation}",
+                    genai.CONVERSATION_ID: run.id,
+                    genai.RUN_ID: run.id,
+                    genai.NAMESPACE: run.namespace,
+                },
+            ) as span,
+        ):
+            outcome = await self._execute(run)
+            span.set_attributes(
+                {
+                    genai.INPUT_TOKENS: outcome.usage.input_tokens,
+                    genai.OUTPUT_TOKENS: outcome.usage.output_tokens,
+                    genai.COST: outcome.usage.cost,
+                    "hangar.run.status": outcome.status.value,
+                }
+            )
+            if outcome.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+                span.set_status(StatusCode.ERROR, outcome.reason.value)
+
+    async def _execute(self, run: RunRecord) -> Outcome:
         spent = _Spent()
 
         def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
@@ -184,10 +219,11 @@ class Worker:
             log.exception("run %s failed unexpectedly", run.id)
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         await self._finish(run, outcome)
+        return outcome
 
     async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
-        model, pricing = await self.models.get(run.namespace, spec.model)
+        model, pricing, provider = await self.models.get(run.namespace, spec.model)
         messages = [Message.from_openai(m) for m in run.input.get("messages", [])]
         declared = caller_tools(run.input.get("tools", []))
         resume = None
@@ -243,6 +279,8 @@ class Worker:
             on_delta=on_delta,
             check_cancelled=check_cancelled,
             audit=self.store.record_tool_call,
+            tracer=self.telemetry.tracer,
+            provider=provider,
         )
         try:
             async with asyncio.timeout(spec.limits.timeout_seconds):
@@ -269,6 +307,7 @@ class Worker:
             worker=f"{self.id}/child",
             parent_id=context.run_id,
             depth=context.depth + 1,
+            trace_context=Telemetry.current_traceparent(),
         )
         await self.store.create_run(child)
         await self.execute(child)

@@ -139,6 +139,13 @@ class RunRecord:
     """The run whose agent called this one as a tool."""
     depth: int = 0
     """How many agents-as-tools deep: 0 for a run a client started."""
+    trace_context: str | None = None
+    """W3C ``traceparent`` of the span the run's work continues (its trace)."""
+
+    @property
+    def trace_id(self) -> str | None:
+        parts = (self.trace_context or "").split("-")
+        return parts[1] if len(parts) == 4 else None
 
     def to_dict(self) -> dict[str, Any]:
         duration = None
@@ -163,6 +170,7 @@ class RunRecord:
             "duration_seconds": duration,
             "parent_id": self.parent_id,
             "depth": self.depth,
+            "trace_id": self.trace_id,
         }
 
 
@@ -209,6 +217,37 @@ class ToolAudit:
             "outcome": self.outcome,
             "durationMs": self.duration_ms,
             "createdAt": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """One finished span, as the store keeps it (hex ids, nanosecond times)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: str
+    start_ns: int
+    end_ns: int
+    status: str
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "traceId": self.trace_id,
+            "spanId": self.span_id,
+            "parentSpanId": self.parent_span_id,
+            "name": self.name,
+            "kind": self.kind,
+            "startTimeUnixNano": self.start_ns,
+            "endTimeUnixNano": self.end_ns,
+            "durationMs": round((self.end_ns - self.start_ns) / 1e6, 3),
+            "status": self.status,
+            "attributes": self.attributes,
+            "events": self.events,
         }
 
 
@@ -289,3 +328,7 @@ class Store(Protocol):
         agent: str | None = None,
         limit: int = 100,
     ) -> list[ToolAudit]: ...
+
+    # traces
+    async def record_spans(self, spans: list[SpanRecord]) -> None: ...
+    async def list_spans(self, trace_id: str) -> list[SpanRecord]: ...

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hangar.errors import ConflictError, RunNotFoundError
 from hangar.spec.base import Resource
+from hangar.store import tables
 from hangar.store.base import (
     ApiKey,
     ApplyOutcome,
@@ -35,6 +37,7 @@ from hangar.store.base import (
     RunEvent,
     RunRecord,
     RunStatus,
+    SpanRecord,
     StoredResource,
     ToolAudit,
     Usage,
@@ -117,6 +120,7 @@ def _run(row: RowMapping) -> RunRecord:
         finished_at=_utc(row["finished_at"]),
         parent_id=row["parent_id"],
         depth=row["depth"],
+        trace_context=row["trace_context"],
     )
 
 
@@ -142,17 +146,34 @@ def _uninterrupted(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     lost on the way (seen: 4 in 10 cancels landing in an aiosqlite write never reached
     the run's task): a cancelled run then went on as if nothing had happened."""
 
+    operation = method.__name__
+    traced = operation not in UNTRACED
+
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        task = asyncio.ensure_future(method(*args, **kwargs))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await task  # statements are short; the caller's cancel waits for this one
-            raise
+        store: Any = args[0]
+        span = (
+            store.tracer.start_as_current_span(
+                f"store {operation}",
+                attributes={"db.system.name": store.dialect, "db.operation.name": operation},
+            )
+            if traced
+            else contextlib.nullcontext()
+        )
+        with span:
+            task = asyncio.ensure_future(method(*args, **kwargs))
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await task  # statements are short; the caller's cancel waits for this one
+                raise
 
     return call
+
+
+UNTRACED = frozenset({"record_spans", "list_spans", "migrate", "close"})
+"""Store calls with no span of their own: writing spans must not make more spans."""
 
 
 def _store_calls_run_whole(cls: type[T]) -> type[T]:
@@ -168,6 +189,8 @@ class SqlStore:
 
     def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
         self.url = url
+        self.tracer: Tracer = NoOpTracer()
+        """Spans for each store call; set by the runtime's telemetry."""
         self.dialect = sa.engine.make_url(url).get_backend_name()
         connect_args: dict[str, Any] = {}
         kwargs: dict[str, Any] = {}
@@ -418,6 +441,7 @@ class SqlStore:
                     started_at=run.started_at,
                     parent_id=run.parent_id,
                     depth=run.depth,
+                    trace_context=run.trace_context,
                 )
             )
         return run
@@ -639,6 +663,53 @@ class SqlStore:
                 outcome=row["outcome"],
                 duration_ms=row["duration_ms"],
                 created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+            )
+            for row in rows
+        ]
+
+    async def record_spans(self, spans: list[SpanRecord]) -> None:
+        if not spans:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tables.spans.insert(),
+                [
+                    {
+                        "trace_id": span.trace_id,
+                        "span_id": span.span_id,
+                        "parent_span_id": span.parent_span_id,
+                        "name": span.name[:256],
+                        "kind": span.kind,
+                        "start_ns": span.start_ns,
+                        "end_ns": span.end_ns,
+                        "status": span.status,
+                        "attributes": span.attributes,
+                        "events": span.events,
+                    }
+                    for span in spans
+                ],
+            )
+
+    async def list_spans(self, trace_id: str) -> list[SpanRecord]:
+        query = (
+            sa.select(tables.spans)
+            .where(tables.spans.c.trace_id == trace_id)
+            .order_by(tables.spans.c.start_ns)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            SpanRecord(
+                trace_id=row["trace_id"],
+                span_id=row["span_id"],
+                parent_span_id=row["parent_span_id"],
+                name=row["name"],
+                kind=row["kind"],
+                start_ns=row["start_ns"],
+                end_ns=row["end_ns"],
+                status=row["status"],
+                attributes=row["attributes"],
+                events=row["events"],
             )
             for row in rows
         ]

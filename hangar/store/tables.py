@@ -76,6 +76,7 @@ runs = sa.Table(
     sa.Column("finished_at", TS, nullable=True),
     sa.Column("parent_id", sa.String(32), nullable=True),
     sa.Column("depth", sa.Integer, nullable=False, default=0),
+    sa.Column("trace_context", sa.String(64), nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
@@ -106,4 +107,19 @@ tool_audit = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_tool_audit_namespace_created", "namespace", "created_at"),
     sa.Index("ix_tool_audit_run", "run_id"),
+)
+
+spans = sa.Table(
+    "spans",
+    metadata,
+    sa.Column("trace_id", sa.String(32), primary_key=True),
+    sa.Column("span_id", sa.String(16), primary_key=True),
+    sa.Column("parent_span_id", sa.String(16), nullable=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("start_ns", sa.BigInteger, nullable=False),
+    sa.Column("end_ns", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attributes", JSON, nullable=False),
+    sa.Column("events", JSON, nullable=False),
 )

@@ -202,3 +202,15 @@ async def _decide(
 
 def _who(key: Any) -> str:
     return f"key {key.name} ({key.prefix}…)"
+
+
+@router.get("/v1/runs/{run_id}/trace")
+async def run_trace(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The run's trace as stored: every span (gateway, run, model and tool calls, store
+    writes, agents it called), with parent links, GenAI attributes and times."""
+    run = await rt.runs.get(key.namespace, run_id)
+    if run.trace_id is None:
+        return {"traceId": None, "spans": []}
+    await rt.telemetry.flush()
+    spans = await rt.store.list_spans(run.trace_id)
+    return {"traceId": run.trace_id, "spans": [span.to_dict() for span in spans]}

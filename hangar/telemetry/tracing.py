@@ -1,0 +1,222 @@
+"""Traces: one per run, from the gateway request through the run, every model call,
+every tool call and the store writes, with the OpenTelemetry GenAI conventions.
+
+Hangar keeps its own ``TracerProvider`` (not the process-global one, so several
+runtimes in one process, as in tests, stay apart). Finished spans are always kept
+in the store, so ``hangar runs show`` and ``GET /v1/runs/{id}/trace`` need no
+collector, and are also exported over OTLP/HTTP when the standard OpenTelemetry
+variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; ``OTEL_TRACES_EXPORTER=none`` turns that
+off). ``HANGAR_TELEMETRY=off`` makes every span a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import NoOpTracer, Span, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from hangar.store.base import SpanRecord, Store
+
+log = logging.getLogger("hangar.telemetry")
+
+Mode = Literal["off", "stored", "otlp"]
+FLUSH_SECONDS = 0.5
+PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def otlp_requested() -> bool:
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+def span_record(span: ReadableSpan) -> SpanRecord:
+    context = span.get_span_context()
+    assert context is not None
+    parent = span.parent
+    return SpanRecord(
+        trace_id=_hex(context.trace_id, 32),
+        span_id=_hex(context.span_id, 16),
+        parent_span_id=_hex(parent.span_id, 16) if parent is not None else None,
+        name=span.name,
+        kind=span.kind.name.lower(),
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time or 0,
+        status=span.status.status_code.name.lower(),
+        attributes={k: _plain(v) for k, v in (span.attributes or {}).items()},
+        events=[
+            {
+                "name": event.name,
+                "timeUnixNano": event.timestamp,
+                "attributes": {k: _plain(v) for k, v in (event.attributes or {}).items()},
+            }
+            for event in span.events
+        ],
+    )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+class StoreSpans(SpanProcessor):
+    """Keeps finished spans in the store. Spans end on any thread; they are queued
+    and written in batches from the runtime's event loop."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.pending: deque[SpanRecord] = deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.pending.append(span_record(span))
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._flush_forever(), name="hangar-spans")
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("storing spans failed; they are dropped")
+
+    async def flush(self) -> None:
+        batch: list[SpanRecord] = []
+        while self.pending:
+            batch.append(self.pending.popleft())
+        await self.store.record_spans(batch)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class Telemetry:
+    """Tracing for one runtime: its tracer, where spans go, and context passing."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        mode: Mode = "stored",
+        processors: Sequence[SpanProcessor] = (),
+    ) -> None:
+        self.mode = mode
+        self.stored: StoreSpans | None = None
+        self.provider: TracerProvider | None = None
+        if mode == "off" and not processors:
+            self.tracer: Tracer = NoOpTracer()
+            return
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "hangar"}))
+        if mode != "off" and store is not None:
+            self.stored = StoreSpans(store)
+            self.provider.add_span_processor(self.stored)
+        if mode == "otlp" or (mode != "off" and otlp_requested()):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        for processor in processors:
+            self.provider.add_span_processor(processor)
+        self.tracer = self.provider.get_tracer("hangar")
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider is not None
+
+    async def start(self) -> None:
+        if self.stored is not None:
+            self.stored.start()
+
+    async def flush(self) -> None:
+        """Every finished span stored (and handed to exporters) now."""
+        if self.provider is not None:
+            await asyncio.to_thread(self.provider.force_flush)
+        if self.stored is not None:
+            await self.stored.flush()
+
+    async def stop(self) -> None:
+        if self.provider is not None:
+            await asyncio.to_thread(self.provider.shutdown)
+        if self.stored is not None:
+            await self.stored.stop()
+
+    # --- context across the queue --------------------------------------------------
+
+    @staticmethod
+    def current_traceparent() -> str | None:
+        carrier: dict[str, str] = {}
+        PROPAGATOR.inject(carrier)
+        return carrier.get("traceparent")
+
+    @staticmethod
+    @contextlib.contextmanager
+    def continued(traceparent: str | None) -> Iterator[None]:
+        """Make ``traceparent`` the current context (a run picked up by a worker)."""
+        if not traceparent:
+            yield
+            return
+        token = otel_context.attach(PROPAGATOR.extract({"traceparent": traceparent}))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
+
+
+class _Headers(Getter[list[tuple[bytes, bytes]]]):
+    def get(self, carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        wanted = key.lower().encode()
+        found = [v.decode("latin-1") for k, v in carrier if k.lower() == wanted]
+        return found or None
+
+    def keys(self, carrier: list[tuple[bytes, bytes]]) -> list[str]:
+        return [k.decode("latin-1") for k, _ in carrier]
+
+
+HEADERS = _Headers()
+
+
+def extract_from_headers(headers: list[tuple[bytes, bytes]]) -> otel_context.Context:
+    return PROPAGATOR.extract(headers, getter=HEADERS)
+
+
+def failed(span: Span, message: str) -> None:
+    span.set_status(StatusCode.ERROR, message)
+
+
+def current_span() -> Span:
+    return trace.get_current_span()
