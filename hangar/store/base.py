@@ -250,6 +250,21 @@ class SpanRecord:
             "events": self.events,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpanRecord:
+        return cls(
+            trace_id=data["traceId"],
+            span_id=data["spanId"],
+            parent_span_id=data["parentSpanId"],
+            name=data["name"],
+            kind=data["kind"],
+            start_ns=data["startTimeUnixNano"],
+            end_ns=data["endTimeUnixNano"],
+            status=data["status"],
+            attributes=data["attributes"],
+            events=data["events"],
+        )
+
 
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""

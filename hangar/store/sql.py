@@ -147,33 +147,46 @@ def _uninterrupted(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     the run's task): a cancelled run then went on as if nothing had happened."""
 
     operation = method.__name__
-    traced = operation not in UNTRACED
+    traced = operation in TRACED
+
+    name = f"store {operation}"
 
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         store: Any = args[0]
-        span = (
-            store.tracer.start_as_current_span(
-                f"store {operation}",
-                attributes={"db.system.name": store.dialect, "db.operation.name": operation},
-            )
-            if traced
-            else contextlib.nullcontext()
-        )
-        with span:
-            task = asyncio.ensure_future(method(*args, **kwargs))
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await task  # statements are short; the caller's cancel waits for this one
-                raise
+        # A leaf span, never made current (nothing nests in a store call): cheaper.
+        span = store.tracer.start_span(name, attributes=store.span_attributes) if traced else None
+        task = asyncio.ensure_future(method(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await task  # statements are short; the caller's cancel waits for this one
+            raise
+        finally:
+            if span is not None:
+                span.end()
 
     return call
 
 
-UNTRACED = frozenset({"record_spans", "list_spans", "migrate", "close"})
-"""Store calls with no span of their own: writing spans must not make more spans."""
+TRACED = frozenset(
+    {
+        "create_api_key",
+        "apply_resource",
+        "delete_resource",
+        "create_run",
+        "claim_run",
+        "finish_run",
+        "request_cancel",
+        "park_run",
+        "requeue_run",
+        "append_event",
+        "record_tool_call",
+    }
+)
+"""The store calls that get a span: the writes. Reads are many and cheap (and writing
+spans must not make more spans)."""
 
 
 def _store_calls_run_whole(cls: type[T]) -> type[T]:
@@ -191,6 +204,7 @@ class SqlStore:
         self.url = url
         self.tracer: Tracer = NoOpTracer()
         """Spans for each store call; set by the runtime's telemetry."""
+        self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
         self.dialect = sa.engine.make_url(url).get_backend_name()
         connect_args: dict[str, Any] = {}
         kwargs: dict[str, Any] = {}
@@ -668,52 +682,27 @@ class SqlStore:
         ]
 
     async def record_spans(self, spans: list[SpanRecord]) -> None:
-        if not spans:
+        by_trace: dict[str, list[dict[str, Any]]] = {}
+        for span in spans:
+            by_trace.setdefault(span.trace_id, []).append(span.to_dict())
+        if not by_trace:
             return
         async with self.engine.begin() as conn:
             await conn.execute(
                 tables.spans.insert(),
-                [
-                    {
-                        "trace_id": span.trace_id,
-                        "span_id": span.span_id,
-                        "parent_span_id": span.parent_span_id,
-                        "name": span.name[:256],
-                        "kind": span.kind,
-                        "start_ns": span.start_ns,
-                        "end_ns": span.end_ns,
-                        "status": span.status,
-                        "attributes": span.attributes,
-                        "events": span.events,
-                    }
-                    for span in spans
-                ],
+                [{"trace_id": trace, "spans": batch} for trace, batch in by_trace.items()],
             )
 
     async def list_spans(self, trace_id: str) -> list[SpanRecord]:
         query = (
-            sa.select(tables.spans)
+            sa.select(tables.spans.c.spans)
             .where(tables.spans.c.trace_id == trace_id)
-            .order_by(tables.spans.c.start_ns)
+            .order_by(tables.spans.c.id)
         )
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            SpanRecord(
-                trace_id=row["trace_id"],
-                span_id=row["span_id"],
-                parent_span_id=row["parent_span_id"],
-                name=row["name"],
-                kind=row["kind"],
-                start_ns=row["start_ns"],
-                end_ns=row["end_ns"],
-                status=row["status"],
-                attributes=row["attributes"],
-                events=row["events"],
-            )
-            for row in rows
-        ]
-
+            batches = (await conn.execute(query)).scalars().all()
+        found = [SpanRecord.from_dict(span) for batch in batches for span in batch]
+        return sorted(found, key=lambda span: span.start_ns)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()

@@ -112,14 +112,8 @@ tool_audit = sa.Table(
 spans = sa.Table(
     "spans",
     metadata,
-    sa.Column("trace_id", sa.String(32), primary_key=True),
-    sa.Column("span_id", sa.String(16), primary_key=True),
-    sa.Column("parent_span_id", sa.String(16), nullable=True),
-    sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("start_ns", sa.BigInteger, nullable=False),
-    sa.Column("end_ns", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attributes", JSON, nullable=False),
-    sa.Column("events", JSON, nullable=False),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("spans", JSON, nullable=False),
+    sa.Index("ix_spans_trace", "trace_id"),
 )

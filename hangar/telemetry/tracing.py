@@ -87,13 +87,13 @@ class StoreSpans(SpanProcessor):
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.pending: deque[SpanRecord] = deque()
+        self.pending: deque[ReadableSpan] = deque()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.pending.append(span_record(span))
+        self.pending.append(span)  # converted when flushed, off the request's path
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -110,7 +110,7 @@ class StoreSpans(SpanProcessor):
     async def flush(self) -> None:
         batch: list[SpanRecord] = []
         while self.pending:
-            batch.append(self.pending.popleft())
+            batch.append(span_record(self.pending.popleft()))
         await self.store.record_spans(batch)
 
     async def stop(self) -> None:

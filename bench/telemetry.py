@@ -1,0 +1,145 @@
+"""What tracing costs: the same run through the gateway with telemetry off, with
+spans stored only, and with OTLP export on as well, side by side in one run.
+
+Three ``hangar up`` processes (SQLite, one per mode) run the same agent: a scripted
+model that calls ``current_time`` once, then answers (two model calls, one tool
+call). Requests alternate between the servers one by one, so machine noise falls
+on all alike. The OTLP mode exports to a receiver in this process that accepts
+and drops each batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.agent_loop import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+MODES = ("off", "stored", "otlp")
+
+
+class _Sink(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def start(mode: str, otlp_url: str) -> tuple[subprocess.Popen[bytes], httpx.Client]:
+    home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-telemetry-{mode}-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "HANGAR_HOME": str(home),
+        "HANGAR_PORT": str(port),
+        "HANGAR_TELEMETRY": mode,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "hangar"), "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz", proc)
+    key = (home / "admin.key").read_text().strip()
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    step = {"toolCalls": [{"name": "current_time", "arguments": {}}]}
+    client.post(
+        "/v1/apply",
+        json=[
+            {
+                "apiVersion": "hangar.dev/v1alpha1",
+                "kind": "Model",
+                "metadata": {"name": "script"},
+                "spec": {"provider": "scripted", "script": [step, {"text": "It is noon."}]},
+            },
+            {
+                "apiVersion": "hangar.dev/v1alpha1",
+                "kind": "Agent",
+                "metadata": {"name": "clock"},
+                "spec": {"model": "script", "tools": [{"builtin": "current_time"}]},
+            },
+        ],
+    ).raise_for_status()
+    return proc, client
+
+
+def main(runs: int, rounds: int = 5) -> None:
+    sink = HTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    servers = {}
+    try:
+        for mode in MODES:
+            servers[mode] = start(mode, f"http://127.0.0.1:{sink.server_port}")
+        clients = {mode: client for mode, (_, client) in servers.items()}
+
+        def once(mode: str) -> float:
+            start = time.perf_counter()
+            run = clients[mode].post("/v1/agents/clock/runs", json={"input": "time?"}).json()
+            elapsed = (time.perf_counter() - start) * 1000
+            assert run["status"] == "succeeded", run
+            return elapsed
+
+        for mode in MODES:
+            for _ in range(20):
+                once(mode)
+        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        per_round = max(1, runs // rounds)
+        for r in range(rounds):
+            order = MODES if r % 2 == 0 else MODES[::-1]
+            for _ in range(per_round):
+                for mode in order:
+                    samples[mode].append(once(mode))
+        traced = clients["stored"].get("/v1/runs", params={"limit": 1}).json()["items"][0]
+        spans = len(clients["stored"].get(f"/v1/runs/{traced['id']}/trace").json()["spans"])
+    finally:
+        for proc, client in servers.values():
+            client.close()
+            proc.terminate()
+            proc.wait(30)
+        sink.shutdown()
+
+    p50 = {mode: statistics.median(values) for mode, values in samples.items()}
+    p99 = {mode: sorted(v)[int(0.99 * len(v))] for mode, v in samples.items()}
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(
+        f"| {mode} | {p50[mode]:.2f} | {p99[mode]:.2f} | {p50[mode] / p50['off']:.3f}× |"
+        for mode in MODES
+    )
+    report = f"""# Telemetry overhead
+
+{stamp}, {platform.machine()}, {os.cpu_count()} cores; {len(samples["off"])} runs per mode
+in {rounds} alternating rounds. One run: POST /v1/agents/clock/runs to `hangar up`
+(SQLite), two scripted model calls and one tool call; {spans} spans in its trace when traced
+(the request, the run, model and tool calls, the store writes).
+
+| telemetry | p50 ms | p99 ms | p50 ÷ off |
+| --- | ---: | ---: | ---: |
+{rows}
+"""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "telemetry.md").write_text(report)
+    (RESULTS / "telemetry.json").write_text(
+        json.dumps({"when": stamp, "p50_ms": p50, "p99_ms": p99, "spans": spans}, indent=2)
+    )
+    print(report)
