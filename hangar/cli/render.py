@@ -114,6 +114,14 @@ def run_tree(
         + (f"  cost ${usage['cost']:.6f}" if usage.get("cost") else "")
         + (f"  {duration:.3f}s" if duration is not None else "")
     )
+    timing = run.get("timing")
+    if timing:
+        head += (
+            f"\n[dim]time: model {timing['model_ms']:.1f} ms · tools {timing['tools_ms']:.1f} ms"
+            f" · hangar {timing['hangar_ms']:.1f} ms"
+            + (f" · queued {timing['queued_ms']:.1f} ms" if "queued_ms" in timing else "")
+            + "[/]"
+        )
     tree = Tree(head)
     steps: dict[int, Tree] = {}
     for event in events:

@@ -70,6 +70,8 @@ class Outcome:
     usage: Usage
     output: dict[str, Any]
     error: dict[str, Any] | None = None
+    timing: dict[str, float] | None = None
+    """Milliseconds in the model, in tools and in Hangar itself; set by the worker."""
 
 
 class RunCancelled(Exception):

@@ -63,9 +63,38 @@ def caller_tools(raw: list[dict[str, Any]]) -> tuple[ToolDefinition, ...]:
 
 @dataclass
 class _Spent:
-    """Usage so far, kept outside the loop so a timeout or cancel still reports it."""
+    """Usage and time so far, kept outside the loop so a timeout or cancel still
+    reports them."""
 
     usage: Usage = field(default_factory=Usage)
+    started: float = field(default_factory=time.perf_counter)
+    model_ms: float = 0.0
+    tool_ms: dict[int, float] = field(default_factory=dict)
+    """Per step, the longest tool call: calls of one step run side by side."""
+
+    def note(self, type: EventType, data: dict[str, Any]) -> None:
+        if type is EventType.MODEL_RESPONSE:
+            self.model_ms += data.get("duration_ms", 0.0)
+        elif type is EventType.TOOL_RESULT:
+            step = int(data.get("step", 0))
+            self.tool_ms[step] = max(self.tool_ms.get(step, 0.0), data.get("duration_ms", 0.0))
+
+    def timing(self, run: RunRecord) -> dict[str, float]:
+        """Where the run's time went: the model, tools, and Hangar itself (the rest:
+        store, queue hand-offs, serialisation, the loop); queued before a worker took it."""
+        total = (time.perf_counter() - self.started) * 1000
+        tools = sum(self.tool_ms.values())
+        timing = {
+            "total_ms": round(total, 3),
+            "model_ms": round(self.model_ms, 3),
+            "tools_ms": round(tools, 3),
+            "hangar_ms": round(max(total - self.model_ms - tools, 0.0), 3),
+        }
+        if run.started_at is not None:
+            timing["queued_ms"] = round(
+                max((run.started_at - run.created_at).total_seconds() * 1000, 0.0), 3
+            )
+        return timing
 
 
 def _cancelled(usage: Usage) -> Outcome:
@@ -184,6 +213,7 @@ class Worker:
                     genai.OUTPUT_TOKENS: outcome.usage.output_tokens,
                     genai.COST: outcome.usage.cost,
                     "hangar.run.status": outcome.status.value,
+                    **{f"hangar.time.{k}": v for k, v in (outcome.timing or {}).items()},
                 }
             )
             if outcome.status in (RunStatus.FAILED, RunStatus.CANCELLED):
@@ -218,6 +248,7 @@ class Worker:
         except Exception as exc:
             log.exception("run %s failed unexpectedly", run.id)
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        outcome.timing = spent.timing(run)
         await self._finish(run, outcome)
         return outcome
 
@@ -234,6 +265,7 @@ class Worker:
                 spent.usage = resume.usage
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
+            spent.note(type, data)
             if type is EventType.MODEL_RESPONSE or (
                 type is EventType.TOOL_RESULT and "usage" in data
             ):
@@ -334,13 +366,13 @@ class Worker:
             output=outcome.output,
             error=outcome.error,
             usage=outcome.usage,
+            timing=outcome.timing,
         )
-        await self.record(
-            run,
-            EventType.RUN_FINISHED,
-            {
-                "status": finished.status.value,
-                "reason": finished.reason,
-                "usage": finished.usage.to_dict(),
-            },
-        )
+        finished_data: dict[str, Any] = {
+            "status": finished.status.value,
+            "reason": finished.reason,
+            "usage": finished.usage.to_dict(),
+        }
+        if outcome.timing is not None:
+            finished_data["timing"] = outcome.timing
+        await self.record(run, EventType.RUN_FINISHED, finished_data)

@@ -141,6 +141,8 @@ class RunRecord:
     """How many agents-as-tools deep: 0 for a run a client started."""
     trace_context: str | None = None
     """W3C ``traceparent`` of the span the run's work continues (its trace)."""
+    timing: dict[str, float] | None = None
+    """Where the run's time went: ``model_ms``, ``tools_ms``, ``hangar_ms``, ``queued_ms``."""
 
     @property
     def trace_id(self) -> str | None:
@@ -171,6 +173,7 @@ class RunRecord:
             "parent_id": self.parent_id,
             "depth": self.depth,
             "trace_id": self.trace_id,
+            "timing": self.timing,
         }
 
 
@@ -312,6 +315,7 @@ class Store(Protocol):
         output: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
     ) -> RunRecord: ...
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         """Cancel a run no worker holds (queued or waiting) at once, or flag a running one

@@ -121,6 +121,7 @@ def _run(row: RowMapping) -> RunRecord:
         parent_id=row["parent_id"],
         depth=row["depth"],
         trace_context=row["trace_context"],
+        timing=row["timing"],
     )
 
 
@@ -507,8 +508,11 @@ class SqlStore:
         output: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
     ) -> RunRecord:
         values: dict[str, Any] = {"status": status.value, "reason": reason}
+        if timing is not None:
+            values["timing"] = timing
         if status.finished:
             values["finished_at"] = now()
         if output is not None:
@@ -703,6 +707,7 @@ class SqlStore:
             batches = (await conn.execute(query)).scalars().all()
         found = [SpanRecord.from_dict(span) for batch in batches for span in batch]
         return sorted(found, key=lambda span: span.start_ns)
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()

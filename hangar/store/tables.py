@@ -77,6 +77,7 @@ runs = sa.Table(
     sa.Column("parent_id", sa.String(32), nullable=True),
     sa.Column("depth", sa.Integer, nullable=False, default=0),
     sa.Column("trace_context", sa.String(64), nullable=True),
+    sa.Column("timing", JSON, nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),

@@ -1,5 +1,5 @@
 """Spans of every run's trace, kept so a trace is readable without a collector; runs
-remember the trace context they continue.
+remember the trace context they continue and where their time went.
 
 Revision ID: 0004
 Revises: 0003
@@ -27,9 +27,11 @@ def upgrade() -> None:
     op.create_index("ix_spans_trace", "spans", ["trace_id"])
     with op.batch_alter_table("runs") as batch:
         batch.add_column(sa.Column("trace_context", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("timing", JSON, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
+        batch.drop_column("timing")
         batch.drop_column("trace_context")
     op.drop_table("spans")
