@@ -66,7 +66,7 @@ class Client:
             dict(body.get("details") or {}),
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError:
@@ -75,7 +75,13 @@ class Client:
                 hint="is `hangar up` running? check HANGAR_URL",
             ) from None
         self._check(response)
-        return response.json()
+        return response
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
+
+    def request_text(self, method: str, path: str, **kwargs: Any) -> str:
+        return self._send(method, path, **kwargs).text
 
     def sse(self, method: str, path: str, **kwargs: Any) -> Iterator[tuple[str | None, str]]:
         """Yield ``(event, data)`` for each Server-Sent Event of a response."""

@@ -19,6 +19,7 @@ from hangar.cli.render import (
     resource_table,
     run_tree,
     runs_table,
+    usage_table,
 )
 from hangar.errors import HangarError
 
@@ -362,6 +363,31 @@ def audit(
             f"args {entry['argumentsSha256'][:12]}",
             highlight=False,
         )
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="Group by: namespace, agent, model, run, day.")] = "agent",
+    since: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Last day, YYYY-MM-DD.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only this agent.")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, json or csv.")] = "table",
+) -> None:
+    """Tokens and cost from the usage ledger, summed by agent, model, run or day."""
+    params: dict[str, Any] = {"by": by}
+    for name, value in (("since", since), ("until", until), ("agent", agent)):
+        if value:
+            params[name] = value
+    c = client()
+    if output == "csv":
+        params["format"] = "csv"
+        console.out(c.request_text("GET", "/v1/usage", params=params), end="", highlight=False)
+        return
+    result = c.request("GET", "/v1/usage", params=params)
+    if output == "json":
+        dump(result["items"], "json")
+        return
+    console.print(usage_table(result["groupBy"], result["items"]))
 
 
 @sandbox_app.command("exec")

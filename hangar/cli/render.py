@@ -74,6 +74,22 @@ def resource_table(kind: str, items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def usage_table(groups: list[str], items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in [*(g.upper() for g in groups), "CALLS", "INPUT", "CACHED", "OUTPUT", "COST $"]:
+        table.add_column(column, justify="left" if column.lower() in groups else "right")
+    for row in items:
+        table.add_row(
+            *(str(row[g]) for g in groups),
+            str(row["calls"]),
+            str(row["input_tokens"]),
+            str(row["cached_input_tokens"]),
+            str(row["output_tokens"]),
+            f"{row['cost']:.6f}",
+        )
+    return table
+
+
 def runs_table(items: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for column in ("ID", "AGENT", "STATUS", "REASON", "TOKENS", "AGE"):

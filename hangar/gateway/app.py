@@ -12,7 +12,15 @@ from hangar import __version__
 from hangar.gateway.errors import install_error_handlers
 from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
 from hangar.gateway.mcp_endpoint import MCPEndpoint
-from hangar.gateway.routes import audit, keys, openai_compat, resources, runs, sandboxes
+from hangar.gateway.routes import (
+    audit,
+    keys,
+    openai_compat,
+    resources,
+    runs,
+    sandboxes,
+    usage,
+)
 from hangar.gateway.tracing import TracingMiddleware
 from hangar.runtime.host import Runtime
 
@@ -45,7 +53,7 @@ def create_app(
     app.state.runtime = runtime
     app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
     install_error_handlers(app)
-    for module in (resources, runs, openai_compat, keys, sandboxes, audit):
+    for module in (resources, runs, openai_compat, keys, sandboxes, audit, usage):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).
     app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]

@@ -105,14 +105,19 @@ class AnthropicChatModel:
         if request.settings.temperature is not None:
             kwargs["temperature"] = request.settings.temperature
 
-        input_tokens = output_tokens = 0
+        input_tokens = output_tokens = cached_tokens = 0
         reason = "stop"
         blocks: dict[int, dict[str, str]] = {}
         try:
             stream = await self.client.messages.create(**kwargs)
             async for event in stream:
                 if event.type == "message_start":
-                    input_tokens = event.message.usage.input_tokens
+                    # Anthropic counts cache reads and writes apart from input_tokens;
+                    # Hangar's input_tokens are all of them, cached_input_tokens the reads.
+                    used = event.message.usage
+                    cached_tokens = getattr(used, "cache_read_input_tokens", 0) or 0
+                    written = getattr(used, "cache_creation_input_tokens", 0) or 0
+                    input_tokens = used.input_tokens + cached_tokens + written
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     block = event.content_block
                     blocks[event.index] = {"id": block.id, "name": block.name, "json": ""}
@@ -137,4 +142,7 @@ class AnthropicChatModel:
             arguments = block["json"] or "{}"
             json.loads(arguments)  # Anthropic guarantees JSON; fail loudly if not
             yield ToolCallPart(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
-        yield Finish(reason=reason, usage=Usage(input_tokens, output_tokens))
+        yield Finish(
+            reason=reason,
+            usage=Usage(input_tokens, output_tokens, cached_input_tokens=cached_tokens),
+        )

@@ -63,7 +63,12 @@ class OpenAIChatModel:
             stream = await self.client.chat.completions.create(**kwargs)
             async for chunk in stream:
                 if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    details = getattr(chunk.usage, "prompt_tokens_details", None)
+                    usage = Usage(
+                        chunk.usage.prompt_tokens,
+                        chunk.usage.completion_tokens,
+                        cached_input_tokens=getattr(details, "cached_tokens", 0) or 0,
+                    )
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:

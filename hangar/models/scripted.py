@@ -71,5 +71,6 @@ class ScriptedModel:
             if step.input_tokens is not None
             else estimate_request_tokens(request),
             output_tokens=step.output_tokens if step.output_tokens is not None else output,
+            cached_input_tokens=step.cached_input_tokens,
         )
         yield Finish(reason="tool_calls" if step.tool_calls else "stop", usage=usage)

@@ -17,6 +17,7 @@ from hangar.store.base import Store
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
 from hangar.telemetry import Telemetry
+from hangar.telemetry.metrics import Metrics
 from hangar.tools.mcp import MCPHub
 
 
@@ -36,8 +37,9 @@ class Runtime:
         self.sandboxes = SandboxManager()
         self.secret_box = SecretBox.from_environment(settings.home)
         self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
+        self.metrics = Metrics()
         self.worker = Worker(
-            self.store, self.bus, settings, self.sandboxes, self.hub, self.telemetry
+            self.store, self.bus, settings, self.sandboxes, self.hub, self.telemetry, self.metrics
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry)
 

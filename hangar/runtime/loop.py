@@ -158,6 +158,7 @@ class _Step:
             "name": call.name,
             "content": content,
             "is_error": outcome != "ok",
+            "outcome": outcome,
             "duration_ms": _ms(started),
         }
         if report is not None and report.child_run is not None:

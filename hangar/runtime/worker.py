@@ -34,10 +34,11 @@ from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.agent import Agent
-from hangar.store.base import RunRecord, RunStatus, Store, Usage
+from hangar.store.base import LedgerEntry, RunRecord, RunStatus, Store, Usage
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
+from hangar.telemetry.metrics import Metrics
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
 
@@ -116,9 +117,11 @@ class Worker:
         sandboxes: SandboxManager | None = None,
         hub: MCPHub | None = None,
         telemetry: Telemetry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.telemetry = telemetry or Telemetry(None, "off")
+        self.metrics = metrics or Metrics()
         self.hub = hub or MCPHub(
             store, SecretResolver(store, SecretBox.from_environment(settings.home))
         )
@@ -266,6 +269,16 @@ class Worker:
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
             spent.note(type, data)
+            if type is EventType.MODEL_RESPONSE:
+                await self._charge(run, data)
+            elif type is EventType.TOOL_RESULT:
+                self.metrics.tool_call(
+                    run.namespace,
+                    run.agent,
+                    data["name"],
+                    data.get("outcome", "error" if data["is_error"] else "ok"),
+                    data["duration_ms"] / 1000,
+                )
             if type is EventType.MODEL_RESPONSE or (
                 type is EventType.TOOL_RESULT and "usage" in data
             ):
@@ -320,6 +333,16 @@ class Worker:
         finally:
             if run_sandbox is not None:
                 await run_sandbox.close()
+
+    async def _charge(self, run: RunRecord, data: dict[str, Any]) -> None:
+        """A model call's tokens and cost: into the ledger and the metrics."""
+        usage = Usage.from_dict(data["usage"])
+        await self.store.record_usage(
+            LedgerEntry(run.namespace, run.agent, run.id, data["model"], usage, now())
+        )
+        self.metrics.model_call(
+            run.namespace, run.agent, data["model"], usage, data["duration_ms"] / 1000
+        )
 
     async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord:
         """Run ``agent`` on ``text`` as a child of the calling run, inline in this task."""
@@ -376,3 +399,6 @@ class Worker:
         if outcome.timing is not None:
             finished_data["timing"] = outcome.timing
         await self.record(run, EventType.RUN_FINISHED, finished_data)
+        self.metrics.run_finished(
+            run.namespace, run.agent, finished.status.value, finished.reason or "", outcome.timing
+        )

@@ -33,6 +33,7 @@ class ScriptStep(SpecModel):
     delay_seconds: float = Field(default=0, ge=0, le=3600)
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0, description="Of the input, from cache.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> ScriptStep:

@@ -5,6 +5,7 @@ Records are frozen dataclasses: the layers above never see SQLAlchemy rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -86,8 +87,11 @@ class ResourceVersion:
 @dataclass(frozen=True)
 class Usage:
     input_tokens: int = 0
+    """All input tokens, cached ones included."""
     output_tokens: int = 0
     cost: float = 0.0
+    cached_input_tokens: int = 0
+    """Input tokens the provider served from its prompt cache (billed at its own price)."""
 
     @property
     def total_tokens(self) -> int:
@@ -98,11 +102,13 @@ class Usage:
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cost + other.cost,
+            self.cached_input_tokens + other.cached_input_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cost": round(self.cost, 10),
@@ -114,6 +120,7 @@ class Usage:
             int(data.get("input_tokens", 0)),
             int(data.get("output_tokens", 0)),
             float(data.get("cost", 0.0)),
+            int(data.get("cached_input_tokens", 0)),
         )
 
 
@@ -269,6 +276,22 @@ class SpanRecord:
         )
 
 
+LEDGER_GROUPS = ("namespace", "agent", "model", "run", "day")
+"""What the usage ledger can be summed by."""
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One model call's tokens and cost, charged to a run, its agent and namespace."""
+
+    namespace: str
+    agent: str
+    run_id: str
+    model: str
+    usage: Usage
+    created_at: datetime
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
@@ -351,3 +374,23 @@ class Store(Protocol):
     # traces
     async def record_spans(self, spans: list[SpanRecord]) -> None: ...
     async def list_spans(self, trace_id: str) -> list[SpanRecord]: ...
+
+    # usage ledger
+    async def record_usage(self, entry: LedgerEntry) -> None: ...
+    async def usage_summary(
+        self,
+        namespace: str,
+        group_by: Sequence[str],
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Sums of tokens, cost and calls per group (``LEDGER_GROUPS``), days inclusive."""
+        ...
+
+    async def count_runs(self) -> list[tuple[str, str, int]]:
+        """(namespace, status, runs) for every namespace: for metrics, never a client."""
+        ...

@@ -15,7 +15,7 @@ import hashlib
 import inspect
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -33,6 +33,7 @@ from hangar.store import tables
 from hangar.store.base import (
     ApiKey,
     ApplyOutcome,
+    LedgerEntry,
     ResourceVersion,
     RunEvent,
     RunRecord,
@@ -184,6 +185,7 @@ TRACED = frozenset(
         "requeue_run",
         "append_event",
         "record_tool_call",
+        "record_usage",
     }
 )
 """The store calls that get a span: the writes. Reads are many and cheap (and writing
@@ -707,6 +709,88 @@ class SqlStore:
             batches = (await conn.execute(query)).scalars().all()
         found = [SpanRecord.from_dict(span) for batch in batches for span in batch]
         return sorted(found, key=lambda span: span.start_ns)
+
+    async def record_usage(self, entry: LedgerEntry) -> None:
+        usage = entry.usage
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tables.usage_ledger.insert().values(
+                    namespace=entry.namespace,
+                    agent=entry.agent,
+                    run_id=entry.run_id,
+                    model=entry.model,
+                    day=entry.created_at.astimezone(UTC).date().isoformat(),
+                    input_tokens=usage.input_tokens,
+                    cached_input_tokens=usage.cached_input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost=usage.cost,
+                    created_at=entry.created_at,
+                )
+            )
+
+    async def usage_summary(
+        self,
+        namespace: str,
+        group_by: Sequence[str],
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        agent: str | None = None,
+        model: str | None = None,
+        run_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        ledger = tables.usage_ledger
+        columns = {
+            "namespace": ledger.c.namespace,
+            "agent": ledger.c.agent,
+            "model": ledger.c.model,
+            "run": ledger.c.run_id,
+            "day": ledger.c.day,
+        }
+        keys = [columns[name].label(name) for name in group_by]
+        query = sa.select(
+            *keys,
+            sa.func.count().label("calls"),
+            sa.func.sum(ledger.c.input_tokens).label("input_tokens"),
+            sa.func.sum(ledger.c.cached_input_tokens).label("cached_input_tokens"),
+            sa.func.sum(ledger.c.output_tokens).label("output_tokens"),
+            sa.func.sum(ledger.c.cost).label("cost"),
+        ).where(ledger.c.namespace == namespace)
+        for column, value in (
+            (ledger.c.agent, agent),
+            (ledger.c.model, model),
+            (ledger.c.run_id, run_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(ledger.c.day >= since)
+        if until is not None:
+            query = query.where(ledger.c.day <= until)
+        if keys:
+            query = query.group_by(*keys).order_by(*keys)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            {
+                **{name: row[name] for name in group_by},
+                "calls": int(row["calls"]),
+                "input_tokens": int(row["input_tokens"] or 0),
+                "cached_input_tokens": int(row["cached_input_tokens"] or 0),
+                "output_tokens": int(row["output_tokens"] or 0),
+                "cost": round(float(row["cost"] or 0.0), 10),
+            }
+            for row in rows
+            if row["calls"]
+        ]
+
+    async def count_runs(self) -> list[tuple[str, str, int]]:
+        query = sa.select(runs.c.namespace, runs.c.status, sa.func.count()).group_by(
+            runs.c.namespace, runs.c.status
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(str(ns), str(status), int(count)) for ns, status, count in rows]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -118,3 +118,21 @@ spans = sa.Table(
     sa.Column("spans", JSON, nullable=False),
     sa.Index("ix_spans_trace", "trace_id"),
 )
+
+usage_ledger = sa.Table(
+    "usage_ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("agent", sa.String(63), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(63), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("input_tokens", sa.Integer, nullable=False),
+    sa.Column("cached_input_tokens", sa.Integer, nullable=False),
+    sa.Column("output_tokens", sa.Integer, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_usage_namespace_day", "namespace", "day"),
+    sa.Index("ix_usage_run", "run_id"),
+)

@@ -163,6 +163,10 @@ class MCPHub:
                 return tool.input_schema
         return None
 
+    def statuses(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every known server's status, by (namespace, name): for metrics."""
+        return {key: upstream.status() for key, upstream in self._upstreams.items()}
+
     def status(self, namespace: str, name: str) -> dict[str, Any] | None:
         upstream = self._upstreams.get((namespace, name))
         return None if upstream is None else upstream.status()
