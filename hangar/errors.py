@@ -122,6 +122,13 @@ class RunWaitingApprovalError(ConflictError):
     code = "run_waiting_approval"
 
 
+class BudgetExceededError(ClientError):
+    """A Budget of the namespace or agent is used up for its period."""
+
+    code = "budget_exceeded"
+    status = 429
+
+
 class SandboxNotFoundError(NotFoundError):
     code = "sandbox_not_found"
 

@@ -36,6 +36,7 @@ class StopReason(StrEnum):
     """Not an end: the run is parked until its held tool calls are approved or denied."""
     MAX_STEPS = "max_steps"
     MAX_TOKENS = "max_tokens"
+    BUDGET_EXCEEDED = "budget_exceeded"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     MODEL_ERROR = "model_error"

@@ -17,6 +17,7 @@ from hangar.store.base import Store
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
 from hangar.telemetry import Telemetry
+from hangar.telemetry.budgets import Budgets
 from hangar.telemetry.metrics import Metrics
 from hangar.tools.mcp import MCPHub
 
@@ -38,10 +39,18 @@ class Runtime:
         self.secret_box = SecretBox.from_environment(settings.home)
         self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
         self.metrics = Metrics()
+        self.budgets = Budgets(self.store)
         self.worker = Worker(
-            self.store, self.bus, settings, self.sandboxes, self.hub, self.telemetry, self.metrics
+            self.store,
+            self.bus,
+            settings,
+            self.sandboxes,
+            self.hub,
+            self.telemetry,
+            self.metrics,
+            self.budgets,
         )
-        self.runs = RunService(self.store, self.bus, self.worker, self.telemetry)
+        self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
 
     async def start(self, *, workers: int | None = None) -> None:
         """Migrate the store and start executing runs (``workers=0``: a gateway only)."""

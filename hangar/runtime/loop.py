@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
-from hangar.errors import HangarError
+from hangar.errors import BudgetExceededError, HangarError
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
 from hangar.models.pricing import priced
@@ -29,6 +29,7 @@ from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
 from hangar.store.base import RunStatus, ToolAudit, Usage
 from hangar.telemetry import genai
+from hangar.telemetry.budgets import RunBudget
 from hangar.tools.base import Tool, ToolContext, ToolReport
 from hangar.tools.policy import decide, refusal
 
@@ -58,6 +59,8 @@ class LoopInput:
     check_cancelled: Callable[[], Awaitable[bool]] | None = None
     audit: Callable[[ToolAudit], Awaitable[None]] | None = None
     """Where each tool call's audit entry goes (the store, in a worker)."""
+    budget: RunBudget | None = None
+    """Reserves each model call on the Budgets that apply, and settles it after."""
     tracer: Tracer = field(default_factory=NoOpTracer)
     provider: str = ""
     """The model's provider, for the GenAI ``gen_ai.provider.name`` of model spans."""
@@ -329,12 +332,30 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
                 "tools": [d.name for d in definitions],
             },
         )
+        if limits.max_cost is not None and usage.cost >= limits.max_cost:
+            return fail(
+                StopReason.BUDGET_EXCEEDED,
+                f"the run spent ${usage.cost:.6f}, its limit is ${limits.max_cost:g}",
+            )
+        hold = None
+        if inp.budget is not None:
+            try:
+                hold = await inp.budget.reserve(request)
+            except BudgetExceededError as exc:
+                return fail(StopReason.BUDGET_EXCEEDED, exc.message)
         started = time.perf_counter()
         with inp.tracer.start_as_current_span(
             f"{genai.CHAT} {inp.model.name}", attributes=_chat_attributes(inp, step)
         ) as span:
-            response = await complete(inp.model, request, inp.on_delta)
+            try:
+                response = await complete(inp.model, request, inp.on_delta)
+            except BaseException:
+                if inp.budget is not None:
+                    await inp.budget.settle(hold, Usage())  # nothing was spent: release
+                raise
             call_usage = priced(response.usage, inp.pricing)
+            if inp.budget is not None:
+                await inp.budget.settle(hold, call_usage)
             span.set_attributes(
                 {
                     genai.INPUT_TOKENS: call_usage.input_tokens,
@@ -358,6 +379,11 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
                 "duration_ms": _ms(started),
             },
         )
+        if limits.max_cost is not None and usage.cost > limits.max_cost:
+            return fail(
+                StopReason.BUDGET_EXCEEDED,
+                f"the run spent ${usage.cost:.6f}, over its limit of ${limits.max_cost:g}",
+            )
         if limits.max_tokens is not None and usage.total_tokens > limits.max_tokens:
             return fail(
                 StopReason.MAX_TOKENS,

@@ -25,6 +25,7 @@ from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Store
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
+from hangar.telemetry.budgets import Budgets
 
 FOLLOW_POLL_SECONDS = 0.5
 CANCEL_WAIT_SECONDS = 10.0
@@ -57,11 +58,13 @@ class RunService:
         bus: EventBus,
         worker: Worker | None = None,
         telemetry: Telemetry | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.worker = worker
         self.telemetry = telemetry or Telemetry(None, "off")
+        self.budgets = budgets or Budgets(store)
 
     async def start(
         self, namespace: str, agent: str, run_input: RunInput, *, run_id: str | None = None
@@ -76,6 +79,7 @@ class RunService:
                 hint="list agents with `hangar get agents`; apply one with `hangar apply -f`",
                 details={"agent": agent, "namespace": namespace},
             )
+        await self.budgets.check(namespace, agent)  # a used-up budget starts nothing
         run_id = run_id or new_id("run")
         # The run's trace: the caller's (a gateway request continuing a traceparent), or
         # a new one; the worker that takes the run continues it.

@@ -38,6 +38,7 @@ from hangar.store.base import LedgerEntry, RunRecord, RunStatus, Store, Usage
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
+from hangar.telemetry.budgets import Budgets, RunBudget
 from hangar.telemetry.metrics import Metrics
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
@@ -118,8 +119,10 @@ class Worker:
         hub: MCPHub | None = None,
         telemetry: Telemetry | None = None,
         metrics: Metrics | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.store = store
+        self.budgets = budgets or Budgets(store)
         self.telemetry = telemetry or Telemetry(None, "off")
         self.metrics = metrics or Metrics()
         self.hub = hub or MCPHub(
@@ -326,6 +329,9 @@ class Worker:
             audit=self.store.record_tool_call,
             tracer=self.telemetry.tracer,
             provider=provider,
+            budget=RunBudget(
+                self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens
+            ),
         )
         try:
             async with asyncio.timeout(spec.limits.timeout_seconds):

@@ -70,6 +70,9 @@ class Limits(SpecModel):
     max_tokens: int | None = Field(
         default=None, ge=1, description="Input plus output tokens over the whole run."
     )
+    max_cost: float | None = Field(
+        default=None, gt=0, description="US dollars over the whole run (agents it calls included)."
+    )
     timeout_seconds: float = Field(default=300, gt=0, le=86_400, description="Wall time per run.")
     max_depth: int = Field(
         default=3,

@@ -7,13 +7,14 @@ from typing import Any
 from hangar.errors import UnknownKindError
 from hangar.spec.agent import Agent
 from hangar.spec.base import Resource
+from hangar.spec.budget import Budget
 from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
 from hangar.spec.sandbox import SandboxTemplate
 from hangar.spec.secret import Secret
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret)
+    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget)
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
 for _cls in KINDS.values():

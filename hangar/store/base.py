@@ -292,6 +292,15 @@ class LedgerEntry:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class BudgetLine:
+    """One budget's counter for one period, and its limits."""
+
+    key: str
+    max_tokens: int | None
+    max_cost: float | None
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
@@ -394,3 +403,24 @@ class Store(Protocol):
     async def count_runs(self) -> list[tuple[str, str, int]]:
         """(namespace, status, runs) for every namespace: for metrics, never a client."""
         ...
+
+    # budgets
+    async def reserve_budget(
+        self, lines: Sequence[BudgetLine], tokens: int, cost: float
+    ) -> BudgetLine | None:
+        """Reserve ``tokens`` and ``cost`` on every line at once, or on none: returns the
+        first line with no room left (spent plus reserved at its limit), else None."""
+        ...
+
+    async def settle_budget(
+        self,
+        lines: Sequence[BudgetLine],
+        reserved_tokens: int,
+        reserved_cost: float,
+        tokens: int,
+        cost: float,
+    ) -> None:
+        """Replace a reservation by what was really spent."""
+        ...
+
+    async def budget_spent(self, key: str) -> tuple[int, float]: ...

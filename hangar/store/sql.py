@@ -33,6 +33,7 @@ from hangar.store import tables
 from hangar.store.base import (
     ApiKey,
     ApplyOutcome,
+    BudgetLine,
     LedgerEntry,
     ResourceVersion,
     RunEvent,
@@ -137,6 +138,11 @@ def _event(row: RowMapping) -> RunEvent:
     )
 
 
+class _NoRoom(Exception):
+    def __init__(self, line: BudgetLine) -> None:
+        self.line = line
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -186,6 +192,8 @@ TRACED = frozenset(
         "append_event",
         "record_tool_call",
         "record_usage",
+        "reserve_budget",
+        "settle_budget",
     }
 )
 """The store calls that get a span: the writes. Reads are many and cheap (and writing
@@ -791,6 +799,90 @@ class SqlStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(str(ns), str(status), int(count)) for ns, status, count in rows]
+
+    async def reserve_budget(
+        self, lines: Sequence[BudgetLine], tokens: int, cost: float
+    ) -> BudgetLine | None:
+        try:
+            async with self.engine.begin() as conn:
+                await self._reserve(conn, lines, tokens, cost)
+        except _NoRoom as full:
+            return full.line  # the whole reservation was rolled back
+        return None
+
+    async def _reserve(
+        self, conn: Any, lines: Sequence[BudgetLine], tokens: int, cost: float
+    ) -> None:
+        counters = tables.budget_counters
+        for line in lines:
+            await self._ensure_counter(conn, line.key)
+            room = counters.c.key == line.key
+            if line.max_tokens is not None:
+                room &= counters.c.spent_tokens + counters.c.reserved_tokens < line.max_tokens
+            if line.max_cost is not None:
+                room &= counters.c.spent_cost + counters.c.reserved_cost < line.max_cost
+            # One conditional statement: row-locked on PostgreSQL, and SQLite has one
+            # writer, so two reservations never both see the same room.
+            done = await conn.execute(
+                counters.update()
+                .where(room)
+                .values(
+                    reserved_tokens=counters.c.reserved_tokens + tokens,
+                    reserved_cost=counters.c.reserved_cost + cost,
+                )
+            )
+            if done.rowcount == 0:
+                raise _NoRoom(line)
+
+    async def settle_budget(
+        self,
+        lines: Sequence[BudgetLine],
+        reserved_tokens: int,
+        reserved_cost: float,
+        tokens: int,
+        cost: float,
+    ) -> None:
+        counters = tables.budget_counters
+        async with self.engine.begin() as conn:
+            for line in lines:
+                await conn.execute(
+                    counters.update()
+                    .where(counters.c.key == line.key)
+                    .values(
+                        reserved_tokens=counters.c.reserved_tokens - reserved_tokens,
+                        reserved_cost=counters.c.reserved_cost - reserved_cost,
+                        spent_tokens=counters.c.spent_tokens + tokens,
+                        spent_cost=counters.c.spent_cost + cost,
+                    )
+                )
+
+    async def budget_spent(self, key: str) -> tuple[int, float]:
+        counters = tables.budget_counters
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(counters.c.spent_tokens, counters.c.spent_cost).where(
+                        counters.c.key == key
+                    )
+                )
+            ).first()
+        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+
+    async def _ensure_counter(self, conn: Any, key: str) -> None:
+        counters = tables.budget_counters
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement: Any = pg_insert(counters).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(counters).on_conflict_do_nothing()
+        await conn.execute(
+            statement.values(
+                key=key, spent_tokens=0, spent_cost=0.0, reserved_tokens=0, reserved_cost=0.0
+            )
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -136,3 +136,13 @@ usage_ledger = sa.Table(
     sa.Index("ix_usage_namespace_day", "namespace", "day"),
     sa.Index("ix_usage_run", "run_id"),
 )
+
+budget_counters = sa.Table(
+    "budget_counters",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("spent_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("spent_cost", sa.Float, nullable=False, default=0.0),
+    sa.Column("reserved_tokens", sa.BigInteger, nullable=False, default=0),
+    sa.Column("reserved_cost", sa.Float, nullable=False, default=0.0),
+)

@@ -28,7 +28,11 @@ from hangar.store.base import RunRecord, RunStatus, Usage
 router = APIRouter(tags=["openai"])
 
 
-_FAILURE_STATUS = {StopReason.TIMEOUT.value: 504, StopReason.CONFIGURATION_ERROR.value: 500}
+_FAILURE_STATUS = {
+    StopReason.TIMEOUT.value: 504,
+    StopReason.CONFIGURATION_ERROR.value: 500,
+    StopReason.BUDGET_EXCEEDED.value: 429,
+}
 _LIMIT_REASONS = {StopReason.MAX_STEPS.value, StopReason.MAX_TOKENS.value}
 
 
