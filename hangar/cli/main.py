@@ -19,6 +19,7 @@ from hangar.cli.render import (
     resource_table,
     run_tree,
     runs_table,
+    span_tree,
     usage_table,
 )
 from hangar.errors import HangarError
@@ -248,9 +249,20 @@ def runs_list(
 def runs_show(
     run_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="Export run and events as JSON.")] = False,
+    spans: Annotated[
+        bool, typer.Option("--trace", help="Show the run's OpenTelemetry trace (spans).")
+    ] = False,
 ) -> None:
     """The decision path of a run: steps, model and tool calls, tokens, durations."""
-    trace = _trace(client(), run_id)
+    c = client()
+    if spans:
+        stored = c.request("GET", f"/v1/runs/{run_id}/trace")
+        if as_json:
+            dump(stored, "json")
+        else:
+            console.print(span_tree(stored["spans"]))
+        return
+    trace = _trace(c, run_id)
     if as_json:
         dump(trace, "json")
     else:

@@ -140,12 +140,13 @@ def run_tree(
         )
     tree = Tree(head)
     steps: dict[int, Tree] = {}
+    times = _step_times(events)
     for event in events:
         data = event["data"]
         kind = event["type"]
         step = data.get("step")
         if kind == "model_request":
-            steps[step] = tree.add(f"step {step}")
+            steps[step] = tree.add(f"step {step}" + times.get(step, ""))
         elif kind == "model_response":
             node = steps.get(step, tree)
             u = data["usage"]
@@ -179,6 +180,70 @@ def run_tree(
         elif kind == "final" and data.get("text"):
             tree.add(f"[green]answer[/]: {_clip(data['text'], 200)}")
     return tree
+
+
+def _step_times(events: list[dict[str, Any]]) -> dict[int, str]:
+    """Per step: its wall time (from its model request to the next step's) split into
+    the model, its tools (the longest, as a step's calls run side by side) and Hangar."""
+    starts: dict[int, datetime] = {}
+    model: dict[int, float] = {}
+    tools: dict[int, float] = {}
+    last: datetime | None = None
+    for event in events:
+        at = datetime.fromisoformat(event["created_at"])
+        last = at
+        data, step = event["data"], event["data"].get("step")
+        if event["type"] == "model_request" and step not in starts:
+            starts[step] = at
+        elif event["type"] == "model_response":
+            model[step] = data.get("duration_ms", 0.0)
+        elif event["type"] == "tool_result":
+            tools[step] = max(tools.get(step, 0.0), data.get("duration_ms", 0.0))
+    ordered = sorted(starts)
+    out: dict[int, str] = {}
+    for i, step in enumerate(ordered):
+        end = starts[ordered[i + 1]] if i + 1 < len(ordered) else last
+        if end is None:
+            continue
+        wall = (end - starts[step]).total_seconds() * 1000
+        own = max(wall - model.get(step, 0.0) - tools.get(step, 0.0), 0.0)
+        out[step] = (
+            f"  [dim]{wall:.1f} ms: model {model.get(step, 0.0):.1f} · tools "
+            f"{tools.get(step, 0.0):.1f} · hangar {own:.1f}[/]"
+        )
+    return out
+
+
+def span_tree(spans: list[dict[str, Any]]) -> Tree:
+    """A stored trace as a tree: each span with its duration and the attributes that
+    say most (tokens, tool outcome, status)."""
+    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    ids = {span["spanId"] for span in spans}
+    for span in spans:
+        parent = span["parentSpanId"] if span["parentSpanId"] in ids else None
+        by_parent.setdefault(parent, []).append(span)
+    root = Tree(f"[bold]trace {spans[0]['traceId'] if spans else '(none)'}[/]")
+
+    def label(span: dict[str, Any]) -> str:
+        attrs = span["attributes"]
+        notes = []
+        if "gen_ai.usage.input_tokens" in attrs:
+            notes.append(
+                f"tokens {attrs['gen_ai.usage.input_tokens']}→"
+                f"{attrs.get('gen_ai.usage.output_tokens', 0)}"
+            )
+        if "hangar.tool.outcome" in attrs:
+            notes.append(attrs["hangar.tool.outcome"])
+        style = "red" if span["status"] == "error" else "cyan"
+        extra = f"  {' '.join(notes)}" if notes else ""
+        return f"[{style}]{span['name']}[/]  [dim]{span['durationMs']:.1f} ms[/]{extra}"
+
+    def add(node: Tree, parent: str | None) -> None:
+        for span in sorted(by_parent.get(parent, []), key=lambda s: s["startTimeUnixNano"]):
+            add(node.add(label(span)), span["spanId"])
+
+    add(root, None)
+    return root
 
 
 def dump(value: Any, output: str) -> None:

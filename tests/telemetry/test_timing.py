@@ -41,3 +41,15 @@ def test_a_run_says_how_long_the_model_the_tools_and_hangar_took(
     )
     assert shown.exit_code == 0, shown.output
     assert f"model {timing['model_ms']:.1f} ms" in shown.output
+    step_lines = [line for line in shown.output.splitlines() if "step " in line]
+    assert len(step_lines) == 2 and all("model" in line and "hangar" in line for line in step_lines)
+    spans = CliRunner().invoke(
+        app,
+        ["--url", server.url, "--api-key", server.admin_key, "runs", "show", run["id"], "--trace"],
+        env={"COLUMNS": "200"},
+    )
+    assert spans.exit_code == 0, spans.output
+    lines = spans.output.splitlines()
+    agent_line = next(i for i, line in enumerate(lines) if "invoke_agent clock" in line)
+    chat_line = next(i for i, line in enumerate(lines) if "chat slow" in line)
+    assert chat_line > agent_line and "tokens" in lines[chat_line]
