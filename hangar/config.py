@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     workers: int = 4
     """How many runs one process executes at once."""
 
+    lease_seconds: float = 30.0
+    """How long a worker holds a run without renewing it: when a worker dies, its runs
+    are taken over by another worker this long after its last heartbeat."""
+
     local_model_path: Path | None = None
     """A GGUF file for the ``local`` provider; defaults to the bundled SmolLM2."""
 

@@ -201,3 +201,10 @@ class StoreError(HangarError):
     code = "store_error"
     status = 503
     retryable = True
+
+
+class LeaseLostError(StoreError):
+    """A worker's run was taken over by another worker after its lease ran out."""
+
+    code = "lease_lost"
+    retryable = False

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry.trace import StatusCode
@@ -22,6 +23,7 @@ from hangar.errors import (
     ClientError,
     ConfigurationError,
     HangarError,
+    LeaseLostError,
     ModelProviderError,
     ToolError,
 )
@@ -135,6 +137,8 @@ class Worker:
         self.agents = AgentSpecs(store)
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.holders: dict[str, str] = {}
+        """Run id to the worker name that holds its lease here (renewed by the heartbeat)."""
         self._slots: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------
@@ -142,6 +146,25 @@ class Worker:
     def start(self, concurrency: int) -> None:
         for i in range(concurrency):
             self._slots.append(asyncio.create_task(self._slot(i), name=f"hangar-worker-{i}"))
+        self._slots.append(asyncio.create_task(self._heartbeat(), name="hangar-heartbeat"))
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the runs held here, a third of a lease apart. A run whose
+        lease was taken over (this process stalled past it) is stopped here at once; its
+        writes are refused anyway (the store checks the holder)."""
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            held = dict(self.holders)
+            try:
+                renewed = await self.store.renew_leases(held, lease)
+            except Exception:
+                log.exception("renewing run leases failed; retrying")
+                continue
+            for run_id in set(held) - renewed:
+                if self.holders.get(run_id) == held[run_id]:
+                    log.warning("run %s was taken over by another worker; stopping it", run_id)
+                    self.cancel_local(run_id)
 
     async def stop(self) -> None:
         for task in self._slots:
@@ -152,7 +175,7 @@ class Worker:
     async def _slot(self, index: int) -> None:
         while True:
             try:
-                run = await self.store.claim_run(f"{self.id}/{index}")
+                run = await self.store.claim_run(f"{self.id}/{index}", self.settings.lease_seconds)
             except Exception:
                 log.exception("claiming a run failed; retrying")
                 run = None
@@ -166,6 +189,7 @@ class Worker:
                 continue
             task = asyncio.create_task(self.execute(run), name=f"run-{run.id}")
             self.running[run.id] = task
+            self.holders[run.id] = run.worker or ""
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -178,6 +202,7 @@ class Worker:
                     await self._finish(run, _cancelled(Usage()))
             finally:
                 self.running.pop(run.id, None)
+                self.holders.pop(run.id, None)
 
     def cancel_local(self, run_id: str) -> bool:
         """Cancel a run executing in this process at once; False if it runs elsewhere."""
@@ -189,8 +214,14 @@ class Worker:
 
     # --- one run ------------------------------------------------------------------------
 
-    async def record(self, run: RunRecord, type: EventType, data: dict[str, Any]) -> None:
-        event = await self.store.append_event(run.id, run.namespace, type.value, data)
+    async def record(
+        self, run: RunRecord, type: EventType, data: dict[str, Any], *, fenced: bool = True
+    ) -> None:
+        """Store an event, then publish it. ``fenced``: only while this worker holds the
+        run (a parked run is held by no one)."""
+        event = await self.store.append_event(
+            run.id, run.namespace, type.value, data, holder=run.worker if fenced else None
+        )
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
     async def execute(self, run: RunRecord) -> None:
@@ -255,7 +286,10 @@ class Worker:
             log.exception("run %s failed unexpectedly", run.id)
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         outcome.timing = spent.timing(run)
-        await self._finish(run, outcome)
+        try:
+            await self._finish(run, outcome)
+        except LeaseLostError as exc:
+            log.warning("run %s: %s; its new worker goes on with it", run.id, exc.message)
         return outcome
 
     async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
@@ -366,12 +400,17 @@ class Worker:
             created_at=stamp,
             started_at=stamp,
             worker=f"{self.id}/child",
+            lease_expires_at=stamp + timedelta(seconds=self.settings.lease_seconds),
             parent_id=context.run_id,
             depth=context.depth + 1,
             trace_context=Telemetry.current_traceparent(),
         )
         await self.store.create_run(child)
-        await self.execute(child)
+        self.holders[child.id] = child.worker or ""
+        try:
+            await self.execute(child)
+        finally:
+            self.holders.pop(child.id, None)
         finished = await self.store.get_run(context.namespace, child.id)
         assert finished is not None
         return finished
@@ -379,11 +418,12 @@ class Worker:
     async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
         if outcome.status is RunStatus.WAITING_APPROVAL:
             # Parked first, then announced: whoever sees the request finds the run waiting.
-            await self.store.park_run(run.id, outcome.usage)
+            await self.store.park_run(run.id, outcome.usage, holder=run.worker)
             await self.record(
                 run,
                 EventType.APPROVAL_REQUESTED,
                 {"calls": outcome.output["pending"], "usage": outcome.usage.to_dict()},
+                fenced=False,
             )
             return
         if outcome.error is not None:
@@ -396,6 +436,7 @@ class Worker:
             error=outcome.error,
             usage=outcome.usage,
             timing=outcome.timing,
+            holder=run.worker,
         )
         finished_data: dict[str, Any] = {
             "status": finished.status.value,

@@ -150,6 +150,8 @@ class RunRecord:
     """W3C ``traceparent`` of the span the run's work continues (its trace)."""
     timing: dict[str, float] | None = None
     """Where the run's time went: ``model_ms``, ``tools_ms``, ``hangar_ms``, ``queued_ms``."""
+    lease_expires_at: datetime | None = None
+    """While running: when its worker's hold ends unless renewed (then another takes it)."""
 
     @property
     def trace_id(self) -> str | None:
@@ -337,7 +339,10 @@ class Store(Protocol):
     async def list_runs(
         self, namespace: str, *, agent: str | None = None, limit: int = 50
     ) -> list[RunRecord]: ...
-    async def claim_run(self, worker: str) -> RunRecord | None: ...
+    async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None: ...
+    async def renew_leases(
+        self, holders: dict[str, str], lease_seconds: float = 30.0
+    ) -> set[str]: ...
     async def finish_run(
         self,
         run_id: str,
@@ -348,13 +353,14 @@ class Store(Protocol):
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
+        holder: str | None = None,
     ) -> RunRecord: ...
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         """Cancel a run no worker holds (queued or waiting) at once, or flag a running one
         for its worker. Returns the run and whether this call ended it."""
         ...
 
-    async def park_run(self, run_id: str, usage: Usage) -> RunRecord:
+    async def park_run(self, run_id: str, usage: Usage, holder: str | None = None) -> RunRecord:
         """A running run now waits for approval: released by its worker, not finished."""
         ...
 
@@ -363,7 +369,13 @@ class Store(Protocol):
         ...
 
     async def append_event(
-        self, run_id: str, namespace: str, type: str, data: dict[str, Any]
+        self,
+        run_id: str,
+        namespace: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        holder: str | None = None,
     ) -> RunEvent: ...
     async def list_events(
         self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000

@@ -16,9 +16,9 @@ import inspect
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from hangar.errors import ConflictError, RunNotFoundError
+from hangar.errors import ConflictError, LeaseLostError, RunNotFoundError
 from hangar.spec.base import Resource
 from hangar.store import tables
 from hangar.store.base import (
@@ -124,6 +124,7 @@ def _run(row: RowMapping) -> RunRecord:
         depth=row["depth"],
         trace_context=row["trace_context"],
         timing=row["timing"],
+        lease_expires_at=_utc(row["lease_expires_at"]),
     )
 
 
@@ -136,6 +137,19 @@ def _event(row: RowMapping) -> RunEvent:
         data=row["data"],
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
     )
+
+
+def _held(run_id: str, holder: str | None) -> Any:
+    where = runs.c.id == run_id
+    return where if holder is None else where & (runs.c.worker == holder)
+
+
+def _not_held(run_id: str, holder: str | None) -> NoReturn:
+    if holder is not None:
+        raise LeaseLostError(
+            f"run {run_id!r} is no longer held by {holder}: another worker took it over"
+        )
+    raise RunNotFoundError(f"run {run_id!r} not found")
 
 
 class _NoRoom(Exception):
@@ -185,6 +199,7 @@ TRACED = frozenset(
         "delete_resource",
         "create_run",
         "claim_run",
+        "renew_leases",
         "finish_run",
         "request_cancel",
         "park_run",
@@ -467,6 +482,7 @@ class SqlStore:
                     parent_id=run.parent_id,
                     depth=run.depth,
                     trace_context=run.trace_context,
+                    lease_expires_at=run.lease_expires_at,
                 )
             )
         return run
@@ -487,13 +503,18 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
 
-    async def claim_run(self, worker: str) -> RunRecord | None:
-        """Take the oldest queued run, or None. One statement, so it is atomic on SQLite
-        (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait on
-        each other and never take the same run)."""
+    async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None:
+        """Take the oldest run that is queued, or running under a lease that ran out (its
+        worker died), or None. One statement, so it is atomic on SQLite (a single writer)
+        and on PostgreSQL (``SKIP LOCKED``: claimers never wait on each other and never
+        take the same run). The claimer holds the run for ``lease_seconds``."""
+        stamp = now()
+        claimable = (runs.c.status == RunStatus.QUEUED.value) | (
+            (runs.c.status == RunStatus.RUNNING.value) & (runs.c.lease_expires_at < stamp)
+        )
         oldest = (
             sa.select(runs.c.id)
-            .where(runs.c.status == RunStatus.QUEUED.value)
+            .where(claimable)
             .order_by(runs.c.created_at, runs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -501,13 +522,40 @@ class SqlStore:
         )
         statement = (
             runs.update()
-            .where((runs.c.id == oldest) & (runs.c.status == RunStatus.QUEUED.value))
-            .values(status=RunStatus.RUNNING.value, worker=worker, started_at=now())
+            .where((runs.c.id == oldest) & claimable)
+            .values(
+                status=RunStatus.RUNNING.value,
+                worker=worker,
+                started_at=sa.func.coalesce(runs.c.started_at, stamp),
+                lease_expires_at=stamp + timedelta(seconds=lease_seconds),
+            )
             .returning(*runs.c)
         )
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement)).mappings().first()
         return None if row is None else _run(row)
+
+    async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
+        """Extend the leases of runs (id to holding worker) still held by that worker;
+        returns the ids renewed. A run missing from the answer was taken over."""
+        if not holders:
+            return set()
+        until = now() + timedelta(seconds=lease_seconds)
+        renewed: set[str] = set()
+        async with self.engine.begin() as conn:
+            for run_id, holder in holders.items():
+                done = await conn.execute(
+                    runs.update()
+                    .where(
+                        (runs.c.id == run_id)
+                        & (runs.c.worker == holder)
+                        & (runs.c.status == RunStatus.RUNNING.value)
+                    )
+                    .values(lease_expires_at=until)
+                )
+                if done.rowcount:
+                    renewed.add(run_id)
+        return renewed
 
     async def finish_run(
         self,
@@ -519,6 +567,7 @@ class SqlStore:
         error: dict[str, Any] | None = None,
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
+        holder: str | None = None,
     ) -> RunRecord:
         values: dict[str, Any] = {"status": status.value, "reason": reason}
         if timing is not None:
@@ -535,14 +584,17 @@ class SqlStore:
             row = (
                 (
                     await conn.execute(
-                        runs.update().where(runs.c.id == run_id).values(**values).returning(*runs.c)
+                        runs.update()
+                        .where(_held(run_id, holder))
+                        .values(**values)
+                        .returning(*runs.c)
                     )
                 )
                 .mappings()
                 .first()
             )
         if row is None:
-            raise RunNotFoundError(f"run {run_id!r} not found")
+            _not_held(run_id, holder)
         return _run(row)
 
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
@@ -570,13 +622,13 @@ class SqlStore:
             row = (await conn.execute(sa.select(runs).where(where))).mappings().first()
         return None if row is None else (_run(row), ended is not None)
 
-    async def park_run(self, run_id: str, usage: Usage) -> RunRecord:
+    async def park_run(self, run_id: str, usage: Usage, holder: str | None = None) -> RunRecord:
         async with self.engine.begin() as conn:
             row = (
                 (
                     await conn.execute(
                         runs.update()
-                        .where((runs.c.id == run_id) & (runs.c.status == RunStatus.RUNNING.value))
+                        .where(_held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value))
                         .values(
                             status=RunStatus.WAITING_APPROVAL.value,
                             worker=None,
@@ -589,7 +641,7 @@ class SqlStore:
                 .first()
             )
         if row is None:
-            raise RunNotFoundError(f"run {run_id!r} is not running")
+            _not_held(run_id, holder)
         return _run(row)
 
     async def requeue_run(self, namespace: str, run_id: str) -> bool:
@@ -609,19 +661,27 @@ class SqlStore:
         return done is not None
 
     async def append_event(
-        self, run_id: str, namespace: str, type: str, data: dict[str, Any]
+        self,
+        run_id: str,
+        namespace: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        holder: str | None = None,
     ) -> RunEvent:
-        """Append one event; ``seq`` comes from the run row, so it is gap-free and ordered."""
+        """Append one event; ``seq`` comes from the run row, so it is gap-free and ordered.
+        With ``holder``, only while that worker still holds the run: a worker whose run
+        was taken over (its lease ran out) can write nothing more to it."""
         stamp = now()
         async with self.engine.begin() as conn:
             seq = await conn.scalar(
                 runs.update()
-                .where(runs.c.id == run_id)
+                .where(_held(run_id, holder))
                 .values(last_seq=runs.c.last_seq + 1)
                 .returning(runs.c.last_seq)
             )
             if seq is None:
-                raise RunNotFoundError(f"run {run_id!r} not found")
+                _not_held(run_id, holder)
             await conn.execute(
                 run_events.insert().values(
                     run_id=run_id,

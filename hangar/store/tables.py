@@ -78,6 +78,7 @@ runs = sa.Table(
     sa.Column("depth", sa.Integer, nullable=False, default=0),
     sa.Column("trace_context", sa.String(64), nullable=True),
     sa.Column("timing", JSON, nullable=True),
+    sa.Column("lease_expires_at", TS, nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),

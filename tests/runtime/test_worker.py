@@ -20,8 +20,8 @@ class CancelOnClaim(SqlStore):
 
     worker: Worker
 
-    async def claim_run(self, worker: str) -> RunRecord | None:
-        run = await super().claim_run(worker)
+    async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None:
+        run = await super().claim_run(worker, lease_seconds)
         if run is not None:
             asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
         return run

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from hangar.errors import LeaseLostError
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
 from hangar.store import RunRecord, RunStatus, SqlStore, Usage, new_id
@@ -216,3 +217,25 @@ async def test_a_cancel_that_lands_during_a_write_reaches_the_caller_and_the_wri
         assert task.done() and task.cancelled(), f"cancel {i} was lost"
     events = await store.list_events("default", run.id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # no gap, no half write
+
+
+async def test_a_run_whose_lease_runs_out_is_taken_over_and_its_old_worker_fenced(
+    store: SqlStore,
+) -> None:
+    run = await store.create_run(queued())
+    claimed = await store.claim_run("w1", lease_seconds=0.3)
+    assert claimed is not None and claimed.worker == "w1" and claimed.lease_expires_at
+    assert await store.claim_run("w2", 0.3) is None  # held while the lease runs
+    assert await store.renew_leases({run.id: "w1"}, 0.3) == {run.id}
+    await asyncio.sleep(0.5)  # w1 stops renewing: as if it died
+    taken = await store.claim_run("w2", 30)
+    assert taken is not None and (taken.id, taken.worker) == (run.id, "w2")
+    assert taken.started_at == claimed.started_at
+    assert await store.renew_leases({run.id: "w1"}) == set()  # w1 learns it lost the run
+    with pytest.raises(LeaseLostError, match="another worker took it over"):
+        await store.append_event(run.id, "default", "tick", {}, holder="w1")
+    with pytest.raises(LeaseLostError):
+        await store.finish_run(run.id, RunStatus.SUCCEEDED, holder="w1")
+    await store.append_event(run.id, "default", "tick", {}, holder="w2")
+    done = await store.finish_run(run.id, RunStatus.SUCCEEDED, holder="w2")
+    assert done.status == RunStatus.SUCCEEDED
