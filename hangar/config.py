@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; ``sqlite+aiosqlite:///…`` or ``postgresql+asyncpg://…``.
     Defaults to a SQLite file in ``home``."""
 
+    database_schema: str | None = None
+    """PostgreSQL schema for Hangar's tables (default: the connection's search path)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 4

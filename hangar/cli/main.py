@@ -77,6 +77,38 @@ def up(
 
 
 @app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Address to bind [env HANGAR_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env HANGAR_PORT].")] = None,
+) -> None:
+    """The HTTP gateway alone (no run slots): scale it apart from `hangar worker`."""
+    from hangar.config import Settings
+    from hangar.gateway.server import serve
+
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    serve(Settings(**overrides), workers=0)
+
+
+@app.command()
+def worker(
+    slots: Annotated[
+        int | None, typer.Option(help="Runs executed at once [env HANGAR_WORKERS].")
+    ] = None,
+) -> None:
+    """A worker process: takes queued runs from the shared store (PostgreSQL for more
+    than one machine); stops cleanly on SIGTERM."""
+    from hangar.config import Settings
+    from hangar.gateway.server import work
+
+    overrides: dict[str, Any] = {"workers": slots} if slots else {}
+    work(Settings(**overrides))
+
+
+@app.command()
 def apply(
     files: Annotated[
         list[Path], typer.Option("--filename", "-f", help="A manifest file or folder.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -54,7 +55,9 @@ async def bootstrap(runtime: Runtime) -> str:
     return secret
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, *, workers: int | None = None) -> None:
+    """Run the gateway (and ``workers`` run slots; default: ``HANGAR_WORKERS``; 0: a
+    gateway only, for a deployment with separate worker processes)."""
     runtime = Runtime(settings)
     secret = asyncio.run(bootstrap(runtime))
     # bootstrap ran on its own event loop; the server gets a fresh store on its loop.
@@ -67,9 +70,29 @@ def serve(settings: Settings) -> None:
     print(f"  state: {settings.resolved_database_url}", flush=True)
     print(f"  OpenAI base URL: {url}/v1", flush=True)
     uvicorn.run(
-        create_app(runtime),
+        create_app(runtime, workers=workers),
         host=host,
         port=settings.port,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
+
+
+def work(settings: Settings) -> None:
+    """A worker process: runs queued runs from the shared store, serves no HTTP. Any
+    number of these, and of gateways, share one PostgreSQL."""
+
+    async def main() -> None:
+        runtime = Runtime(settings)
+        await runtime.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"Hangar worker {runtime.worker.id}: {settings.workers} run slots", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())

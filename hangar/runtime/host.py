@@ -30,7 +30,9 @@ class Runtime:
         span_processors: Sequence[SpanProcessor] = (),
     ) -> None:
         self.settings = settings
-        self.store: Store = store or SqlStore(settings.resolved_database_url)
+        self.store: Store = store or SqlStore(
+            settings.resolved_database_url, schema=settings.database_schema
+        )
         self.telemetry = Telemetry(self.store, settings.telemetry, span_processors)
         if isinstance(self.store, SqlStore):
             self.store.tracer = self.telemetry.tracer

@@ -416,18 +416,31 @@ class Worker:
         return finished
 
     async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
+        """End the run and store its last event in one transaction, then announce it."""
         if outcome.status is RunStatus.WAITING_APPROVAL:
-            # Parked first, then announced: whoever sees the request finds the run waiting.
-            await self.store.park_run(run.id, outcome.usage, holder=run.worker)
-            await self.record(
-                run,
-                EventType.APPROVAL_REQUESTED,
-                {"calls": outcome.output["pending"], "usage": outcome.usage.to_dict()},
-                fenced=False,
+            data: dict[str, Any] = {
+                "calls": outcome.output["pending"],
+                "usage": outcome.usage.to_dict(),
+            }
+            parked = await self.store.park_run(
+                run.id,
+                outcome.usage,
+                holder=run.worker,
+                event=(EventType.APPROVAL_REQUESTED.value, data),
+            )
+            self.bus.publish(
+                BusItem(run.id, parked.last_seq, EventType.APPROVAL_REQUESTED.value, data)
             )
             return
         if outcome.error is not None:
             await self.record(run, EventType.ERROR, outcome.error)
+        finished_data: dict[str, Any] = {
+            "status": outcome.status.value,
+            "reason": outcome.reason.value,
+            "usage": outcome.usage.to_dict(),
+        }
+        if outcome.timing is not None:
+            finished_data["timing"] = outcome.timing
         finished = await self.store.finish_run(
             run.id,
             outcome.status,
@@ -437,15 +450,11 @@ class Worker:
             usage=outcome.usage,
             timing=outcome.timing,
             holder=run.worker,
+            event=(EventType.RUN_FINISHED.value, finished_data),
         )
-        finished_data: dict[str, Any] = {
-            "status": finished.status.value,
-            "reason": finished.reason,
-            "usage": finished.usage.to_dict(),
-        }
-        if outcome.timing is not None:
-            finished_data["timing"] = outcome.timing
-        await self.record(run, EventType.RUN_FINISHED, finished_data)
+        self.bus.publish(
+            BusItem(run.id, finished.last_seq, EventType.RUN_FINISHED.value, finished_data)
+        )
         self.metrics.run_finished(
             run.namespace, run.agent, finished.status.value, finished.reason or "", outcome.timing
         )

@@ -354,13 +354,24 @@ class Store(Protocol):
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
         holder: str | None = None,
-    ) -> RunRecord: ...
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> RunRecord:
+        """End a run; with ``event``, store that event (its final one) in the same
+        transaction, as the run's next ``seq``."""
+        ...
+
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         """Cancel a run no worker holds (queued or waiting) at once, or flag a running one
         for its worker. Returns the run and whether this call ended it."""
         ...
 
-    async def park_run(self, run_id: str, usage: Usage, holder: str | None = None) -> RunRecord:
+    async def park_run(
+        self,
+        run_id: str,
+        usage: Usage,
+        holder: str | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> RunRecord:
         """A running run now waits for approval: released by its worker, not finished."""
         ...
 

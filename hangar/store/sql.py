@@ -152,6 +152,23 @@ def _not_held(run_id: str, holder: str | None) -> NoReturn:
     raise RunNotFoundError(f"run {run_id!r} not found")
 
 
+async def _event_with(conn: Any, row: RowMapping, event: tuple[str, dict[str, Any]] | None) -> None:
+    """Store ``event`` in the transaction that changed the run's state (``row``, whose
+    ``last_seq`` was already advanced): a worker dying between the two cannot leave a
+    finished run without its final event."""
+    if event is not None:
+        await conn.execute(
+            run_events.insert().values(
+                run_id=row["id"],
+                seq=row["last_seq"],
+                namespace=row["namespace"],
+                type=event[0],
+                data=event[1],
+                created_at=now(),
+            )
+        )
+
+
 class _NoRoom(Exception):
     def __init__(self, line: BudgetLine) -> None:
         self.line = line
@@ -568,8 +585,11 @@ class SqlStore:
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
         holder: str | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
     ) -> RunRecord:
         values: dict[str, Any] = {"status": status.value, "reason": reason}
+        if event is not None:
+            values["last_seq"] = runs.c.last_seq + 1
         if timing is not None:
             values["timing"] = timing
         if status.finished:
@@ -593,8 +613,9 @@ class SqlStore:
                 .mappings()
                 .first()
             )
-        if row is None:
-            _not_held(run_id, holder)
+            if row is None:
+                _not_held(run_id, holder)
+            await _event_with(conn, row, event)
         return _run(row)
 
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
@@ -622,26 +643,36 @@ class SqlStore:
             row = (await conn.execute(sa.select(runs).where(where))).mappings().first()
         return None if row is None else (_run(row), ended is not None)
 
-    async def park_run(self, run_id: str, usage: Usage, holder: str | None = None) -> RunRecord:
+    async def park_run(
+        self,
+        run_id: str,
+        usage: Usage,
+        holder: str | None = None,
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> RunRecord:
+        values: dict[str, Any] = {
+            "status": RunStatus.WAITING_APPROVAL.value,
+            "worker": None,
+            "usage": usage.to_dict(),
+        }
+        if event is not None:
+            values["last_seq"] = runs.c.last_seq + 1
         async with self.engine.begin() as conn:
             row = (
                 (
                     await conn.execute(
                         runs.update()
                         .where(_held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value))
-                        .values(
-                            status=RunStatus.WAITING_APPROVAL.value,
-                            worker=None,
-                            usage=usage.to_dict(),
-                        )
+                        .values(**values)
                         .returning(*runs.c)
                     )
                 )
                 .mappings()
                 .first()
             )
-        if row is None:
-            _not_held(run_id, holder)
+            if row is None:
+                _not_held(run_id, holder)
+            await _event_with(conn, row, event)
         return _run(row)
 
     async def requeue_run(self, namespace: str, run_id: str) -> bool:
