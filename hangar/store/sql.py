@@ -269,8 +269,13 @@ class SqlStore:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration; safe to call on every start."""
+        """Bring the schema to the newest migration; safe to call on every start, from
+        any number of processes at once (on PostgreSQL an advisory lock lets one migrate
+        while the others wait, then find nothing left to do; without it, four processes
+        starting together deadlocked)."""
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7242364752)"))
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:

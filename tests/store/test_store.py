@@ -239,3 +239,16 @@ async def test_a_run_whose_lease_runs_out_is_taken_over_and_its_old_worker_fence
     await store.append_event(run.id, "default", "tick", {}, holder="w2")
     done = await store.finish_run(run.id, RunStatus.SUCCEEDED, holder="w2")
     assert done.status == RunStatus.SUCCEEDED
+
+
+async def test_processes_starting_together_migrate_once(pg_schema: str) -> None:
+    from tests.conftest import POSTGRES_URL
+
+    stores = [SqlStore(POSTGRES_URL, schema=pg_schema) for _ in range(4)]
+    try:
+        async with asyncio.timeout(120):  # without the lock they deadlocked
+            await asyncio.gather(*(s.migrate() for s in stores))
+        run = await stores[0].create_run(queued())
+        assert (await stores[3].get_run("default", run.id)) is not None
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
