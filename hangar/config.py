@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     workers: int = 4
     """How many runs one process executes at once."""
 
+    worker_idle_seconds: float | None = None
+    """``hangar worker`` exits after this long with nothing to run (scale to zero: an
+    autoscaler starts it again when the queue grows). Default: never."""
+
     lease_seconds: float = 30.0
     """How long a worker holds a run without renewing it: when a worker dies, its runs
     are taken over by another worker this long after its last heartbeat."""

@@ -8,6 +8,7 @@ reads, as kubectl reads its kubeconfig.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -90,8 +91,15 @@ def work(settings: Settings) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         print(f"Hangar worker {runtime.worker.id}: {settings.workers} run slots", flush=True)
+        idle_limit = settings.worker_idle_seconds
         try:
-            await stop.wait()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await stop.wait()
+                if idle_limit is not None and runtime.worker.idle_seconds() > idle_limit:
+                    print(f"idle for {idle_limit:g} s: exiting (scale to zero)", flush=True)
+                    break
         finally:
             await runtime.stop()
 

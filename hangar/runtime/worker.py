@@ -138,6 +138,7 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[None]] = {}
         self.holders: dict[str, str] = {}
+        self._last_busy = time.monotonic()
         """Run id to the worker name that holds its lease here (renewed by the heartbeat)."""
         self._slots: list[asyncio.Task[None]] = []
 
@@ -189,6 +190,7 @@ class Worker:
                 continue
             task = asyncio.create_task(self.execute(run), name=f"run-{run.id}")
             self.running[run.id] = task
+            self._last_busy = time.monotonic()
             self.holders[run.id] = run.worker or ""
             try:
                 await asyncio.shield(task)
@@ -203,6 +205,11 @@ class Worker:
             finally:
                 self.running.pop(run.id, None)
                 self.holders.pop(run.id, None)
+                self._last_busy = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """How long this process has had no run to execute (0 while it has one)."""
+        return 0.0 if self.running else time.monotonic() - self._last_busy
 
     def cancel_local(self, run_id: str) -> bool:
         """Cancel a run executing in this process at once; False if it runs elsewhere."""
