@@ -77,6 +77,12 @@ class AuthenticationError(ClientError):
     status = 401
 
 
+class InvalidSignatureError(AuthenticationError):
+    """A webhook request whose signature does not match its body and the secret."""
+
+    code = "invalid_signature"
+
+
 class PermissionDeniedError(ClientError):
     code = "permission_denied"
     status = 403

@@ -19,6 +19,7 @@ from hangar.gateway.routes import (
     resources,
     runs,
     sandboxes,
+    triggers,
     usage,
 )
 from hangar.gateway.tracing import TracingMiddleware
@@ -53,7 +54,7 @@ def create_app(
     app.state.runtime = runtime
     app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
     install_error_handlers(app)
-    for module in (resources, runs, openai_compat, keys, sandboxes, audit, usage):
+    for module in (resources, runs, openai_compat, keys, sandboxes, audit, usage, triggers):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).
     app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]

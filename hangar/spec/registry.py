@@ -12,9 +12,10 @@ from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
 from hangar.spec.sandbox import SandboxTemplate
 from hangar.spec.secret import Secret
+from hangar.spec.trigger import Trigger
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget)
+    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget, Trigger)
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
 for _cls in KINDS.values():
