@@ -47,6 +47,10 @@ class Settings(BaseSettings):
 
     default_namespace: str = "default"
 
+    nats_url: str | None = None
+    """NATS server for Triggers on JetStream subjects, e.g. ``nats://127.0.0.1:4222``;
+    without it such Triggers are idle."""
+
     telemetry: Literal["off", "stored", "otlp"] = "stored"
     """Traces: ``stored`` keeps every span in the store (and exports over OTLP when the
     standard ``OTEL_EXPORTER_OTLP_*`` variables are set); ``otlp`` exports always;

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from hangar.config import Settings
 from hangar.runtime.bus import EventBus
 from hangar.runtime.service import RunService
+from hangar.runtime.triggers import NatsTriggers
 from hangar.runtime.worker import Worker
 from hangar.sandbox.manager import SandboxManager
 from hangar.sandbox.registry import availability
@@ -53,11 +54,16 @@ class Runtime:
             self.budgets,
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
+        self.triggers = (
+            NatsTriggers(self.store, self.runs, settings.nats_url) if settings.nats_url else None
+        )
 
     async def start(self, *, workers: int | None = None) -> None:
         """Migrate the store and start executing runs (``workers=0``: a gateway only)."""
         await self.store.migrate()
         await self.telemetry.start()
+        if self.triggers is not None:
+            await self.triggers.start()
         count = self.settings.workers if workers is None else workers
         if count:
             self.worker.start(count)
@@ -71,6 +77,8 @@ class Runtime:
                 self.sandboxes.warm_soon(spec)
 
     async def stop(self) -> None:
+        if self.triggers is not None:
+            await self.triggers.stop()
         await self.worker.stop()
         await self.hub.close()
         await self.sandboxes.close()

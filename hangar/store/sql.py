@@ -483,6 +483,12 @@ class SqlStore:
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord) -> RunRecord:
+        try:
+            return await self._insert_run(run)
+        except IntegrityError:
+            raise ConflictError(f"run {run.id!r} exists already") from None
+
+    async def _insert_run(self, run: RunRecord) -> RunRecord:
         async with self.engine.begin() as conn:
             await conn.execute(
                 runs.insert().values(

@@ -223,10 +223,10 @@ async def test_a_run_whose_lease_runs_out_is_taken_over_and_its_old_worker_fence
     store: SqlStore,
 ) -> None:
     run = await store.create_run(queued())
-    claimed = await store.claim_run("w1", lease_seconds=0.3)
+    claimed = await store.claim_run("w1", lease_seconds=30)
     assert claimed is not None and claimed.worker == "w1" and claimed.lease_expires_at
-    assert await store.claim_run("w2", 0.3) is None  # held while the lease runs
-    assert await store.renew_leases({run.id: "w1"}, 0.3) == {run.id}
+    assert await store.claim_run("w2", 30) is None  # held while the lease runs
+    assert await store.renew_leases({run.id: "w1"}, 0.2) == {run.id}  # the last renewal
     await asyncio.sleep(0.5)  # w1 stops renewing: as if it died
     taken = await store.claim_run("w2", 30)
     assert taken is not None and (taken.id, taken.worker) == (run.id, "w2")

@@ -35,6 +35,8 @@ async def webhook(namespace: str, name: str, request: Request, rt: RuntimeDep) -
         # The same answer as a bad signature: a prober learns nothing of what exists.
         raise InvalidSignatureError(f"no valid signature for trigger {name!r}")
     spec = TriggerSpec.model_validate(stored.spec)
+    if spec.webhook is None:
+        raise InvalidSignatureError(f"no valid signature for trigger {name!r}")
     body = await request.body()
     if len(body) > MAX_BODY:
         raise InvalidRequestError(f"the body is over {MAX_BODY} bytes")

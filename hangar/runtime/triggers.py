@@ -1,0 +1,122 @@
+"""NATS JetStream Triggers: each message on a Trigger's subject starts one run.
+
+Every Hangar process that has ``HANGAR_NATS_URL`` pulls from one durable consumer
+per Trigger, so each message goes to one of them; the run's id is derived from the
+message's stream and sequence, so a message NATS redelivers (its taker died before
+acknowledging it) finds its run already there and starts nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from typing import Any
+
+from hangar.errors import ConflictError, HangarError
+from hangar.runtime.service import RunInput, RunService
+from hangar.spec.trigger import Trigger, TriggerSpec
+from hangar.store.base import Store
+
+log = logging.getLogger("hangar.triggers")
+SYNC_SECONDS = 2.0
+
+
+def run_id_for(namespace: str, trigger: str, stream: str, sequence: int) -> str:
+    digest = hashlib.sha256(f"{namespace}/{trigger}/{stream}/{sequence}".encode()).hexdigest()
+    return f"run_{digest[:24]}"
+
+
+class NatsTriggers:
+    def __init__(self, store: Store, runs: RunService, url: str) -> None:
+        self.store = store
+        self.runs = runs
+        self.url = url
+        self._nc: Any = None
+        self._pullers: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ready: set[tuple[str, str]] = set()
+        """Triggers (namespace, name) whose consumer is pulling."""
+
+    async def start(self) -> None:
+        import nats
+
+        self._nc = await nats.connect(self.url, max_reconnect_attempts=-1)
+        self._task = asyncio.create_task(self._watch(), name="hangar-nats-triggers")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._pullers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _watch(self) -> None:
+        """Follow the stored Triggers: pull for new ones and new generations."""
+        while True:
+            try:
+                await self._sync()
+            except Exception:
+                log.exception("syncing NATS triggers failed; retrying")
+            await asyncio.sleep(SYNC_SECONDS)
+
+    async def _sync(self) -> None:
+        wanted = {}
+        for stored in await self.store.list_all_resources(Trigger.KIND):
+            spec = TriggerSpec.model_validate(stored.spec)
+            if spec.nats is not None:
+                wanted[(stored.namespace, stored.name, stored.generation)] = spec
+        for key in set(self._pullers) - set(wanted):
+            self._pullers.pop(key).cancel()
+            self.ready.discard(key[:2])
+        for key, spec in wanted.items():
+            if key not in self._pullers:
+                self._pullers[key] = asyncio.create_task(self._pull(key[0], key[1], spec))
+
+    async def _pull(self, namespace: str, name: str, spec: TriggerSpec) -> None:
+        from nats.errors import TimeoutError as NatsTimeout
+        from nats.js.errors import NotFoundError
+
+        assert spec.nats is not None
+        js = self._nc.jetstream()
+        try:
+            stream = await js.find_stream_name_by_subject(spec.nats.subject)
+        except NotFoundError:
+            stream = spec.nats.stream or f"HANGAR_{namespace}_{name}".replace("-", "_").upper()
+            await js.add_stream(name=stream, subjects=[spec.nats.subject])
+        durable = f"hangar-{namespace}-{name}"
+        subscription = await js.pull_subscribe(spec.nats.subject, durable=durable, stream=stream)
+        self.ready.add((namespace, name))
+        while True:
+            try:
+                messages = await subscription.fetch(16, timeout=1)
+            except NatsTimeout:
+                continue
+            for message in messages:
+                try:
+                    await self.handle(namespace, name, spec, message)
+                except HangarError as exc:
+                    log.warning(
+                        "trigger %s/%s: %s; the message stays unacknowledged",
+                        namespace,
+                        name,
+                        exc.message,
+                    )
+                    continue
+                await message.ack()
+
+    async def handle(self, namespace: str, name: str, spec: TriggerSpec, message: Any) -> str:
+        """Start the run for one message (or find it started); return its id."""
+        meta = message.metadata
+        run_id = run_id_for(namespace, name, meta.stream, meta.sequence.stream)
+        if await self.store.get_run(namespace, run_id) is not None:
+            return run_id  # redelivered: its run exists already
+        text = spec.input.replace("{body}", message.data.decode("utf-8", errors="replace"))
+        with contextlib.suppress(ConflictError):  # another process started it just now
+            await self.runs.start(
+                namespace, spec.agent, RunInput([{"role": "user", "content": text}]), run_id=run_id
+            )
+        return run_id
