@@ -14,6 +14,7 @@ from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
 from hangar.gateway.mcp_endpoint import MCPEndpoint
 from hangar.gateway.routes import (
     audit,
+    batches,
     keys,
     openai_compat,
     resources,
@@ -54,7 +55,17 @@ def create_app(
     app.state.runtime = runtime
     app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
     install_error_handlers(app)
-    for module in (resources, runs, openai_compat, keys, sandboxes, audit, usage, triggers):
+    for module in (
+        resources,
+        runs,
+        openai_compat,
+        keys,
+        sandboxes,
+        audit,
+        usage,
+        triggers,
+        batches,
+    ):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).
     app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]

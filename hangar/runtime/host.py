@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import SpanProcessor
 
 from hangar.config import Settings
+from hangar.runtime.batches import Batches
 from hangar.runtime.bus import EventBus
 from hangar.runtime.service import RunService
 from hangar.runtime.triggers import NatsTriggers
@@ -54,6 +55,7 @@ class Runtime:
             self.budgets,
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
+        self.batches = Batches(self.store, self.runs)
         self.triggers = (
             NatsTriggers(self.store, self.runs, settings.nats_url) if settings.nats_url else None
         )

@@ -303,6 +303,16 @@ class BudgetLine:
     max_cost: float | None
 
 
+@dataclass(frozen=True)
+class BatchItem:
+    """One line of a batch: the run it started, or why it could not start one."""
+
+    line: int
+    custom_id: str
+    run_id: str | None
+    error: dict[str, Any] | None
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
@@ -447,3 +457,13 @@ class Store(Protocol):
         ...
 
     async def budget_spent(self, key: str) -> tuple[int, float]: ...
+
+    # batches
+    async def create_batch(
+        self, batch_id: str, namespace: str, items: Sequence[BatchItem]
+    ) -> None: ...
+    async def get_batch(
+        self, namespace: str, batch_id: str
+    ) -> tuple[datetime, list[tuple[BatchItem, RunRecord | None]]] | None:
+        """The batch's creation time and each line with its run as it is now."""
+        ...

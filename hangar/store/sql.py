@@ -33,6 +33,7 @@ from hangar.store import tables
 from hangar.store.base import (
     ApiKey,
     ApplyOutcome,
+    BatchItem,
     BudgetLine,
     LedgerEntry,
     ResourceVersion,
@@ -226,6 +227,7 @@ TRACED = frozenset(
         "record_usage",
         "reserve_budget",
         "settle_budget",
+        "create_batch",
     }
 )
 """The store calls that get a span: the writes. Reads are many and cheap (and writing
@@ -985,6 +987,66 @@ class SqlStore:
                 key=key, spent_tokens=0, spent_cost=0.0, reserved_tokens=0, reserved_cost=0.0
             )
         )
+
+    async def create_batch(self, batch_id: str, namespace: str, items: Sequence[BatchItem]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                tables.batches.insert().values(
+                    id=batch_id, namespace=namespace, total=len(items), created_at=now()
+                )
+            )
+            if items:
+                await conn.execute(
+                    tables.batch_items.insert(),
+                    [
+                        {
+                            "batch_id": batch_id,
+                            "line": item.line,
+                            "custom_id": item.custom_id,
+                            "run_id": item.run_id,
+                            "error": item.error,
+                        }
+                        for item in items
+                    ],
+                )
+
+    async def get_batch(
+        self, namespace: str, batch_id: str
+    ) -> tuple[datetime, list[tuple[BatchItem, RunRecord | None]]] | None:
+        batches, items = tables.batches, tables.batch_items
+        async with self.engine.connect() as conn:
+            head = (
+                await conn.execute(
+                    sa.select(batches.c.created_at).where(
+                        (batches.c.id == batch_id) & (batches.c.namespace == namespace)
+                    )
+                )
+            ).first()
+            if head is None:
+                return None
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(
+                            items.c.line,
+                            items.c.custom_id,
+                            items.c.run_id,
+                            items.c.error.label("item_error"),
+                            *runs.c,
+                        )
+                        .select_from(items.outerjoin(runs, runs.c.id == items.c.run_id))
+                        .where(items.c.batch_id == batch_id)
+                        .order_by(items.c.line)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        found = []
+        for row in rows:
+            item = BatchItem(row["line"], row["custom_id"], row["run_id"], row["item_error"])
+            found.append((item, _run(row) if row["id"] is not None else None))
+        return _utc(head[0]), found  # type: ignore[return-value]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

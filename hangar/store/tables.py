@@ -147,3 +147,23 @@ budget_counters = sa.Table(
     sa.Column("reserved_tokens", sa.BigInteger, nullable=False, default=0),
     sa.Column("reserved_cost", sa.Float, nullable=False, default=0.0),
 )
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_batches_namespace_created", "namespace", "created_at"),
+)
+
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(32), primary_key=True),
+    sa.Column("line", sa.Integer, primary_key=True),
+    sa.Column("custom_id", sa.String(256), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=True),
+    sa.Column("error", JSON, nullable=True),
+)
