@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from hangar.config import Settings
 from hangar.runtime.batches import Batches
 from hangar.runtime.bus import EventBus
+from hangar.runtime.schedules import Schedules
 from hangar.runtime.service import RunService
 from hangar.runtime.triggers import NatsTriggers
 from hangar.runtime.worker import Worker
@@ -56,6 +57,7 @@ class Runtime:
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
         self.batches = Batches(self.store, self.runs)
+        self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
             NatsTriggers(self.store, self.runs, settings.nats_url) if settings.nats_url else None
         )
@@ -69,6 +71,7 @@ class Runtime:
         count = self.settings.workers if workers is None else workers
         if count:
             self.worker.start(count)
+            self.schedules.start()  # processes that run work keep the schedules' clock
             await self.warm_sandbox_pools()
 
     async def warm_sandbox_pools(self) -> None:
@@ -81,6 +84,7 @@ class Runtime:
     async def stop(self) -> None:
         if self.triggers is not None:
             await self.triggers.stop()
+        await self.schedules.stop()
         await self.worker.stop()
         await self.hub.close()
         await self.sandboxes.close()

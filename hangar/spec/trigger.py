@@ -1,5 +1,5 @@
-"""``Trigger``: something outside Hangar that starts runs: a webhook (every request
-signed with the trigger's secret) or a NATS JetStream subject (every message)."""
+"""``Trigger``: something that starts runs: a webhook (every request signed with the
+trigger's secret), a NATS JetStream subject (every message) or a cron schedule."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ class TriggerSpec(SpecModel):
     agent: str = Field(description="The Agent each event runs.")
     webhook: Webhook | None = None
     nats: NatsSource | None = None
+    schedule: str | None = Field(
+        default=None,
+        description="A cron expression in UTC: five fields, or six with seconds last "
+        "('0 9 * * 1-5': weekdays at 09:00). Each time starts one run.",
+    )
     input: str = Field(
         default="{body}",
         description="The run's message; {body} is replaced by the request's body.",
@@ -45,10 +50,23 @@ class TriggerSpec(SpecModel):
     def _agent(cls, value: str) -> str:
         return check_name(value, "agent name")
 
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        from croniter import croniter
+
+        if value is not None and not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression: five fields (minute hour day month "
+                "weekday), or six with seconds last"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_source(self) -> TriggerSpec:
-        if (self.webhook is None) == (self.nats is None):
-            raise ValueError("a Trigger needs exactly one of 'webhook' or 'nats'")
+        sources = [x for x in (self.webhook, self.nats, self.schedule) if x is not None]
+        if len(sources) != 1:
+            raise ValueError("a Trigger needs exactly one of 'webhook', 'nats' or 'schedule'")
         return self
 
 
