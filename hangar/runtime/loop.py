@@ -285,6 +285,21 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
     if resume is not None:
         messages.extend(resume.appended)
         usage, last_text, first_step = resume.usage, resume.last_text, resume.step + 1
+        answer = resume.answered
+        if answer is not None:
+            # The model had answered when the worker died: end the run with that answer.
+            if not resume.final_recorded:
+                await inp.record(EventType.FINAL, {"text": answer.content or ""})
+            return Outcome(
+                RunStatus.SUCCEEDED,
+                StopReason.COMPLETED,
+                usage,
+                {
+                    "text": answer.content or "",
+                    "message": answer.to_openai(),
+                    "finish_reason": "stop",
+                },
+            )
         approved: list[ToolCall] = []
         for call in resume.unfinished:
             decided = resume.decision(call.id)

@@ -31,6 +31,15 @@ class Resume:
     unfinished: list[ToolCall]
     decisions: dict[str, Decision] = field(default_factory=dict)
     last_text: str = ""
+    final_recorded: bool = False
+    """The run's final event is stored already (its worker died just after)."""
+
+    @property
+    def answered(self) -> Message | None:
+        """The model's last reply when it was an answer (no tool calls): the run is
+        done but for its ending, and must not ask the model again."""
+        last = next((m for m in reversed(self.appended) if m.role == "assistant"), None)
+        return last if last is not None and not last.tool_calls else None
 
     def decision(self, call_id: str) -> Decision | None:
         return self.decisions.get(call_id)
@@ -46,6 +55,7 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
     done: set[str] = set()
     decisions: dict[str, Decision] = {}
     last_text = ""
+    final_recorded = False
     for event in events:
         data: dict[str, Any] = event.data
         if event.type == EventType.MODEL_RESPONSE:
@@ -64,6 +74,8 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
                     role="tool", content=data["content"], tool_call_id=data["id"], name=data["name"]
                 )
             )
+        elif event.type == EventType.FINAL:
+            final_recorded = True
         elif event.type == EventType.APPROVAL_DECIDED:
             decisions[data["id"]] = Decision(
                 data["decision"] == "approve", data.get("by", ""), data.get("comment", "")
@@ -71,4 +83,4 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
     if step == 0:
         return None
     unfinished = [c for c in last_calls if c.id not in done]
-    return Resume(step, appended, usage, unfinished, decisions, last_text)
+    return Resume(step, appended, usage, unfinished, decisions, last_text, final_recorded)
