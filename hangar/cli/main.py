@@ -63,17 +63,16 @@ def up(
     home: Annotated[Path | None, typer.Option(help="State folder [env HANGAR_HOME].")] = None,
 ) -> None:
     """Start Hangar in the foreground: gateway and workers, state in a SQLite file."""
-    from hangar.config import Settings
     from hangar.gateway.server import serve
 
-    overrides: dict[str, Any] = {}
-    if host:
-        overrides["host"] = host
-    if port:
-        overrides["port"] = port
-    if home:
-        overrides["home"] = home
-    serve(Settings(**overrides))
+    serve(_settings(host=host, port=port, home=home))
+
+
+def _settings(**given: Any) -> Any:
+    """Settings from the environment, with the options given on the command line."""
+    from hangar.config import Settings
+
+    return Settings(**{name: value for name, value in given.items() if value})
 
 
 @app.command()
@@ -82,15 +81,9 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="Port [env HANGAR_PORT].")] = None,
 ) -> None:
     """The HTTP gateway alone (no run slots): scale it apart from `hangar worker`."""
-    from hangar.config import Settings
     from hangar.gateway.server import serve
 
-    overrides: dict[str, Any] = {}
-    if host:
-        overrides["host"] = host
-    if port:
-        overrides["port"] = port
-    serve(Settings(**overrides), workers=0)
+    serve(_settings(host=host, port=port), workers=0)
 
 
 @app.command()
@@ -101,11 +94,9 @@ def worker(
 ) -> None:
     """A worker process: takes queued runs from the shared store (PostgreSQL for more
     than one machine); stops cleanly on SIGTERM."""
-    from hangar.config import Settings
     from hangar.gateway.server import work
 
-    overrides: dict[str, Any] = {"workers": slots} if slots else {}
-    work(Settings(**overrides))
+    work(_settings(workers=slots))
 
 
 @app.command()

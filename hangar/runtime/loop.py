@@ -275,6 +275,16 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
             },
         )
 
+    async def completed(answer: Message, record: bool = True) -> Outcome:
+        if record:
+            await inp.record(EventType.FINAL, {"text": answer.content or ""})
+        return Outcome(
+            RunStatus.SUCCEEDED,
+            StopReason.COMPLETED,
+            usage,
+            {"text": answer.content or "", "message": answer.to_openai(), "finish_reason": "stop"},
+        )
+
     async def hand_back(outcome: Outcome) -> Outcome:
         message = outcome.output["message"]
         await inp.record(
@@ -288,18 +298,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
         answer = resume.answered
         if answer is not None:
             # The model had answered when the worker died: end the run with that answer.
-            if not resume.final_recorded:
-                await inp.record(EventType.FINAL, {"text": answer.content or ""})
-            return Outcome(
-                RunStatus.SUCCEEDED,
-                StopReason.COMPLETED,
-                usage,
-                {
-                    "text": answer.content or "",
-                    "message": answer.to_openai(),
-                    "finish_reason": "stop",
-                },
-            )
+            return await completed(answer, record=not resume.final_recorded)
         approved: list[ToolCall] = []
         for call in resume.unfinished:
             decided = resume.decision(call.id)
@@ -405,17 +404,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
                 f"the run used {usage.total_tokens} tokens, over its limit of {limits.max_tokens}",
             )
         if not message.tool_calls:
-            await inp.record(EventType.FINAL, {"text": message.content or ""})
-            return Outcome(
-                RunStatus.SUCCEEDED,
-                StopReason.COMPLETED,
-                usage,
-                {
-                    "text": message.content or "",
-                    "message": message.to_openai(),
-                    "finish_reason": "stop",
-                },
-            )
+            return await completed(message)
 
         ours = [c for c in message.tool_calls if c.name not in caller_names]
         for call in ours:

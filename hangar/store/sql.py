@@ -613,23 +613,7 @@ class SqlStore:
             values["error"] = error
         if usage is not None:
             values["usage"] = usage.to_dict()
-        async with self.engine.begin() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        runs.update()
-                        .where(_held(run_id, holder))
-                        .values(**values)
-                        .returning(*runs.c)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if row is None:
-                _not_held(run_id, holder)
-            await _event_with(conn, row, event)
-        return _run(row)
+        return await self._change_run(_held(run_id, holder), values, run_id, holder, event)
 
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
@@ -670,16 +654,21 @@ class SqlStore:
         }
         if event is not None:
             values["last_seq"] = runs.c.last_seq + 1
+        running = _held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
+        return await self._change_run(running, values, run_id, holder, event)
+
+    async def _change_run(
+        self,
+        where: Any,
+        values: dict[str, Any],
+        run_id: str,
+        holder: str | None,
+        event: tuple[str, dict[str, Any]] | None,
+    ) -> RunRecord:
+        """Update the run (only as its holder) and store ``event`` in the same transaction."""
         async with self.engine.begin() as conn:
             row = (
-                (
-                    await conn.execute(
-                        runs.update()
-                        .where(_held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value))
-                        .values(**values)
-                        .returning(*runs.c)
-                    )
-                )
+                (await conn.execute(runs.update().where(where).values(**values).returning(*runs.c)))
                 .mappings()
                 .first()
             )
