@@ -37,8 +37,12 @@ class RunInput:
 
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
+    priority: int = 0
+    """Higher runs first (-100 to 100); equal priorities run oldest first."""
 
     def validate(self) -> None:
+        if not -100 <= self.priority <= 100:
+            raise InvalidRequestError(f"priority must be from -100 to 100, got {self.priority}")
         if not self.messages:
             raise InvalidRequestError("a run needs at least one message")
         for i, message in enumerate(self.messages):
@@ -97,6 +101,7 @@ class RunService:
                 input={"messages": run_input.messages, "tools": run_input.tools},
                 created_at=now(),
                 trace_context=Telemetry.current_traceparent(),
+                priority=run_input.priority,
             )
             await self.store.create_run(run)
         self.bus.wake_workers()

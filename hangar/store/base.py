@@ -152,6 +152,8 @@ class RunRecord:
     """Where the run's time went: ``model_ms``, ``tools_ms``, ``hangar_ms``, ``queued_ms``."""
     lease_expires_at: datetime | None = None
     """While running: when its worker's hold ends unless renewed (then another takes it)."""
+    priority: int = 0
+    """Higher runs first; equal priorities run oldest first."""
 
     @property
     def trace_id(self) -> str | None:
@@ -183,6 +185,7 @@ class RunRecord:
             "depth": self.depth,
             "trace_id": self.trace_id,
             "timing": self.timing,
+            "priority": self.priority,
         }
 
 

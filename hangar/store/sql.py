@@ -126,6 +126,7 @@ def _run(row: RowMapping) -> RunRecord:
         trace_context=row["trace_context"],
         timing=row["timing"],
         lease_expires_at=_utc(row["lease_expires_at"]),
+        priority=row["priority"],
     )
 
 
@@ -513,6 +514,7 @@ class SqlStore:
                     depth=run.depth,
                     trace_context=run.trace_context,
                     lease_expires_at=run.lease_expires_at,
+                    priority=run.priority,
                 )
             )
         return run
@@ -534,7 +536,8 @@ class SqlStore:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
 
     async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None:
-        """Take the oldest run that is queued, or running under a lease that ran out (its
+        """Take the first run (highest priority, then oldest) that is queued, or running
+        under a lease that ran out (its
         worker died), or None. One statement, so it is atomic on SQLite (a single writer)
         and on PostgreSQL (``SKIP LOCKED``: claimers never wait on each other and never
         take the same run). The claimer holds the run for ``lease_seconds``."""
@@ -545,7 +548,7 @@ class SqlStore:
         oldest = (
             sa.select(runs.c.id)
             .where(claimable)
-            .order_by(runs.c.created_at, runs.c.id)
+            .order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()

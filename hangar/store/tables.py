@@ -79,8 +79,10 @@ runs = sa.Table(
     sa.Column("trace_context", sa.String(64), nullable=True),
     sa.Column("timing", JSON, nullable=True),
     sa.Column("lease_expires_at", TS, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
+    sa.Index("ix_runs_claim", "status", "priority", "created_at"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
 )
 

@@ -193,3 +193,11 @@ def test_runs_list_is_scoped_and_filterable(server: ServerThread, api: httpx.Cli
     api.post("/v1/agents/other/runs", json={"input": "t"})
     assert len(api.get("/v1/runs").json()["items"]) == 2
     assert [r["agent"] for r in api.get("/v1/runs?agent=other").json()["items"]] == ["other"]
+
+
+def test_a_run_priority_is_recorded_and_checked(api: httpx.Client) -> None:
+    api.post("/v1/apply", json=CLOCK)
+    run = api.post("/v1/agents/clock/runs", json={"input": "x", "priority": 7}).json()
+    assert run["priority"] == 7
+    refused = api.post("/v1/agents/clock/runs", json={"input": "x", "priority": 1000})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"

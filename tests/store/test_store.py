@@ -252,3 +252,15 @@ async def test_processes_starting_together_migrate_once(pg_schema: str) -> None:
         assert (await stores[3].get_run("default", run.id)) is not None
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_workers_take_the_highest_priority_first_then_the_oldest(store: SqlStore) -> None:
+    from dataclasses import replace
+
+    low = [await store.create_run(replace(queued(), priority=-5)) for _ in range(2)]
+    normal = [await store.create_run(queued()) for _ in range(2)]
+    urgent = await store.create_run(replace(queued(), priority=10))
+    order = []
+    while (claimed := await store.claim_run("w")) is not None:
+        order.append(claimed.id)
+    assert order == [urgent.id, *(r.id for r in normal), *(r.id for r in low)]

@@ -34,6 +34,9 @@ class RunRequest(BaseModel):
     stream: bool = Field(default=False, description="Answer with the run's events over SSE.")
     wait: bool = Field(default=True, description="Answer when the run ends; false: 202 at once.")
     timeout: float = Field(default=600, gt=0, le=86_400, description="Seconds to wait.")
+    priority: int = Field(
+        default=0, ge=-100, le=100, description="Higher runs first; equal ones oldest first."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> RunRequest:
@@ -43,7 +46,7 @@ class RunRequest(BaseModel):
 
     def run_input(self) -> RunInput:
         messages = self.messages or [{"role": "user", "content": self.input}]
-        return RunInput(messages=messages, tools=self.tools)
+        return RunInput(messages=messages, tools=self.tools, priority=self.priority)
 
 
 @router.post("/v1/agents/{agent}/runs", status_code=200)
