@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     """``hangar worker`` exits after this long with nothing to run (scale to zero: an
     autoscaler starts it again when the queue grows). Default: never."""
 
+    namespace_max_running: int | None = None
+    """At most this many runs running at once per namespace, over all workers
+    (default: no limit). Queued runs wait; other namespaces go on."""
+
     lease_seconds: float = 30.0
     """How long a worker holds a run without renewing it: when a worker dies, its runs
     are taken over by another worker this long after its last heartbeat."""

@@ -176,7 +176,11 @@ class Worker:
     async def _slot(self, index: int) -> None:
         while True:
             try:
-                run = await self.store.claim_run(f"{self.id}/{index}", self.settings.lease_seconds)
+                run = await self.store.claim_run(
+                    f"{self.id}/{index}",
+                    self.settings.lease_seconds,
+                    self.settings.namespace_max_running,
+                )
             except Exception:
                 log.exception("claiming a run failed; retrying")
                 run = None

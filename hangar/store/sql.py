@@ -535,20 +535,37 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
 
-    async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None:
-        """Take the first run (highest priority, then oldest) that is queued, or running
-        under a lease that ran out (its
-        worker died), or None. One statement, so it is atomic on SQLite (a single writer)
-        and on PostgreSQL (``SKIP LOCKED``: claimers never wait on each other and never
-        take the same run). The claimer holds the run for ``lease_seconds``."""
+    async def claim_run(
+        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+    ) -> RunRecord | None:
+        """Take the next run that is queued, or running under a lease that ran out (its
+        worker died), or None. Next: the highest priority; among equals, the namespace
+        with the fewest runs running (fair share: a namespace with a thousand queued runs
+        does not starve one with two); then the oldest. With ``max_running``, a namespace
+        that many runs are running in gets no more. One statement, so it is atomic on
+        SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait
+        on each other and never take the same run). The claimer holds the run for
+        ``lease_seconds``."""
         stamp = now()
         claimable = (runs.c.status == RunStatus.QUEUED.value) | (
             (runs.c.status == RunStatus.RUNNING.value) & (runs.c.lease_expires_at < stamp)
         )
+        other = runs.alias("busy")
+        busy = (
+            sa.select(sa.func.count())
+            .select_from(other)
+            .where(
+                (other.c.namespace == runs.c.namespace)
+                & (other.c.status == RunStatus.RUNNING.value)
+                & (other.c.lease_expires_at >= stamp)
+            )
+            .scalar_subquery()
+        )
+        eligible = claimable if max_running is None else claimable & (busy < max_running)
         oldest = (
             sa.select(runs.c.id)
-            .where(claimable)
-            .order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id)
+            .where(eligible)
+            .order_by(runs.c.priority.desc(), busy, runs.c.created_at, runs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()

@@ -20,8 +20,10 @@ class CancelOnClaim(SqlStore):
 
     worker: Worker
 
-    async def claim_run(self, worker: str, lease_seconds: float = 30.0) -> RunRecord | None:
-        run = await super().claim_run(worker, lease_seconds)
+    async def claim_run(
+        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+    ) -> RunRecord | None:
+        run = await super().claim_run(worker, lease_seconds, max_running)
         if run is not None:
             asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
         return run

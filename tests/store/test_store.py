@@ -264,3 +264,28 @@ async def test_workers_take_the_highest_priority_first_then_the_oldest(store: Sq
     while (claimed := await store.claim_run("w")) is not None:
         order.append(claimed.id)
     assert order == [urgent.id, *(r.id for r in normal), *(r.id for r in low)]
+
+
+async def test_namespaces_share_workers_fairly_and_within_their_limit(store: SqlStore) -> None:
+    big = [await store.create_run(queued("team-a")) for _ in range(6)]
+    small = [await store.create_run(queued("team-b")) for _ in range(2)]
+    order = []
+    while (claimed := await store.claim_run("w")) is not None:
+        order.append(claimed.namespace)
+    # Team b's two runs, queued after team a's six, are not left to the end.
+    assert order == ["team-a", "team-b", "team-a", "team-b", "team-a", "team-a", "team-a", "team-a"]
+    assert len(order) == len(big) + len(small)  # all eight were taken
+
+
+async def test_a_namespace_at_its_limit_waits_while_others_go_on(store: SqlStore) -> None:
+    for _ in range(3):
+        await store.create_run(queued("team-a"))
+    await store.create_run(queued("team-b"))
+    taken = []
+    while (claimed := await store.claim_run("w", 30, max_running=2)) is not None:
+        taken.append(claimed)
+    assert sorted(r.namespace for r in taken) == ["team-a", "team-a", "team-b"]
+    first = taken[0]
+    await store.finish_run(first.id, RunStatus.SUCCEEDED)  # a slot frees up in team a
+    third = await store.claim_run("w", 30, max_running=2)
+    assert third is not None and third.namespace == "team-a"
