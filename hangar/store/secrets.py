@@ -105,8 +105,3 @@ class SecretResolver:
                 details={"secret": value.secret, "key": value.key},
             )
         return self.box.open(sealed)
-
-    async def resolve_all(
-        self, namespace: str, values: dict[str, str | SecretKeyRef], where: str
-    ) -> dict[str, str]:
-        return {k: await self.resolve(namespace, v, f"{where}.{k}") for k, v in values.items()}

@@ -16,18 +16,16 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import NoOpTracer, Span, StatusCode, Tracer
+from opentelemetry.trace import NoOpTracer, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hangar.store.base import SpanRecord, Store
@@ -88,15 +86,12 @@ class StoreSpans(SpanProcessor):
     def __init__(self, store: Store) -> None:
         self.store = store
         self.pending: deque[ReadableSpan] = deque()
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lock = threading.Lock()
 
     def on_end(self, span: ReadableSpan) -> None:
         self.pending.append(span)  # converted when flushed, off the request's path
 
     def start(self) -> None:
-        self.loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._flush_forever(), name="hangar-spans")
 
     async def _flush_forever(self) -> None:
@@ -212,11 +207,3 @@ HEADERS = _Headers()
 
 def extract_from_headers(headers: list[tuple[bytes, bytes]]) -> otel_context.Context:
     return PROPAGATOR.extract(headers, getter=HEADERS)
-
-
-def failed(span: Span, message: str) -> None:
-    span.set_status(StatusCode.ERROR, message)
-
-
-def current_span() -> Span:
-    return trace.get_current_span()

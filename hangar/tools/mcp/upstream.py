@@ -121,7 +121,8 @@ class Upstream:
         self._ready: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
         self._epoch = 0
-        self._tools_changed = asyncio.Event()
+        self._refreshes: set[asyncio.Task[None]] = set()
+        """Tool-list refreshes under way (held here so they are not collected mid-run)."""
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -289,7 +290,6 @@ class Upstream:
             if cursor is None:
                 break
         self.tools = tools
-        self._tools_changed.set()
 
     def _tool(self, tool: Tool) -> UpstreamTool:
         hints = tool.annotations
@@ -326,7 +326,9 @@ class Upstream:
         ):
             client = self._client
             if client is not None:
-                asyncio.get_running_loop().create_task(self._load_tools(client))
+                task = asyncio.get_running_loop().create_task(self._load_tools(client))
+                self._refreshes.add(task)
+                task.add_done_callback(self._refreshes.discard)
 
     # --- calls -----------------------------------------------------------------------
 
