@@ -33,6 +33,7 @@ from cryptography.fernet import Fernet
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from bench.sandboxes import percentile
 from hangar.spec import parse_document
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
@@ -47,11 +48,6 @@ WORKBENCH = {
     "args": ["-m", "tests.tools.mcp_servers.workbench"],
     "cwd": str(ROOT),
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def document(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from bench.agent_loop import free_port, wait_http
+from bench.sandboxes import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -120,7 +121,7 @@ def main(runs: int, rounds: int = 5) -> None:
         sink.shutdown()
 
     p50 = {mode: statistics.median(values) for mode, values in samples.items()}
-    p99 = {mode: sorted(v)[int(0.99 * len(v))] for mode, v in samples.items()}
+    p99 = {mode: percentile(values, 0.99) for mode, values in samples.items()}
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(
         f"| {mode} | {p50[mode]:.2f} | {p99[mode]:.2f} | {p50[mode] / p50['off']:.3f}× |"

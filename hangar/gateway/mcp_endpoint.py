@@ -36,7 +36,9 @@ from hangar.runtime.subagents import INPUT_SCHEMA, agent_input, agent_tool_descr
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.mcp import MCPServer
 from hangar.store.base import ApiKey, StoredResource, ToolAudit
+from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPTool
+from hangar.tools.mcp.hub import SEPARATOR
 
 PATH = "/v1/mcp"
 _namespace: contextvars.ContextVar[str] = contextvars.ContextVar("hangar_mcp_namespace")
@@ -96,7 +98,7 @@ class MCPEndpoint:
         namespace = _namespace.get(None)
         if namespace is None:
             return None
-        if "__" not in name:
+        if SEPARATOR not in name:
             return INPUT_SCHEMA
         return self.runtime.hub.cached_schema(namespace, name)
 
@@ -166,7 +168,7 @@ class MCPEndpoint:
         await self.runtime.store.record_tool_call(
             ToolAudit(
                 namespace=key.namespace,
-                agent=f"mcp:{key.name}",
+                agent=_context(key).agent,
                 run_id="-",
                 tool=name,
                 arguments_sha256=arguments_digest(json.dumps(arguments)),
@@ -179,11 +181,11 @@ class MCPEndpoint:
 
     async def _dispatch(self, key: ApiKey, name: str, arguments: dict[str, Any]) -> str:
         namespace = key.namespace
-        if "__" in name:
-            server = name.split("__", 1)[0]
+        if SEPARATOR in name:
+            server = name.split(SEPARATOR, 1)[0]
             for tool in await self.runtime.hub.tools(namespace, server, []):
                 if tool.definition.name == name:
-                    return await tool.call(arguments, _context(namespace, key))
+                    return await tool.call(arguments, _context(key))
         else:
             agent = await self.runtime.store.get_resource(namespace, Agent.KIND, name)
             if agent is not None:
@@ -204,7 +206,6 @@ class MCPEndpoint:
         return str((run.output or {}).get("text", ""))
 
 
-def _context(namespace: str, key: ApiKey) -> Any:
-    from hangar.tools.base import ToolContext
-
-    return ToolContext(namespace=namespace, run_id="-", agent=f"mcp:{key.name}")
+def _context(key: ApiKey) -> ToolContext:
+    """Who calls through the endpoint: the API key, in place of an agent and a run."""
+    return ToolContext(namespace=key.namespace, run_id="-", agent=f"mcp:{key.name}")

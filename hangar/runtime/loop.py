@@ -31,6 +31,7 @@ from hangar.store.base import RunStatus, ToolAudit, Usage
 from hangar.telemetry import genai
 from hangar.telemetry.budgets import RunBudget
 from hangar.tools.base import Tool, ToolContext, ToolReport
+from hangar.tools.function import FunctionTool
 from hangar.tools.policy import decide, refusal
 
 
@@ -209,7 +210,7 @@ class _Step:
 def _tool_type(tool: Tool | None) -> str:
     """GenAI ``gen_ai.tool.type``: ``extension`` for MCP tools and agents, which run
     outside this process's code; ``function`` for built-ins."""
-    return "function" if tool is None or type(tool).__name__ == "FunctionTool" else "extension"
+    return "function" if tool is None or isinstance(tool, FunctionTool) else "extension"
 
 
 def _chat_attributes(inp: LoopInput, step: int) -> dict[str, Any]:

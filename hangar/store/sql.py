@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -765,18 +766,7 @@ class SqlStore:
 
     async def record_tool_call(self, entry: ToolAudit) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                tool_audit.insert().values(
-                    namespace=entry.namespace,
-                    agent=entry.agent,
-                    run_id=entry.run_id,
-                    tool=entry.tool,
-                    arguments_sha256=entry.arguments_sha256,
-                    outcome=entry.outcome,
-                    duration_ms=entry.duration_ms,
-                    created_at=entry.created_at,
-                )
-            )
+            await conn.execute(tool_audit.insert().values(**dataclasses.asdict(entry)))
 
     async def list_tool_calls(
         self,
@@ -794,16 +784,10 @@ class SqlStore:
         query = query.order_by(tool_audit.c.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
+        fields = [f.name for f in dataclasses.fields(ToolAudit)]
         return [
             ToolAudit(
-                namespace=row["namespace"],
-                agent=row["agent"],
-                run_id=row["run_id"],
-                tool=row["tool"],
-                arguments_sha256=row["arguments_sha256"],
-                outcome=row["outcome"],
-                duration_ms=row["duration_ms"],
-                created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+                **{name: row[name] for name in fields} | {"created_at": _utc(row["created_at"])}
             )
             for row in rows
         ]
