@@ -69,6 +69,21 @@ def agent(name: str, model: str, **spec: Any) -> dict[str, Any]:
     return doc("Agent", name, {"model": model, **spec})
 
 
+def tool_step(name: str, **arguments: Any) -> dict[str, Any]:
+    """A scripted model step that calls one tool."""
+    return {"toolCalls": [{"name": name, "arguments": arguments}]}
+
+
+def events(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
+    """A run's stored events, over the API."""
+    return list(api.get(f"/v1/runs/{run_id}/events").json()["items"])
+
+
+def event_data(api: httpx.Client, run_id: str, kind: str) -> list[dict[str, Any]]:
+    """The data of a run's events of one kind, in order."""
+    return [e["data"] for e in events(api, run_id) if e["type"] == kind]
+
+
 class ServerThread:
     """A real Hangar (gateway + workers) serving HTTP on 127.0.0.1, in a thread with its
     own event loop, as `hangar up` runs it."""

@@ -15,21 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from hangar.cli.main import app
-from tests.helpers import ServerThread, agent, scripted_model
+from tests.helpers import ServerThread, agent, event_data, events, scripted_model
 
 HOLD_TIME = {"rules": [{"tool": "current_*", "action": "require_approval"}]}
 
 
 def call(*names: str) -> dict[str, Any]:
     return {"toolCalls": [{"name": name, "arguments": {}} for name in names]}
-
-
-def events(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
-    return list(api.get(f"/v1/runs/{run_id}/events").json()["items"])
-
-
-def of_type(api: httpx.Client, run_id: str, kind: str) -> list[dict[str, Any]]:
-    return [e["data"] for e in events(api, run_id) if e["type"] == kind]
 
 
 def start_held_run(api: httpx.Client, *script: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +43,13 @@ def test_an_approval_survives_a_server_restart_and_the_run_goes_on(tmp_path: Pat
     try:
         with first.client() as api:
             run = start_held_run(api, call("current_time"), {"text": "It is now."})
-            requested = of_type(api, run["id"], "approval_requested")
+            requested = event_data(api, run["id"], "approval_requested")
             assert len(requested) == 1
             held = requested[0]["calls"]
             assert [(c["name"], c["rule"]) for c in held] == [
                 ("current_time", "toolPolicy.rules[0] ('current_*': require_approval)")
             ]
-            assert of_type(api, run["id"], "tool_result") == []  # nothing ran yet
+            assert event_data(api, run["id"], "tool_result") == []  # nothing ran yet
             assert api.get(f"/v1/runs/{run['id']}/approvals").json()["items"] == held
     finally:
         first.stop()
@@ -72,13 +64,13 @@ def test_an_approval_survives_a_server_restart_and_the_run_goes_on(tmp_path: Pat
         with second.client() as api:
             done = _settled(api, run["id"])
             assert (done["status"], done["output"]["text"]) == ("succeeded", "It is now."), done
-            results = of_type(api, run["id"], "tool_result")
+            results = event_data(api, run["id"], "tool_result")
             assert len(results) == 1 and not results[0]["is_error"]
             assert results[0]["content"][:2] == "20"  # an ISO date: the tool really ran
-            decided = of_type(api, run["id"], "approval_decided")
+            decided = event_data(api, run["id"], "approval_decided")
             assert [(d["decision"], d["by"][:9]) for d in decided] == [("approve", "key admin")]
             # One model call per step: the resumed run repeated nothing.
-            steps = [r["step"] for r in of_type(api, run["id"], "model_response")]
+            steps = [r["step"] for r in event_data(api, run["id"], "model_response")]
             assert steps == [1, 2]
             audit = api.get("/v1/audit/tool-calls", params={"run": run["id"]}).json()["items"]
             assert [a["outcome"] for a in audit] == ["ok"]
@@ -98,7 +90,7 @@ def test_a_denial_with_a_comment_reaches_the_model_and_the_run_goes_on(
     assert done.status_code == 202
     final = _settled(api, run["id"])
     assert final["status"] == "succeeded", final
-    result = of_type(api, run["id"], "tool_result")[0]
+    result = event_data(api, run["id"], "tool_result")[0]
     assert result["is_error"]
     assert "denied this call: not during the audit" in result["content"]
     audit = api.get("/v1/audit/tool-calls", params={"run": run["id"]}).json()["items"]
@@ -120,7 +112,7 @@ def test_in_a_step_with_held_and_free_calls_the_free_ones_run_at_once(api: httpx
     )
     run = api.post("/v1/agents/mixed/runs", json={"input": "go"}).json()
     assert run["status"] == "waiting_approval"
-    early = of_type(api, run["id"], "tool_result")
+    early = event_data(api, run["id"], "tool_result")
     assert [r["name"] for r in early] == ["http_get"]  # ran (and failed: no URL) at once
     held = api.get(f"/v1/runs/{run['id']}/approvals").json()["items"]
     wrong = api.post(f"/v1/runs/{run['id']}/approve", json={"callId": "nope"})
@@ -129,7 +121,7 @@ def test_in_a_step_with_held_and_free_calls_the_free_ones_run_at_once(api: httpx
     api.post(f"/v1/runs/{run['id']}/approve", json={"callId": held[0]["id"]})
     final = _settled(api, run["id"])
     assert final["status"] == "succeeded", final
-    per_call = Counter(r["id"] for r in of_type(api, run["id"], "tool_result"))
+    per_call = Counter(r["id"] for r in event_data(api, run["id"], "tool_result"))
     assert sorted(per_call.values()) == [1, 1]  # each call has exactly one result
     again = api.post(f"/v1/runs/{run['id']}/approve")
     assert (again.status_code, again.json()["error"]["code"]) == (409, "run_not_active")

@@ -14,14 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from hangar.cli.main import app
-from tests.helpers import ServerThread, agent, doc, scripted_model
+from tests.helpers import ServerThread, agent, doc, events, scripted_model, tool_step
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "wb-token-7d1e9a44c0"
-
-
-def call(name: str, **arguments: object) -> dict[str, object]:
-    return {"toolCalls": [{"name": name, "arguments": arguments}]}
 
 
 def workbench_server(name: str = "wb") -> dict[str, Any]:
@@ -38,10 +34,6 @@ def workbench_server(name: str = "wb") -> dict[str, Any]:
             "tools": {"exclude": ["learn", "show_header"]},
         },
     )
-
-
-def events(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
-    return list(api.get(f"/v1/runs/{run_id}/events").json()["items"])
 
 
 def tool_results(api: httpx.Client, run_id: str) -> dict[str, dict[str, Any]]:
@@ -66,10 +58,10 @@ def test_an_agent_calls_mcp_tools_and_a_crash_does_not_end_the_run(
             workbench_server(),
             scripted_model(
                 "script",
-                call("wb__echo", text="hello"),
-                call("wb__show_token"),
-                call("wb__crash"),
-                call("wb__pid"),
+                tool_step("wb__echo", text="hello"),
+                tool_step("wb__show_token"),
+                tool_step("wb__crash"),
+                tool_step("wb__pid"),
                 {"text": "done"},
             ),
             agent("helper", "script", tools=[{"mcp": "wb"}]),
@@ -152,7 +144,9 @@ def test_the_policy_refuses_a_tool_by_name_and_the_server_never_sees_the_call(
         json=[
             doc("Secret", "wb-creds", {"data": {"token": TOKEN}}),
             workbench_server(),
-            scripted_model("script", call("wb__crash"), call("wb__echo", text="x"), {"text": "ok"}),
+            scripted_model(
+                "script", tool_step("wb__crash"), tool_step("wb__echo", text="x"), {"text": "ok"}
+            ),
             agent(
                 "careful",
                 "script",

@@ -6,12 +6,7 @@ import json
 
 import httpx
 
-from tests.helpers import ServerThread, agent, doc, scripted_model, wait_until
-
-
-def call(name: str, **arguments: object) -> dict[str, object]:
-    return {"toolCalls": [{"name": name, "arguments": arguments}]}
-
+from tests.helpers import ServerThread, agent, doc, scripted_model, tool_step, wait_until
 
 SANDBOX_TOOLS = [{"builtin": t} for t in ("run_python", "read_file", "write_file", "run_shell")]
 
@@ -24,12 +19,12 @@ def test_an_agent_computes_writes_a_file_and_reads_it_back(
         json=[
             scripted_model(
                 "analyst",
-                call(
+                tool_step(
                     "run_python",
                     code="x = sum(range(10))\nopen('result.txt', 'w').write(str(x))\nx",
                 ),
-                call("read_file", path="result.txt"),
-                call("run_python", code="x * 2"),
+                tool_step("read_file", path="result.txt"),
+                tool_step("run_python", code="x * 2"),
                 {"text": "The sum is 45, doubled 90."},
             ),
             agent("analyst", "analyst", tools=SANDBOX_TOOLS),
@@ -56,7 +51,7 @@ def test_a_named_template_sets_the_limits(server: ServerThread, api: httpx.Clien
         json=[
             doc("SandboxTemplate", "tight", {"backend": "bwrap", "limits": {"wallSeconds": 1}}),
             scripted_model(
-                "spinner", call("run_python", code="while True: pass"), {"text": "gave up"}
+                "spinner", tool_step("run_python", code="while True: pass"), {"text": "gave up"}
             ),
             agent("spinner", "spinner", tools=SANDBOX_TOOLS, sandbox="tight"),
         ],
@@ -75,7 +70,7 @@ def test_a_missing_template_is_an_error_the_model_sees(api: httpx.Client) -> Non
     api.post(
         "/v1/apply",
         json=[
-            scripted_model("lost", call("run_python", code="1"), {"text": "no sandbox"}),
+            scripted_model("lost", tool_step("run_python", code="1"), {"text": "no sandbox"}),
             agent("lost", "lost", tools=SANDBOX_TOOLS, sandbox="ghost"),
         ],
     )

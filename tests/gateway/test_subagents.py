@@ -10,7 +10,7 @@ import httpx
 from typer.testing import CliRunner
 
 from hangar.cli.main import app
-from tests.helpers import ServerThread, agent, scripted_model, wait_until
+from tests.helpers import ServerThread, agent, event_data, scripted_model, wait_until
 
 PRICES = {"inputPerMillion": 1_000_000, "outputPerMillion": 2_000_000}  # $1 / $2 a token
 
@@ -21,11 +21,6 @@ def ask(name: str, text: str, **tokens: int) -> dict[str, Any]:
 
 def say(text: str, **tokens: int) -> dict[str, Any]:
     return {"text": text, **tokens}
-
-
-def events(api: httpx.Client, run_id: str, kind: str) -> list[dict[str, Any]]:
-    items = api.get(f"/v1/runs/{run_id}/events").json()["items"]
-    return [e["data"] for e in items if e["type"] == kind]
 
 
 def test_a_child_agent_answers_its_parent_and_its_spend_rolls_up(
@@ -49,9 +44,9 @@ def test_a_child_agent_answers_its_parent_and_its_spend_rolls_up(
     ).raise_for_status()
     run = api.post("/v1/agents/boss/runs", json={"input": "capital of France?"}).json()
     assert (run["status"], run["output"]["text"]) == ("succeeded", "The capital is Paris.")
-    offered = events(api, run["id"], "model_request")[0]["tools"]
+    offered = event_data(api, run["id"], "model_request")[0]["tools"]
     assert offered == ["researcher"]
-    result = events(api, run["id"], "tool_result")[0]
+    result = event_data(api, run["id"], "tool_result")[0]
     assert (result["name"], result["content"], result["is_error"]) == ("researcher", "Paris", False)
     child = api.get(f"/v1/runs/{result['child_run']}").json()
     assert (child["agent"], child["parent_id"], child["depth"]) == ("researcher", run["id"], 1)
@@ -84,12 +79,12 @@ def test_nesting_stops_at_the_depth_limit_with_the_limit_named(api: httpx.Client
     assert root["status"] == "succeeded", root
     chain = [root]
     while True:
-        results = events(api, chain[-1]["id"], "tool_result")
+        results = event_data(api, chain[-1]["id"], "tool_result")
         if "child_run" not in results[0]:
             break
         chain.append(api.get(f"/v1/runs/{results[0]['child_run']}").json())
     assert [r["depth"] for r in chain] == [0, 1, 2]
-    refused = events(api, chain[-1]["id"], "tool_result")[0]
+    refused = event_data(api, chain[-1]["id"], "tool_result")[0]
     assert refused["is_error"]
     assert "agents may nest 2 deep below agent 'echo'" in refused["content"]
     assert all(r["status"] == "succeeded" for r in chain)
