@@ -113,9 +113,19 @@ class RunNotFoundError(NotFoundError):
     code = "run_not_found"
 
 
+class SessionNotFoundError(NotFoundError):
+    code = "session_not_found"
+
+
 class ConflictError(ClientError):
     code = "conflict"
     status = 409
+
+
+class SessionBusyError(ConflictError):
+    """A session's turns take turns: one run at a time, each seeing the last one's answer."""
+
+    code = "session_busy"
 
 
 class RunNotActiveError(ConflictError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,11 +41,15 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "con
         time.sleep(0.02)
 
 
-async def eventually(predicate: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
-    """``wait_until`` for async tests: polls without blocking the event loop."""
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 30, what: str = "condition"
+) -> T:
+    """``wait_until`` for async tests: polls without blocking the event loop; the
+    predicate may be a coroutine function (a query)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        result = predicate()
+        value: T = await result if inspect.isawaitable(result) else result  # type: ignore[assignment]
         if value:
             return value
         if time.monotonic() > deadline:

@@ -13,12 +13,14 @@ from rich.markup import escape
 from hangar.cli.client import Client, client_config
 from hangar.cli.render import (
     console,
+    conversation_view,
     dump,
     err_console,
     print_error,
     resource_table,
     run_tree,
     runs_table,
+    sessions_table,
     span_tree,
     usage_table,
 )
@@ -35,8 +37,12 @@ runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Run code in sandboxes.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 secret_app = typer.Typer(help="Manage secrets (stored encrypted).", no_args_is_help=True)
+sessions_app = typer.Typer(
+    help="Conversations whose runs see the turns before.", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(secret_app, name="secret")
+app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
 
@@ -193,14 +199,20 @@ def run(
     message: str,
     stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it comes.")] = False,
     output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    session: Annotated[
+        str | None, typer.Option("--session", help="A session's next turn (it sees the others).")
+    ] = None,
 ) -> None:
     """Run an agent on one message and print its answer."""
     c = client()
     path = f"/v1/agents/{agent}/runs"
+    body: dict[str, Any] = {"input": message}
+    if session:
+        body["session"] = session
     if stream:
-        _print_stream(c, path, {"input": message, "stream": True})
+        _print_stream(c, path, {**body, "stream": True})
         return
-    result = c.request("POST", path, json={"input": message})
+    result = c.request("POST", path, json=body)
     if output == "json":
         dump(result, "json")
     elif result["status"] == "succeeded":
@@ -254,6 +266,43 @@ def chat(agent: str) -> None:
                 console.out(text, end="", highlight=False)
         console.print()
         messages.append({"role": "assistant", "content": "".join(answer)})
+
+
+@sessions_app.command("create")
+def sessions_create(agent: str) -> None:
+    """Open a session with an agent; prints its id (for `hangar run --session`)."""
+    console.print(client().request("POST", "/v1/sessions", json={"agent": agent})["id"])
+
+
+@sessions_app.command("list")
+def sessions_list(
+    agent: Annotated[str | None, typer.Option(help="Only sessions of this agent.")] = None,
+    output: OutputOpt = "table",
+) -> None:
+    """The sessions, most recently active first."""
+    params = {"agent": agent} if agent else {}
+    items = client().request("GET", "/v1/sessions", params=params)["items"]
+    if output != "table":
+        dump(items, output)
+        return
+    console.print(sessions_table(items))
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: str, output: OutputOpt = "table") -> None:
+    """A session's conversation, turn by turn."""
+    found = client().request("GET", f"/v1/sessions/{session_id}")
+    if output != "table":
+        dump(found, output)
+        return
+    console.print(conversation_view(found))
+
+
+@sessions_app.command("delete")
+def sessions_delete(session_id: str) -> None:
+    """Delete a session with its runs and their events."""
+    client().request("DELETE", f"/v1/sessions/{session_id}")
+    console.print(f"session {session_id} deleted")
 
 
 @runs_app.command("list")

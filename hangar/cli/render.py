@@ -106,6 +106,34 @@ def runs_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def sessions_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "AGENT", "ACTIVE", "AGE"):
+        table.add_column(column)
+    for session in items:
+        table.add_row(
+            session["id"],
+            session["agent"],
+            _age(session["updated_at"]),
+            _age(session["created_at"]),
+        )
+    return table
+
+
+def conversation_view(session: dict[str, Any]) -> Tree:
+    """A session's messages as the agent sees them, one branch per message."""
+    tree = Tree(f"[bold]session {escape(session['id'])}[/] with {escape(session['agent'])}")
+    for message in session["messages"]:
+        content = message.get("content")
+        text = content if isinstance(content, str) else json.dumps(content)
+        for call in message.get("tool_calls") or []:
+            text += f" → {call['function']['name']}({call['function']['arguments']})"
+        tree.add(f"[bold]{escape(message['role'])}[/]: {escape(text or '')}")
+    if not session["messages"]:
+        tree.add("[dim]no turns yet[/]")
+    return tree
+
+
 def _clip(text: str, size: int = 80) -> str:
     text = " ".join(text.split())
     return text if len(text) <= size else text[: size - 1] + "…"

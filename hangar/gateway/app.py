@@ -20,6 +20,7 @@ from hangar.gateway.routes import (
     resources,
     runs,
     sandboxes,
+    sessions,
     triggers,
     usage,
 )
@@ -65,6 +66,7 @@ def create_app(
         usage,
         triggers,
         batches,
+        sessions,
     ):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).

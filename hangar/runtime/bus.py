@@ -2,7 +2,9 @@
 
 The store is the truth; the bus only makes delivery prompt. A subscriber that
 misses something (it subscribed late, or the run executes in another process)
-catches up from the store, so nothing depends on the bus being complete.
+catches up from the store, so nothing depends on the bus being complete. Events of
+runs executing in other processes arrive as ``remote`` items (from the store's change
+notices): they carry no data, only the news that the store has more to read.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class BusItem:
-    """A stored event (``seq`` > 0) or a transient one (``seq`` == 0)."""
+    """A stored event (``seq`` > 0) or a transient one (``seq`` == 0); ``remote``: an
+    event stored by another process, to be read from the store (``seq`` 0: some may
+    have been missed, catch up)."""
 
     run_id: str
     seq: int
     type: str
     data: dict[str, Any]
+    remote: bool = False
+
+
+RESYNC = "resync"
 
 
 class EventBus:
@@ -54,6 +62,12 @@ class EventBus:
             yield queue
         finally:
             self.close(run_id, queue)
+
+    def resync(self) -> None:
+        """Every subscriber re-reads its run from the store (notices may have been lost)."""
+        for run_id, queues in self._subscribers.items():
+            for queue in queues:
+                queue.put_nowait(BusItem(run_id, 0, RESYNC, {}, remote=True))
 
     def wake_workers(self) -> None:
         self.work_available.set()

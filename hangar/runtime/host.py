@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import SpanProcessor
 
 from hangar.config import Settings
 from hangar.runtime.batches import Batches
-from hangar.runtime.bus import EventBus
+from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.schedules import Schedules
 from hangar.runtime.service import RunService
 from hangar.runtime.triggers import NatsTriggers
@@ -16,7 +18,7 @@ from hangar.runtime.worker import Worker
 from hangar.sandbox.manager import SandboxManager
 from hangar.sandbox.registry import availability
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
-from hangar.store.base import Store
+from hangar.store.base import Notice, Store
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
 from hangar.telemetry import Telemetry
@@ -56,15 +58,31 @@ class Runtime:
             self.budgets,
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
+        self.sessions = self.runs.sessions
         self.batches = Batches(self.store, self.runs)
         self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
             NatsTriggers(self.store, self.runs, settings.nats_url) if settings.nats_url else None
         )
+        self._listening: asyncio.Task[None] | None = None
+
+    def on_notice(self, notice: Notice) -> None:
+        """A change another process committed (or this one: the database tells all)."""
+        if notice.kind == "queued":
+            self.bus.wake_workers()
+        elif notice.kind == "event":
+            if notice.run_id not in self.worker.running:  # those are published here
+                self.bus.publish(BusItem(notice.run_id, notice.seq, notice.type, {}, remote=True))
+        else:
+            self.bus.wake_workers()
+            self.bus.resync()
 
     async def start(self, *, workers: int | None = None) -> None:
         """Migrate the store and start executing runs (``workers=0``: a gateway only)."""
         await self.store.migrate()
+        self._listening = asyncio.create_task(
+            self.store.listen(self.on_notice), name="hangar-notices"
+        )
         await self.telemetry.start()
         if self.triggers is not None:
             await self.triggers.start()
@@ -86,6 +104,10 @@ class Runtime:
             await self.triggers.stop()
         await self.schedules.stop()
         await self.worker.stop()
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
         await self.hub.close()
         await self.sandboxes.close()
         await self.telemetry.stop()

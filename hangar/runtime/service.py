@@ -18,8 +18,9 @@ from hangar.errors import (
     RunNotFoundError,
 )
 from hangar.models.messages import Message
-from hangar.runtime.bus import BusItem, EventBus
+from hangar.runtime.bus import RESYNC, BusItem, EventBus
 from hangar.runtime.events import EventType
+from hangar.runtime.sessions import Sessions
 from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
 from hangar.store.base import RunRecord, RunStatus, Store
@@ -39,6 +40,8 @@ class RunInput:
     tools: list[dict[str, Any]] = field(default_factory=list)
     priority: int = 0
     """Higher runs first (-100 to 100); equal priorities run oldest first."""
+    session: str | None = None
+    """A session of the same agent: the run is its next turn and sees the ones before."""
 
     def validate(self) -> None:
         if not -100 <= self.priority <= 100:
@@ -69,6 +72,7 @@ class RunService:
         self.worker = worker
         self.telemetry = telemetry or Telemetry(None, "off")
         self.budgets = budgets or Budgets(store)
+        self.sessions = Sessions(store)
 
     async def start(
         self, namespace: str, agent: str, run_input: RunInput, *, run_id: str | None = None
@@ -83,6 +87,14 @@ class RunService:
                 hint="list agents with `hangar get agents`; apply one with `hangar apply -f`",
                 details={"agent": agent, "namespace": namespace},
             )
+        if run_input.session is not None:
+            session = await self.sessions.get(namespace, run_input.session)
+            if session.agent != agent:
+                raise InvalidRequestError(
+                    f"session {session.id!r} belongs to agent {session.agent!r}, not {agent!r}",
+                    hint=f"start the run with agent {session.agent!r}, or open a new session",
+                    details={"session": session.id, "agent": session.agent},
+                )
         await self.budgets.check(namespace, agent)  # a used-up budget starts nothing
         run_id = run_id or new_id("run")
         # The run's trace: the caller's (a gateway request continuing a traceparent), or
@@ -102,6 +114,7 @@ class RunService:
                 created_at=now(),
                 trace_context=Telemetry.current_traceparent(),
                 priority=run_input.priority,
+                session_id=run_input.session,
             )
             await self.store.create_run(run)
         self.bus.wake_workers()
@@ -127,7 +140,7 @@ class RunService:
                         return run
                     try:
                         async with asyncio.timeout(FOLLOW_POLL_SECONDS):
-                            while (await queue.get()).type not in settled:
+                            while (await queue.get()).type not in (*settled, RESYNC):
                                 pass
                     except TimeoutError:
                         pass
@@ -211,23 +224,27 @@ class RunService:
         synced = fresh
         with nullcontext(queue) if queue is not None else self.bus.subscribe(run_id) as q:
             if not fresh:
-                async for item in self._catch_up(namespace, run_id, last):
-                    last = item.seq
-                    yield item
-                    if item.type == EventType.RUN_FINISHED:
+                async for caught in self._catch_up(namespace, run_id, last):
+                    last = caught.seq
+                    yield caught
+                    if caught.type == EventType.RUN_FINISHED:
                         return
             while True:
+                item: BusItem | None = None
                 try:
                     async with asyncio.timeout(FOLLOW_POLL_SECONDS):
                         item = await q.get()
                 except TimeoutError:
-                    # Nothing live: the run may execute in another process.
+                    pass  # nothing live: the run may execute in a process without notices
+                if item is None or (item.remote and (item.seq == 0 or item.seq > last)):
                     async for caught in self._catch_up(namespace, run_id, last):
                         last = caught.seq
                         yield caught
                         if caught.type == EventType.RUN_FINISHED:
                             return
                     continue
+                if item.remote:
+                    continue  # already read
                 if item.seq == 0:
                     if synced:
                         yield item

@@ -34,6 +34,7 @@ from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
 from hangar.runtime.replay import replay
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
+from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.agent import Agent
 from hangar.store.base import LedgerEntry, RunRecord, RunStatus, Store, Usage
@@ -306,7 +307,11 @@ class Worker:
     async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing, provider = await self.models.get(run.namespace, spec.model)
-        messages = [Message.from_openai(m) for m in run.input.get("messages", [])]
+        given = run.input.get("messages", [])
+        if run.session_id is not None:  # the session's earlier turns come first
+            turns = await self.store.session_runs(run.namespace, run.session_id)
+            given = [*conversation(turns, before=run.id), *given]
+        messages = [Message.from_openai(m) for m in given]
         declared = caller_tools(run.input.get("tools", []))
         resume = None
         if run.last_seq:  # events exist: go on from them (after an approval, say)

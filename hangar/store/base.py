@@ -5,7 +5,7 @@ Records are frozen dataclasses: the layers above never see SQLAlchemy rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -154,6 +154,8 @@ class RunRecord:
     """While running: when its worker's hold ends unless renewed (then another takes it)."""
     priority: int = 0
     """Higher runs first; equal priorities run oldest first."""
+    session_id: str | None = None
+    """The session this run is a turn of: it sees the session's earlier turns."""
 
     @property
     def trace_id(self) -> str | None:
@@ -186,7 +188,35 @@ class RunRecord:
             "trace_id": self.trace_id,
             "timing": self.timing,
             "priority": self.priority,
+            "session_id": self.session_id,
         }
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A conversation with one agent: its runs, in order, are its turns."""
+
+    id: str
+    namespace: str
+    agent: str
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "session",
+            "namespace": self.namespace,
+            "agent": self.agent,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_APPROVAL)
+"""A run in one of these may still write to its session."""
 
 
 @dataclass(frozen=True)
@@ -316,11 +346,46 @@ class BatchItem:
     error: dict[str, Any] | None
 
 
+NoticeKind = Literal["event", "queued", "resync"]
+
+
+@dataclass(frozen=True)
+class Notice:
+    """``event``: a run's event was stored (``seq``, ``type``); ``queued``: a run is
+    waiting for a worker; ``resync``: notices may have been missed, catch up."""
+
+    kind: NoticeKind
+    namespace: str = ""
+    run_id: str = ""
+    seq: int = 0
+    type: str = ""
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
+    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+        """Tell ``on_notice`` of changes that any process commits, until cancelled.
+        Returns at once where the store has no notices (SQLite: one machine, where
+        the processes' polls find what others did)."""
+        ...
+
+    # sessions
+    async def create_session(self, session: SessionRecord) -> None: ...
+    async def get_session(self, namespace: str, session_id: str) -> SessionRecord | None: ...
+    async def list_sessions(
+        self, namespace: str, *, agent: str | None = None, limit: int = 50
+    ) -> list[SessionRecord]: ...
+    async def session_runs(self, namespace: str, session_id: str) -> list[RunRecord]:
+        """The session's runs, oldest first."""
+        ...
+
+    async def delete_session(self, namespace: str, session_id: str) -> bool:
+        """Remove the session with its runs and their events; ``SessionBusyError`` while
+        one of them is active."""
+        ...
 
     # API keys
     async def create_api_key(
@@ -347,7 +412,11 @@ class Store(Protocol):
     ) -> ResourceVersion | None: ...
 
     # runs and events
-    async def create_run(self, run: RunRecord) -> RunRecord: ...
+    async def create_run(self, run: RunRecord) -> RunRecord:
+        """Store a new run. A run of a session is refused (``SessionBusyError``) while
+        another of its runs is active, and ``SessionNotFoundError`` if there is none."""
+        ...
+
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None: ...
     async def list_runs(
         self, namespace: str, *, agent: str | None = None, limit: int = 50

@@ -26,32 +26,43 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from hangar.errors import ConflictError, LeaseLostError, RunNotFoundError
+from hangar.errors import (
+    ConflictError,
+    LeaseLostError,
+    RunNotFoundError,
+    SessionBusyError,
+    SessionNotFoundError,
+)
 from hangar.spec.base import Resource
 from hangar.store import tables
 from hangar.store.base import (
+    ACTIVE_STATUSES,
     ApiKey,
     ApplyOutcome,
     BatchItem,
     BudgetLine,
     LedgerEntry,
+    Notice,
     ResourceVersion,
     RunEvent,
     RunRecord,
     RunStatus,
+    SessionRecord,
     SpanRecord,
     StoredResource,
     ToolAudit,
     Usage,
 )
+from hangar.store.notices import listen_postgres
 from hangar.store.tables import (
     api_keys,
     resource_versions,
     resources,
     run_events,
     runs,
+    sessions,
     tool_audit,
 )
 
@@ -128,7 +139,37 @@ def _run(row: RowMapping) -> RunRecord:
         timing=row["timing"],
         lease_expires_at=_utc(row["lease_expires_at"]),
         priority=row["priority"],
+        session_id=row["session_id"],
     )
+
+
+def _session(row: RowMapping) -> SessionRecord:
+    return SessionRecord(
+        id=row["id"],
+        namespace=row["namespace"],
+        agent=row["agent"],
+        metadata=row["metadata"] or {},
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+    )
+
+
+async def _refuse_if_session_active(conn: AsyncConnection, session_id: str, doing: str) -> None:
+    active = await conn.execute(
+        sa.select(runs.c.id)
+        .where(
+            (runs.c.session_id == session_id)
+            & runs.c.status.in_([status.value for status in ACTIVE_STATUSES])
+        )
+        .limit(1)
+    )
+    busy = active.scalar()
+    if busy is not None:
+        raise SessionBusyError(
+            f"session {session_id!r} has run {busy!r} still active; cannot {doing} now",
+            hint="wait for that run to end (or cancel it), then try again",
+            details={"session": session_id, "run": busy},
+        )
 
 
 def _event(row: RowMapping) -> RunEvent:
@@ -236,9 +277,17 @@ TRACED = frozenset(
 spans must not make more spans)."""
 
 
+LONG_LIVED = frozenset({"listen"})
+"""Store calls that run until cancelled: they must not be shielded from it."""
+
+
 def _store_calls_run_whole(cls: type[T]) -> type[T]:
     for name, value in list(vars(cls).items()):
-        if inspect.iscoroutinefunction(value) and not name.startswith("_"):
+        if (
+            inspect.iscoroutinefunction(value)
+            and not name.startswith("_")
+            and name not in LONG_LIVED
+        ):
             setattr(cls, name, _uninterrupted(value))
     return cls
 
@@ -249,6 +298,7 @@ class SqlStore:
 
     def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
         self.url = url
+        self.schema = schema
         self.tracer: Tracer = NoOpTracer()
         """Spans for each store call; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
@@ -284,6 +334,10 @@ class SqlStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+        if self.dialect == "postgresql":
+            await listen_postgres(self.url, self.schema, on_notice)
 
     # --- API keys -----------------------------------------------------------------------
 
@@ -484,6 +538,74 @@ class SqlStore:
             row = (await conn.execute(query)).mappings().first()
         return None if row is None else _version(row)
 
+    # --- sessions -------------------------------------------------------------------------
+
+    async def create_session(self, session: SessionRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sessions.insert().values(
+                    id=session.id,
+                    namespace=session.namespace,
+                    agent=session.agent,
+                    metadata=session.metadata,
+                    created_at=session.created_at,
+                    updated_at=session.updated_at,
+                )
+            )
+
+    async def get_session(self, namespace: str, session_id: str) -> SessionRecord | None:
+        query = sa.select(sessions).where(
+            (sessions.c.namespace == namespace) & (sessions.c.id == session_id)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _session(row)
+
+    async def list_sessions(
+        self, namespace: str, *, agent: str | None = None, limit: int = 50
+    ) -> list[SessionRecord]:
+        query = sa.select(sessions).where(sessions.c.namespace == namespace)
+        if agent is not None:
+            query = query.where(sessions.c.agent == agent)
+        query = query.order_by(sessions.c.updated_at.desc(), sessions.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [_session(row) for row in (await conn.execute(query)).mappings()]
+
+    async def session_runs(self, namespace: str, session_id: str) -> list[RunRecord]:
+        query = (
+            sa.select(runs)
+            .where((runs.c.namespace == namespace) & (runs.c.session_id == session_id))
+            .order_by(runs.c.created_at, runs.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return [_run(row) for row in (await conn.execute(query)).mappings()]
+
+    async def delete_session(self, namespace: str, session_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            found = await conn.execute(
+                sessions.update()  # the lock a new turn would take first
+                .where((sessions.c.namespace == namespace) & (sessions.c.id == session_id))
+                .values(updated_at=now())
+            )
+            if found.rowcount == 0:
+                return False
+            await _refuse_if_session_active(conn, session_id, "delete it")
+            doomed: set[str] = set()
+            found_ids = set(
+                (await conn.execute(sa.select(runs.c.id).where(runs.c.session_id == session_id)))
+                .scalars()
+                .all()
+            )
+            while found_ids:  # the turns, then the runs of agents they called, and so on
+                doomed |= found_ids
+                children = sa.select(runs.c.id).where(runs.c.parent_id.in_(found_ids))
+                found_ids = set((await conn.execute(children)).scalars().all()) - doomed
+            if doomed:
+                await conn.execute(run_events.delete().where(run_events.c.run_id.in_(doomed)))
+                await conn.execute(runs.delete().where(runs.c.id.in_(doomed)))
+            await conn.execute(sessions.delete().where(sessions.c.id == session_id))
+        return True
+
     # --- runs -----------------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord) -> RunRecord:
@@ -494,6 +616,8 @@ class SqlStore:
 
     async def _insert_run(self, run: RunRecord) -> RunRecord:
         async with self.engine.begin() as conn:
+            if run.session_id is not None:
+                await self._claim_session_turn(conn, run)
             await conn.execute(
                 runs.insert().values(
                     id=run.id,
@@ -516,9 +640,28 @@ class SqlStore:
                     trace_context=run.trace_context,
                     lease_expires_at=run.lease_expires_at,
                     priority=run.priority,
+                    session_id=run.session_id,
                 )
             )
         return run
+
+    @staticmethod
+    async def _claim_session_turn(conn: AsyncConnection, run: RunRecord) -> None:
+        """Touch the session first: the row lock (PostgreSQL) or the write lock (SQLite)
+        it takes makes two runs started at once for one session take turns, so the
+        check for an active run below cannot pass for both."""
+        touched = await conn.execute(
+            sessions.update()
+            .where((sessions.c.id == run.session_id) & (sessions.c.namespace == run.namespace))
+            .values(updated_at=run.created_at)
+        )
+        if touched.rowcount == 0:
+            raise SessionNotFoundError(
+                f"session {run.session_id!r} not found in namespace {run.namespace!r}",
+                hint="create one with POST /v1/sessions or `hangar sessions create AGENT`",
+                details={"session": run.session_id},
+            )
+        await _refuse_if_session_active(conn, run.session_id or "", "start another run in it")
 
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
         query = sa.select(runs).where((runs.c.namespace == namespace) & (runs.c.id == run_id))

@@ -80,7 +80,9 @@ runs = sa.Table(
     sa.Column("timing", JSON, nullable=True),
     sa.Column("lease_expires_at", TS, nullable=True),
     sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("session_id", sa.String(32), nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_session", "session_id", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_claim", "status", "priority", "created_at"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
@@ -168,4 +170,16 @@ batch_items = sa.Table(
     sa.Column("custom_id", sa.String(256), nullable=False),
     sa.Column("run_id", sa.String(32), nullable=True),
     sa.Column("error", JSON, nullable=True),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("agent", sa.String(63), nullable=False),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_sessions_namespace_updated", "namespace", "updated_at"),
 )

@@ -37,6 +37,9 @@ class RunRequest(BaseModel):
     priority: int = Field(
         default=0, ge=-100, le=100, description="Higher runs first; equal ones oldest first."
     )
+    session: str | None = Field(
+        default=None, description="A session of this agent: the run is its next turn."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> RunRequest:
@@ -46,7 +49,9 @@ class RunRequest(BaseModel):
 
     def run_input(self) -> RunInput:
         messages = self.messages or [{"role": "user", "content": self.input}]
-        return RunInput(messages=messages, tools=self.tools, priority=self.priority)
+        return RunInput(
+            messages=messages, tools=self.tools, priority=self.priority, session=self.session
+        )
 
 
 @router.post("/v1/agents/{agent}/runs", status_code=200)

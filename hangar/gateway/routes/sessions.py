@@ -1,0 +1,68 @@
+"""Sessions over REST: open a conversation with an agent, add turns, read it, delete it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.routes.runs import RunRequest, start_run
+from hangar.runtime.sessions import conversation
+
+router = APIRouter(tags=["sessions"])
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(description="The agent the session talks to.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Your own labels.")
+
+
+@router.post("/v1/sessions", status_code=201)
+async def create_session(body: SessionRequest, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    session = await rt.sessions.create(key.namespace, body.agent, body.metadata)
+    return session.to_dict()
+
+
+@router.get("/v1/sessions")
+async def list_sessions(
+    key: KeyDep,
+    rt: RuntimeDep,
+    agent: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    found = await rt.store.list_sessions(key.namespace, agent=agent, limit=limit)
+    return {"items": [session.to_dict() for session in found]}
+
+
+@router.get("/v1/sessions/{session_id}")
+async def get_session(session_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The session with its conversation (the succeeded turns' messages) and its runs."""
+    session = await rt.sessions.get(key.namespace, session_id)
+    turns = await rt.store.session_runs(key.namespace, session_id)
+    return {
+        **session.to_dict(),
+        "messages": conversation(turns),
+        "runs": [
+            {"id": run.id, "status": run.status.value, "created_at": run.created_at.isoformat()}
+            for run in turns
+        ],
+    }
+
+
+@router.delete("/v1/sessions/{session_id}")
+async def delete_session(session_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+    """Deletes the session's runs and their events too (the usage ledger keeps its lines)."""
+    await rt.sessions.delete(key.namespace, session_id)
+    return {"id": session_id, "object": "session", "deleted": True}
+
+
+@router.post("/v1/sessions/{session_id}/runs", status_code=200)
+async def start_turn(session_id: str, body: RunRequest, key: KeyDep, rt: RuntimeDep) -> Any:
+    """The session's next turn: ``POST /v1/agents/{its agent}/runs`` with ``session`` set."""
+    session = await rt.sessions.get(key.namespace, session_id)
+    turn = body.model_copy(update={"session": session.id})
+    return await start_run(session.agent, turn, key, rt)

@@ -1,0 +1,98 @@
+"""Change notices between processes: PostgreSQL's LISTEN/NOTIFY.
+
+Several gateways and workers share one PostgreSQL. When a worker stores a run's event,
+a gateway in another process streaming that run should send it now, not at its next
+poll; when a gateway queues a run, an idle worker elsewhere should take it now. The
+database announces both on commit (triggers from migration 0010), and one connection
+per process listens.
+
+Notices only make delivery prompt: the store stays the truth. A notice lost while
+the connection is down is made good by a ``resync`` notice on reconnecting (everyone
+catches up from the store), and the processes' slow polls remain behind it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from hangar.store.base import Notice
+
+log = logging.getLogger("hangar.store")
+
+CHANNEL = "hangar_changes"
+"""The channel the triggers of migration 0010 notify on."""
+APPLICATION = "hangar-notices"
+"""The listening connection's name in ``pg_stat_activity`` (then its schema, if set)."""
+RECONNECT_SECONDS = 1.0
+KEEPALIVE_SECONDS = 30.0
+"""A silent connection is asked for a sign of life this often (a dead one raises)."""
+
+
+def parse_notice(payload: str, schema: str) -> Notice | None:
+    """A notice from a trigger's payload, or None if it is another schema's (or not ours)."""
+    parts = payload.split(" ")
+    if len(parts) < 4 or parts[0] != schema:
+        return None
+    if parts[1] == "event" and len(parts) == 6 and parts[4].isdigit():
+        return Notice("event", parts[2], parts[3], int(parts[4]), parts[5])
+    if parts[1] == "queued" and len(parts) == 4:
+        return Notice("queued", parts[2], parts[3])
+    return None
+
+
+async def listen_postgres(
+    url: str, schema: str | None, on_notice: Callable[[Notice], None]
+) -> None:
+    """Deliver the database's notices to ``on_notice`` until cancelled, reconnecting
+    when the connection drops (each reconnect is announced as ``resync``)."""
+    dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"{APPLICATION} {schema}" if schema else APPLICATION
+    first = True
+    while True:
+        try:
+            await _listen_once(dsn, name, schema, on_notice, resync=not first)
+            log.warning("listening for change notices: connection lost; reconnecting")
+        except Exception as exc:
+            log.warning("listening for change notices failed (%s); reconnecting", exc)
+        first = False
+        await asyncio.sleep(RECONNECT_SECONDS)
+
+
+async def _listen_once(
+    dsn: str,
+    name: str,
+    schema: str | None,
+    on_notice: Callable[[Notice], None],
+    *,
+    resync: bool,
+) -> None:
+    """Listen on one connection until it is lost."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": name})
+    lost = asyncio.Event()
+    try:
+        own_schema = schema or await conn.fetchval("SELECT current_schema()")
+
+        def deliver(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            notice = parse_notice(payload, own_schema)
+            if notice is not None:
+                on_notice(notice)
+
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(CHANNEL, deliver)
+        if resync:
+            on_notice(Notice("resync"))
+        while not lost.is_set():
+            try:
+                async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    await lost.wait()
+            except TimeoutError:
+                await conn.fetchval("SELECT 1")  # raises if the connection died silently
+    finally:
+        if not conn.is_closed():
+            conn.terminate()
