@@ -15,6 +15,7 @@ import functools
 import hashlib
 import inspect
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -188,6 +189,75 @@ def _held(run_id: str, holder: str | None) -> Any:
     return where if holder is None else where & (runs.c.worker == holder)
 
 
+NO_LIMIT = 2**31 - 1
+
+_CLAIM = """
+WITH RECURSIVE ns(namespace) AS (
+    SELECT min(namespace) FROM runs WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT min(r.namespace) FROM runs r
+            WHERE r.status = 'queued' AND r.namespace > ns.namespace)
+    FROM ns WHERE ns.namespace IS NOT NULL
+),
+heads AS (
+    SELECT ns.namespace,
+           (SELECT max(r.priority) FROM runs r
+            WHERE r.status = 'queued' AND r.namespace = ns.namespace) AS p,
+           (SELECT count(*) FROM runs r
+            WHERE r.status = 'running' AND r.namespace = ns.namespace
+              AND r.lease_expires_at >= :now) AS n
+    FROM ns WHERE ns.namespace IS NOT NULL
+),
+chosen AS (
+    SELECT namespace, p FROM heads WHERE n < :max_running ORDER BY p DESC, n, namespace LIMIT 1
+)
+UPDATE runs
+SET status = 'running', worker = :worker, started_at = coalesce(started_at, :now),
+    lease_expires_at = :until
+WHERE id = coalesce(
+    (SELECT o.id FROM runs o WHERE o.status = 'running' AND o.lease_expires_at < :now
+     ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1 {lock}),
+    (SELECT q.id FROM runs q
+     WHERE q.status = 'queued' AND q.namespace = (SELECT namespace FROM chosen)
+       AND q.priority = (SELECT p FROM chosen)
+     ORDER BY q.created_at, q.id LIMIT 1 {lock})
+) AND (status = 'queued' OR (status = 'running' AND lease_expires_at < :now))
+RETURNING {columns}
+"""
+"""Take a run (``claim_run``). The choice is made in small steps, each an index probe,
+never a sort of the whole queue (a single query ordering every queued run by its
+namespace's count of running runs took 4.6 s per claim at 20,000 queued): a run whose
+worker died comes first (it was claimed before anything queued now); else the
+namespaces with queued runs, walked one index probe each (a loose index scan: a
+recursive CTE, as PostgreSQL and SQLite both lack a skip scan); for each its best
+priority and its count of runs running; the namespace with the highest priority, then
+the fewest running (fair share); then its oldest run at that priority. PostgreSQL
+skips rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time."""
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> sa.TextualSelect:
+    lock = "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
+    text = _CLAIM.format(lock=lock, columns=", ".join(column.name for column in runs.c))
+    return (
+        sa.text(text)
+        .bindparams(sa.bindparam("now", type_=tables.TS), sa.bindparam("until", type_=tables.TS))
+        .columns(*runs.c)
+    )
+
+
+# The statements of the hottest store call (several per run step), built once: building
+# a statement and its cache key costs more CPU than running it on PostgreSQL.
+_NEXT_SEQ = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("run"))
+    .values(last_seq=runs.c.last_seq + 1)
+    .returning(runs.c.last_seq)
+)
+_NEXT_SEQ_HELD = _NEXT_SEQ.where(runs.c.worker == sa.bindparam("holder"))
+_INSERT_EVENT = run_events.insert()
+
+
 def _not_held(run_id: str, holder: str | None) -> NoReturn:
     if holder is not None:
         raise LeaseLostError(
@@ -313,12 +383,15 @@ class SqlStore:
         elif self.dialect == "postgresql":
             if schema:
                 connect_args["server_settings"] = {"search_path": schema}
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(
             url, echo=echo, connect_args=connect_args, **kwargs
         )
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "checkin", _note_checkin)
+            event.listen(self.engine.sync_engine, "checkout", _ping_if_idle)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -686,47 +759,21 @@ class SqlStore:
         worker died), or None. Next: the highest priority; among equals, the namespace
         with the fewest runs running (fair share: a namespace with a thousand queued runs
         does not starve one with two); then the oldest. With ``max_running``, a namespace
-        that many runs are running in gets no more. One statement, so it is atomic on
+        that many runs are running in gets no more. If every claimable run of the chosen
+        namespace is being claimed by others at this moment, None (the caller tries again
+        at its next wake-up). One statement, so it is atomic on
         SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait
         on each other and never take the same run). The claimer holds the run for
         ``lease_seconds``."""
         stamp = now()
-        claimable = (runs.c.status == RunStatus.QUEUED.value) | (
-            (runs.c.status == RunStatus.RUNNING.value) & (runs.c.lease_expires_at < stamp)
-        )
-        other = runs.alias("busy")
-        busy = (
-            sa.select(sa.func.count())
-            .select_from(other)
-            .where(
-                (other.c.namespace == runs.c.namespace)
-                & (other.c.status == RunStatus.RUNNING.value)
-                & (other.c.lease_expires_at >= stamp)
-            )
-            .scalar_subquery()
-        )
-        eligible = claimable if max_running is None else claimable & (busy < max_running)
-        oldest = (
-            sa.select(runs.c.id)
-            .where(eligible)
-            .order_by(runs.c.priority.desc(), busy, runs.c.created_at, runs.c.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        statement = (
-            runs.update()
-            .where((runs.c.id == oldest) & claimable)
-            .values(
-                status=RunStatus.RUNNING.value,
-                worker=worker,
-                started_at=sa.func.coalesce(runs.c.started_at, stamp),
-                lease_expires_at=stamp + timedelta(seconds=lease_seconds),
-            )
-            .returning(*runs.c)
-        )
+        params = {
+            "now": stamp,
+            "until": stamp + timedelta(seconds=lease_seconds),
+            "worker": worker,
+            "max_running": NO_LIMIT if max_running is None else max_running,
+        }
         async with self.engine.begin() as conn:
-            row = (await conn.execute(statement)).mappings().first()
+            row = (await conn.execute(_claim_statement(self.dialect), params)).mappings().first()
         return None if row is None else _run(row)
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
@@ -871,23 +918,22 @@ class SqlStore:
         was taken over (its lease ran out) can write nothing more to it."""
         stamp = now()
         async with self.engine.begin() as conn:
-            seq = await conn.scalar(
-                runs.update()
-                .where(_held(run_id, holder))
-                .values(last_seq=runs.c.last_seq + 1)
-                .returning(runs.c.last_seq)
-            )
+            if holder is None:
+                seq = await conn.scalar(_NEXT_SEQ, {"run": run_id})
+            else:
+                seq = await conn.scalar(_NEXT_SEQ_HELD, {"run": run_id, "holder": holder})
             if seq is None:
                 _not_held(run_id, holder)
             await conn.execute(
-                run_events.insert().values(
-                    run_id=run_id,
-                    seq=seq,
-                    namespace=namespace,
-                    type=type,
-                    data=data,
-                    created_at=stamp,
-                )
+                _INSERT_EVENT,
+                {
+                    "run_id": run_id,
+                    "seq": seq,
+                    "namespace": namespace,
+                    "type": type,
+                    "data": data,
+                    "created_at": stamp,
+                },
             )
         return RunEvent(run_id, seq, namespace, type, data, stamp)
 
@@ -1183,6 +1229,25 @@ class SqlStore:
             item = BatchItem(row["line"], row["custom_id"], row["run_id"], row["item_error"])
             found.append((item, _run(row) if row["id"] is not None else None))
         return _utc(head[0]), found  # type: ignore[return-value]
+
+
+IDLE_PING_SECONDS = 5.0
+"""A pooled connection idle this long is pinged before use (the database may have
+restarted meanwhile); a busy one is not. SQLAlchemy's ``pool_pre_ping`` pings on every
+checkout: one more round trip for every store call, a fifth of the dispatch rate."""
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    if time.monotonic() - record.info.get("idle_since", 0.0) < IDLE_PING_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception:
+        raise sa.exc.DisconnectionError("the pooled connection is dead; taking a new one") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

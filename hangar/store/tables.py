@@ -84,7 +84,7 @@ runs = sa.Table(
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_session", "session_id", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
-    sa.Index("ix_runs_claim", "status", "priority", "created_at"),
+    sa.Index("ix_runs_claim", "status", "namespace", "priority", "created_at", "id"),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
 )
 

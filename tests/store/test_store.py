@@ -15,6 +15,7 @@ from hangar.spec.base import Resource
 from hangar.store import RunRecord, RunStatus, SqlStore, Usage, new_id
 from hangar.store.sql import now
 from hangar.store.tables import metadata
+from tests.conftest import POSTGRES_URL
 from tests.helpers import agent
 
 
@@ -289,3 +290,25 @@ async def test_a_namespace_at_its_limit_waits_while_others_go_on(store: SqlStore
     await store.finish_run(first.id, RunStatus.SUCCEEDED)  # a slot frees up in team a
     third = await store.claim_run("w", 30, max_running=2)
     assert third is not None and third.namespace == "team-a"
+
+
+async def test_a_database_restart_costs_no_store_call(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pooled connections the server dropped (as a restart does) are found dead when
+    next taken after a pause, and replaced, before any statement is sent on them."""
+    from hangar.store import sql
+
+    store = SqlStore(POSTGRES_URL, schema=pg_schema)
+    killer = SqlStore(POSTGRES_URL, schema=pg_schema)
+    try:
+        await store.migrate()
+        async with store.engine.connect() as conn:  # the pool's one connection
+            mine = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+        async with killer.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": mine})
+        monkeypatch.setattr(sql, "IDLE_PING_SECONDS", 0.0)  # as if the pause were long
+        assert await store.list_runs("default") == []
+    finally:
+        await store.close()
+        await killer.close()
