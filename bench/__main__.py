@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import argparse
 
-from bench import agent_loop, mcp, sandboxes, telemetry
+from bench import agent_loop, dispatch, mcp, sandboxes, telemetry
 
+BENCHMARKS = ("agent_loop", "sandboxes", "mcp", "telemetry", "dispatch")
 parser = argparse.ArgumentParser(prog="python -m bench")
 parser.add_argument("--runs", type=int, default=300, help="runs per contender")
 parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
 parser.add_argument("--sandbox-runs", type=int, default=200, help="runs per sandbox measure")
 parser.add_argument("--mcp-runs", type=int, default=400, help="calls per MCP measure")
 parser.add_argument("--telemetry-runs", type=int, default=300, help="runs per telemetry mode")
-parser.add_argument("only", nargs="*", help="agent_loop, sandboxes, mcp, telemetry (default: all)")
+parser.add_argument("--dispatch-runs", type=int, default=400, help="runs per dispatch measure")
+parser.add_argument("only", nargs="*", help=f"{', '.join(BENCHMARKS)} (default: all)")
 args = parser.parse_args()
-unknown = set(args.only) - {"agent_loop", "sandboxes", "mcp", "telemetry"}
+unknown = set(args.only) - set(BENCHMARKS)
 if unknown:
     parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
 if not args.only or "agent_loop" in args.only:
@@ -28,3 +30,5 @@ if not args.only or "mcp" in args.only:
     mcp.main(args.mcp_runs)
 if not args.only or "telemetry" in args.only:
     telemetry.main(args.telemetry_runs)
+if not args.only or "dispatch" in args.only:
+    dispatch.main(args.dispatch_runs)

@@ -1,0 +1,466 @@
+"""The run queue under load: dispatch throughput per worker count, and the gateway's
+latency with 50 concurrent clients.
+
+Dispatch. ``RUNS`` runs of a one-step agent (the scripted model answers at once) are
+queued in one transaction while W ``hangar worker`` processes (W = 1, 2, 4; four run
+slots each) stand ready; throughput is runs / (last run's end − first run's claim),
+read from the store's own timestamps. The same on PostgreSQL and on SQLite.
+
+The floor is the database alone doing the same durable work, by hand, in W processes
+in the same run: claim the oldest queued job (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, where writers take turns), write as many
+event rows as a Hangar run writes, and mark it done. A bare claim loop with no work
+is reported too, as the ceiling of the claim itself.
+
+Gateway. 50 clients at once, each sending one-step runs one after another
+(``POST /v1/agents/NAME/runs``, waiting for the answer) to ``hangar up``: p50 and p99
+of the whole request, and runs per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.agent_loop import free_port, wait_http
+from bench.sandboxes import percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+HANGAR = Path(sys.executable).parent / "hangar"
+POSTGRES_URL = os.environ.get(
+    "HANGAR_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+WORKER_COUNTS = (1, 2, 4)
+SLOTS = 4
+CLIENTS = 50
+
+MODEL = {
+    "apiVersion": "hangar.dev/v1alpha1",
+    "kind": "Model",
+    "metadata": {"name": "instant"},
+    "spec": {"provider": "scripted", "script": [{"text": "done"}]},
+}
+AGENT = {
+    "apiVersion": "hangar.dev/v1alpha1",
+    "kind": "Agent",
+    "metadata": {"name": "echo"},
+    "spec": {"model": "instant"},
+}
+
+
+@dataclass
+class Database:
+    """One database for one measure: a fresh SQLite file or a fresh PostgreSQL schema."""
+
+    name: str
+    url: str
+    schema: str | None
+    home: Path
+
+    @classmethod
+    def fresh(cls, name: str) -> Database:
+        home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-dispatch-{name}-", dir="/dev/shm"))
+        if name == "sqlite":
+            return cls(name, f"sqlite+aiosqlite:///{home / 'hangar.db'}", None, home)
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_pg(f'CREATE SCHEMA "{schema}"'))
+        return cls(name, POSTGRES_URL, schema, home)
+
+    def drop(self) -> None:
+        if self.schema:
+            asyncio.run(_pg(f'DROP SCHEMA "{self.schema}" CASCADE'))
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "HANGAR_HOME": str(self.home),
+            "HANGAR_DATABASE_URL": self.url,
+            "HANGAR_TELEMETRY": "off",
+            **extra,
+        }
+        if self.schema:
+            env["HANGAR_DATABASE_SCHEMA"] = self.schema
+        return env
+
+
+async def _pg(statement: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+
+
+# --- Hangar's dispatch ------------------------------------------------------------------
+
+
+async def _prepare(db: Database) -> Any:
+    from hangar.spec import parse_document
+    from hangar.store.sql import SqlStore
+
+    store = SqlStore(db.url, schema=db.schema)
+    await store.migrate()
+    for document in (MODEL, AGENT):
+        resource, _ = parse_document(document)
+        assert resource is not None
+        await store.apply_resource("default", resource)
+    return store
+
+
+async def _queue_and_drain(db: Database, runs: int) -> tuple[float, int]:
+    """Queue ``runs`` runs in one transaction; wait for all to end. Returns runs per
+    second (first claim to last end) and events per run."""
+    from hangar.store.sql import SqlStore, new_id, now
+    from hangar.store.tables import run_events
+    from hangar.store.tables import runs as runs_table
+
+    store: SqlStore = await _prepare(db)
+    try:
+        rows = [
+            {
+                "id": new_id("run"),
+                "namespace": "default",
+                "agent": "echo",
+                "agent_generation": 1,
+                "status": "queued",
+                "input": {"messages": [{"role": "user", "content": "go"}]},
+                "usage": {},
+                "last_seq": 0,
+                "cancel_requested": False,
+                "created_at": now(),
+                "depth": 0,
+                "priority": 0,
+            }
+            for _ in range(runs)
+        ]
+        async with store.engine.begin() as conn:
+            await conn.execute(runs_table.insert(), rows)
+        finished = sa.select(sa.func.count()).where(
+            runs_table.c.status.in_(["succeeded", "failed", "cancelled"])
+        )
+        while True:
+            async with store.engine.connect() as conn:
+                done = (await conn.execute(finished)).scalar_one()
+            if done == runs:
+                break
+            await asyncio.sleep(0.05)
+        async with store.engine.connect() as conn:
+            first, last, failed = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.min(runs_table.c.started_at),
+                        sa.func.max(runs_table.c.finished_at),
+                        sa.func.count().filter(runs_table.c.status != "succeeded"),
+                    )
+                )
+            ).one()
+            events = (
+                await conn.execute(sa.select(sa.func.count()).select_from(run_events))
+            ).scalar_one()
+        assert failed == 0, f"{failed} runs did not succeed"
+        return runs / (last - first).total_seconds(), round(events / runs)
+    finally:
+        await store.close()
+
+
+def hangar_dispatch(kind: str, workers: int, runs: int) -> tuple[float, int]:
+    db = Database.fresh(kind)
+    try:
+        asyncio.run(_prepare_and_close(db))
+        env = db.env(HANGAR_WORKERS=str(SLOTS))
+        procs = [
+            subprocess.Popen([str(HANGAR), "worker"], env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(workers)
+        ]
+        try:
+            for proc in procs:  # each says so once it is started and waiting for work
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                assert line.startswith("Hangar worker"), f"a worker did not start: {line!r}"
+            return asyncio.run(_queue_and_drain(db, runs))
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+    finally:
+        db.drop()
+
+
+async def _prepare_and_close(db: Database) -> None:
+    store = await _prepare(db)
+    await store.close()
+
+
+# --- the floor: the database alone -------------------------------------------------------
+
+FLOOR_TABLES = (
+    "CREATE TABLE jobs (id INTEGER PRIMARY KEY, status TEXT NOT NULL, "
+    "started_at DOUBLE PRECISION, finished_at DOUBLE PRECISION)",
+    "CREATE TABLE job_events (job_id INTEGER, seq INTEGER, data TEXT, PRIMARY KEY (job_id, seq))",
+    "CREATE INDEX jobs_queued ON jobs (status, id)",
+)
+CLAIM = (
+    "UPDATE jobs SET status = 'running', started_at = {clock} WHERE id = (SELECT id FROM jobs "
+    "WHERE status = 'queued' ORDER BY id {lock} LIMIT 1) RETURNING id"
+)
+PG_CLOCK = "extract(epoch from clock_timestamp())"
+SQLITE_CLOCK = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _floor_pg(dsn: str, schema: str, events: int, ready: Any, go: Any) -> None:
+    import asyncpg
+
+    claim = CLAIM.format(clock=PG_CLOCK, lock="FOR UPDATE SKIP LOCKED")
+    done = f"UPDATE jobs SET status = 'done', finished_at = {PG_CLOCK} WHERE id = $1"
+
+    async def slot(pool: Any) -> None:
+        while True:
+            async with pool.acquire() as conn:
+                job = await conn.fetchval(claim)
+                if job is None:
+                    return
+                for seq in range(1, events + 1):
+                    await conn.execute("INSERT INTO job_events VALUES ($1, $2, '{}')", job, seq)
+                await conn.execute(done, job)
+
+    async def main() -> None:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=SLOTS, max_size=SLOTS, server_settings={"search_path": schema}
+        )
+        ready.release()
+        go.wait()
+        await asyncio.gather(*(slot(pool) for _ in range(SLOTS)))
+        await pool.close()
+
+    asyncio.run(main())
+
+
+def _floor_sqlite(path: str, events: int, ready: Any, go: Any) -> None:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    claim = CLAIM.format(clock=SQLITE_CLOCK, lock="")
+    done = f"UPDATE jobs SET status = 'done', finished_at = {SQLITE_CLOCK} WHERE id = ?"
+    ready.release()
+    go.wait()
+    while True:
+        conn.execute("BEGIN IMMEDIATE")  # one writer at a time, as SQLite has it
+        row = conn.execute(claim).fetchone()
+        conn.execute("COMMIT")
+        if row is None:
+            return
+        for seq in range(1, events + 1):
+            conn.execute("INSERT INTO job_events VALUES (?, ?, '{}')", (row[0], seq))
+        conn.execute(done, (row[0],))
+
+
+async def _floor_pg_setup(dsn: str, schema: str, runs: int) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    for statement in FLOOR_TABLES:
+        await conn.execute(statement)
+    await conn.executemany(
+        "INSERT INTO jobs (id, status) VALUES ($1, 'queued')", [(i,) for i in range(runs)]
+    )
+    await conn.close()
+
+
+async def _floor_pg_result(dsn: str, schema: str) -> tuple[float, float, int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    row = await conn.fetchrow(FLOOR_RESULT)
+    await conn.close()
+    return row[0], row[1], row[2]
+
+
+FLOOR_RESULT = "SELECT min(started_at), max(finished_at), count(*) FROM jobs WHERE status = 'done'"
+
+
+def floor_dispatch(kind: str, workers: int, runs: int, events: int) -> float:
+    """Runs per second of the bare loop: W processes, each claiming and completing jobs
+    (``events`` event rows each; 0: the claim alone), all let go at the same moment."""
+    db = Database.fresh(kind)
+    try:
+        dsn = sa.engine.make_url(db.url).set(drivername="postgresql").render_as_string(False)
+        path = str(db.home / "floor.db")
+        if kind == "sqlite":
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            for statement in FLOOR_TABLES:
+                conn.execute(statement)
+            conn.executemany(
+                "INSERT INTO jobs (id, status) VALUES (?, 'queued')", [(i,) for i in range(runs)]
+            )
+            conn.close()
+        else:
+            asyncio.run(_floor_pg_setup(dsn, db.schema or "public", runs))
+        ctx = get_context("spawn")
+        ready, go = ctx.Semaphore(0), ctx.Event()
+        procs = [
+            ctx.Process(
+                target=_floor_sqlite if kind == "sqlite" else _floor_pg,
+                args=(path, events, ready, go)
+                if kind == "sqlite"
+                else (dsn, db.schema, events, ready, go),
+            )
+            for _ in range(workers)
+        ]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.acquire()
+        go.set()
+        for proc in procs:
+            proc.join()
+        if kind == "sqlite":
+            conn = sqlite3.connect(path)
+            first, last, count = conn.execute(FLOOR_RESULT).fetchone()
+            conn.close()
+        else:
+            first, last, count = asyncio.run(_floor_pg_result(dsn, db.schema or "public"))
+        assert count == runs, f"the floor finished {count} of {runs}"
+        return float(runs / (last - first))
+    finally:
+        db.drop()
+
+
+# --- the gateway under 50 clients ---------------------------------------------------------
+
+
+async def _clients(url: str, key: str, per_client: int) -> list[float]:
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=120, limits=limits
+    ) as client:
+
+        async def one_client() -> None:
+            for _ in range(per_client):
+                start = time.perf_counter()
+                response = await client.post("/v1/agents/echo/runs", json={"input": "go"})
+                latencies.append((time.perf_counter() - start) * 1000)
+                run = response.json()
+                assert run["status"] == "succeeded", run
+
+        await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
+    return latencies
+
+
+def gateway(kind: str, per_client: int) -> dict[str, float]:
+    """``hangar up`` on ``kind`` with 50 clients at once: p50, p99 (ms), runs per second."""
+    db = Database.fresh(kind)
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(HANGAR), "up"],
+        env=db.env(HANGAR_PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", proc)
+        key = (db.home / "admin.key").read_text().strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+            client.post("/v1/apply", json=[MODEL, AGENT]).raise_for_status()
+        asyncio.run(_clients(url, key, 2))  # warm up
+        start = time.perf_counter()
+        latencies = asyncio.run(_clients(url, key, per_client))
+        elapsed = time.perf_counter() - start
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        db.drop()
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": percentile(latencies, 0.99),
+        "runs_per_second": len(latencies) / elapsed,
+    }
+
+
+# --- the report ---------------------------------------------------------------------------
+
+
+def main(runs: int, per_client: int = 10) -> None:
+    dispatch: dict[str, dict[int, dict[str, float]]] = {}
+    for kind in ("postgresql", "sqlite"):
+        dispatch[kind] = {}
+        for workers in WORKER_COUNTS:
+            hangar, events = hangar_dispatch(kind, workers, runs)
+            floor = floor_dispatch(kind, workers, runs, events)
+            claim_only = floor_dispatch(kind, workers, runs, 0)
+            dispatch[kind][workers] = {
+                "hangar": hangar,
+                "floor": floor,
+                "claim_only": claim_only,
+                "events_per_run": events,
+            }
+            print(f"{kind} ×{workers}: hangar {hangar:.0f}/s, floor {floor:.0f}/s", flush=True)
+    gateways = {kind: gateway(kind, per_client) for kind in ("sqlite", "postgresql")}
+
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = "\n".join(
+        f"| {kind} | {workers} | {m['hangar']:.0f} | {m['floor']:.0f} | "
+        f"{m['hangar'] / m['floor']:.2f}× | {m['claim_only']:.0f} |"
+        for kind, by_count in dispatch.items()
+        for workers, m in by_count.items()
+    )
+    events = next(iter(dispatch["sqlite"].values()))["events_per_run"]
+    gateway_rows = "\n".join(
+        f"| {kind} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} | {g['runs_per_second']:.0f} |"
+        for kind, g in gateways.items()
+    )
+    report = f"""# The run queue under load
+
+{stamp}, {platform.machine()}, {os.cpu_count()} cores.
+
+## Dispatch throughput
+
+{runs} one-step runs queued at once; W `hangar worker` processes with {SLOTS} run slots
+each. Runs per second from the first claim to the last end. The floor: W bare
+processes ({SLOTS} connections each on PostgreSQL) claiming with `SKIP LOCKED` (SQLite:
+`BEGIN IMMEDIATE`) and writing the same {events} event rows per run and the end, in
+autocommit as Hangar does; "claim only" is that loop with no work at all.
+
+| database | workers | Hangar runs/s | floor runs/s | Hangar ÷ floor | claim only/s |
+| --- | ---: | ---: | ---: | ---: | ---: |
+{rows}
+
+## The gateway with {CLIENTS} concurrent clients
+
+`hangar up` (4 run slots), {CLIENTS} clients each sending {per_client} one-step runs in a row and
+waiting for each answer.
+
+| database | p50 ms | p99 ms | runs/s |
+| --- | ---: | ---: | ---: |
+{gateway_rows}
+"""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "dispatch.md").write_text(report)
+    (RESULTS / "dispatch.json").write_text(
+        json.dumps({"when": stamp, "dispatch": dispatch, "gateway": gateways}, indent=2)
+    )
+    print(report)
