@@ -77,7 +77,7 @@ class Database:
 
     @classmethod
     def fresh(cls, name: str) -> Database:
-        home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-dispatch-{name}-", dir="/dev/shm"))
+        home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-dispatch-{name}-"))
         if name == "sqlite":
             return cls(name, f"sqlite+aiosqlite:///{home / 'hangar.db'}", None, home)
         schema = f"bench_{uuid.uuid4().hex[:10]}"

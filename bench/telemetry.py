@@ -28,6 +28,7 @@ import httpx
 
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
+from hangar.telemetry.tracing import FLUSH_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -48,12 +49,13 @@ def start(mode: str, otlp_url: str) -> tuple[subprocess.Popen[bytes], httpx.Clie
     home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-telemetry-{mode}-"))
     port = free_port()
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
         "HANGAR_HOME": str(home),
         "HANGAR_PORT": str(port),
         "HANGAR_TELEMETRY": mode,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
     }
+    if mode == "otlp":  # only there: with the variable set, `stored` exports as well
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "hangar"), "up"],
         env=env,
@@ -85,6 +87,12 @@ def start(mode: str, otlp_url: str) -> tuple[subprocess.Popen[bytes], httpx.Clie
     return proc, client
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used (user and system, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(runs: int, rounds: int = 5) -> None:
     sink = HTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
@@ -104,6 +112,8 @@ def main(runs: int, rounds: int = 5) -> None:
         for mode in MODES:
             for _ in range(20):
                 once(mode)
+        procs = {mode: proc for mode, (proc, _) in servers.items()}
+        cpu_before = {mode: cpu_seconds(procs[mode].pid) for mode in MODES}
         samples: dict[str, list[float]] = {mode: [] for mode in MODES}
         per_round = max(1, runs // rounds)
         for r in range(rounds):
@@ -111,6 +121,11 @@ def main(runs: int, rounds: int = 5) -> None:
             for _ in range(per_round):
                 for mode in order:
                     samples[mode].append(once(mode))
+        time.sleep(2 * FLUSH_SECONDS)  # the last spans stored, their cost counted
+        cpu = {
+            mode: (cpu_seconds(procs[mode].pid) - cpu_before[mode]) / len(samples[mode]) * 1000
+            for mode in MODES
+        }
         traced = clients["stored"].get("/v1/runs", params={"limit": 1}).json()["items"][0]
         spans = len(clients["stored"].get(f"/v1/runs/{traced['id']}/trace").json()["spans"])
     finally:
@@ -124,7 +139,8 @@ def main(runs: int, rounds: int = 5) -> None:
     p99 = {mode: percentile(values, 0.99) for mode, values in samples.items()}
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = "\n".join(
-        f"| {mode} | {p50[mode]:.2f} | {p99[mode]:.2f} | {p50[mode] / p50['off']:.3f}× |"
+        f"| {mode} | {p50[mode]:.2f} | {p99[mode]:.2f} | {p50[mode] / p50['off']:.3f}× "
+        f"| {cpu[mode]:.2f} | {cpu[mode] / cpu['off']:.3f}× |"
         for mode in MODES
     )
     report = f"""# Telemetry overhead
@@ -134,13 +150,16 @@ in {rounds} alternating rounds. One run: POST /v1/agents/clock/runs to `hangar u
 (SQLite), two scripted model calls and one tool call; {spans} spans in its trace when traced
 (the request, the run, model and tool calls, the store writes).
 
-| telemetry | p50 ms | p99 ms | p50 ÷ off |
-| --- | ---: | ---: | ---: |
+| telemetry | p50 ms | p99 ms | p50 ÷ off | server CPU ms per run | CPU ÷ off |
+| --- | ---: | ---: | ---: | ---: | ---: |
 {rows}
 """
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "telemetry.md").write_text(report)
     (RESULTS / "telemetry.json").write_text(
-        json.dumps({"when": stamp, "p50_ms": p50, "p99_ms": p99, "spans": spans}, indent=2)
+        json.dumps(
+            {"when": stamp, "p50_ms": p50, "p99_ms": p99, "cpu_ms": cpu, "spans": spans},
+            indent=2,
+        )
     )
     print(report)

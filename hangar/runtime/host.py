@@ -40,7 +40,7 @@ class Runtime:
         )
         self.telemetry = Telemetry(self.store, settings.telemetry, span_processors)
         if isinstance(self.store, SqlStore):
-            self.store.tracer = self.telemetry.tracer
+            self.store.spans = self.telemetry.leaf_spans
         self.bus = EventBus()
         self.sandboxes = SandboxManager()
         self.secret_box = SecretBox.from_environment(settings.home)

@@ -361,6 +361,22 @@ class Notice:
     type: str = ""
 
 
+class WriteSpans(Protocol):
+    """Where the store reports its writes as spans (the runtime's telemetry)."""
+
+    enabled: bool
+
+    def record(self, name: str, start_ns: int, attributes: dict[str, Any]) -> None:
+        """A span from ``start_ns`` to now, a child of the current span."""
+
+
+class NoWriteSpans:
+    enabled = False
+
+    def record(self, name: str, start_ns: int, attributes: dict[str, Any]) -> None:
+        return None
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +45,7 @@ from hangar.store.base import (
     BudgetLine,
     LedgerEntry,
     Notice,
+    NoWriteSpans,
     ResourceVersion,
     RunEvent,
     RunRecord,
@@ -55,6 +55,7 @@ from hangar.store.base import (
     StoredResource,
     ToolAudit,
     Usage,
+    WriteSpans,
 )
 from hangar.store.notices import listen_postgres
 from hangar.store.tables import (
@@ -307,8 +308,8 @@ def _uninterrupted(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
         store: Any = args[0]
-        # A leaf span, never made current (nothing nests in a store call): cheaper.
-        span = store.tracer.start_span(name, attributes=store.span_attributes) if traced else None
+        spans: WriteSpans = store.spans
+        started = time.time_ns() if traced and spans.enabled else 0
         task = asyncio.ensure_future(method(*args, **kwargs))
         try:
             return await asyncio.shield(task)
@@ -317,8 +318,8 @@ def _uninterrupted(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R
                 await task  # statements are short; the caller's cancel waits for this one
             raise
         finally:
-            if span is not None:
-                span.end()
+            if started:
+                spans.record(name, started, store.span_attributes)
 
     return call
 
@@ -369,8 +370,8 @@ class SqlStore:
     def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
         self.url = url
         self.schema = schema
-        self.tracer: Tracer = NoOpTracer()
-        """Spans for each store call; set by the runtime's telemetry."""
+        self.spans: WriteSpans = NoWriteSpans()
+        """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
         self.dialect = sa.engine.make_url(url).get_backend_name()
         connect_args: dict[str, Any] = {}

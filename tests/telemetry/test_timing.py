@@ -36,6 +36,19 @@ def test_a_run_says_how_long_the_model_the_tools_and_hangar_took(
     spans = api.get(f"/v1/runs/{run['id']}/trace").json()["spans"]
     invoke = next(s for s in spans if s["name"] == "invoke_agent clock")
     assert invoke["attributes"]["hangar.time.model_ms"] == timing["model_ms"]
+    # Stored only (no exporter), store writes are written as spans directly, still
+    # children of the span they ran in (the run's, a model call's, a tool call's),
+    # within it, with their own ids.
+    writes = [s for s in spans if s["name"] == "store append_event"]
+    assert len(writes) == len(events) - 1  # all but run_finished, stored by finish_run
+    by_id = {s["spanId"]: s for s in spans}
+    for write in writes:
+        parent = by_id[write["parentSpanId"]]
+        assert parent["name"].split()[0] in ("invoke_agent", "chat", "execute_tool")
+        assert parent["startTimeUnixNano"] <= write["startTimeUnixNano"]
+        assert write["endTimeUnixNano"] <= parent["endTimeUnixNano"]
+    assert all(w["attributes"] == {"db.system.name": "sqlite"} for w in writes)
+    assert len({s["spanId"] for s in spans}) == len(spans)
     shown = CliRunner().invoke(
         app, ["--url", server.url, "--api-key", server.admin_key, "runs", "show", run["id"]]
     )
