@@ -10,12 +10,14 @@ from hangar.spec.base import Resource
 from hangar.spec.budget import Budget
 from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
+from hangar.spec.quota import Quota
 from hangar.spec.sandbox import SandboxTemplate
 from hangar.spec.secret import Secret
 from hangar.spec.trigger import Trigger
 
 KINDS: dict[str, type[Resource]] = {
-    cls.KIND: cls for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget, Trigger)
+    cls.KIND: cls
+    for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget, Trigger, Quota)
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
 for _cls in KINDS.values():

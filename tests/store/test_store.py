@@ -312,3 +312,25 @@ async def test_a_database_restart_costs_no_store_call(
     finally:
         await store.close()
         await killer.close()
+
+
+async def test_a_namespace_quota_overrides_the_default_limit(store: SqlStore) -> None:
+    for namespace, limit in (("team-a", 1), ("team-b", 3)):
+        quota, _ = parse_document(
+            {
+                "apiVersion": "hangar.dev/v1alpha1",
+                "kind": "Quota",
+                "metadata": {"name": "workers"},
+                "spec": {"maxRunning": limit},
+            }
+        )
+        assert quota is not None
+        await store.apply_resource(namespace, quota)
+    for namespace in ("team-a", "team-b", "team-c"):
+        for _ in range(4):
+            await store.create_run(queued(namespace))
+    taken = []
+    while (claimed := await store.claim_run("w", 30, max_running=2)) is not None:
+        taken.append(claimed.namespace)
+    # Team a's quota is below the default, team b's above it, team c has the default.
+    assert sorted(taken) == ["team-a", "team-b", "team-b", "team-b", "team-c", "team-c"]
