@@ -166,3 +166,24 @@ def test_the_sandbox_example_computes_in_a_sandbox(server: ServerThread) -> None
     run_id = hangar(server, "runs", "list").stdout.splitlines()[1].split()[0]
     tree = hangar(server, "runs", "show", run_id).stdout
     assert "tool run_python" in tree and "tool read_file" in tree and "'385'" in tree
+
+
+def test_a_session_carries_the_conversation_across_runs(applied: ServerThread) -> None:
+    session = hangar(applied, "sessions", "create", "clockwork").stdout.strip()
+    assert session.startswith("ses_")
+    for question in ("What time is it?", "And now?"):
+        turn = hangar(applied, "run", "clockwork", question, "--session", session)
+        assert (turn.returncode, turn.stdout.strip()) == (0, "Time checked."), turn.stderr
+    shown = hangar(applied, "sessions", "show", session).stdout
+    lines = [line for line in shown.splitlines() if ": " in line]
+    assert [line.split(":")[0].strip(" │├└─") for line in lines] == [
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert "And now?" in lines[2]
+    assert session in hangar(applied, "sessions", "list").stdout
+    assert "deleted" in hangar(applied, "sessions", "delete", session).stdout
+    gone = hangar(applied, "sessions", "show", session)
+    assert gone.returncode == 1 and gone.stderr.startswith("error[session_not_found]")
