@@ -299,16 +299,23 @@ async def test_a_database_restart_costs_no_store_call(
     next taken after a pause, and replaced, before any statement is sent on them."""
     from hangar.store import sql
 
+    monkeypatch.setattr(sql, "IDLE_PING_SECONDS", 0.2)  # as if the pauses were long
     store = SqlStore(POSTGRES_URL, schema=pg_schema)
     killer = SqlStore(POSTGRES_URL, schema=pg_schema)
     try:
         await store.migrate()
-        async with store.engine.connect() as conn:  # the pool's one connection
-            mine = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+        run = await store.create_run(queued())
+        await store.append_event(run.id, "default", "run_started", {})  # the driver's pool
+        async with store.engine.connect() as conn:  # SQLAlchemy's pool's one connection
+            mine = [(await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()]
+        mine.append(await store._driver_pool.fetchval("SELECT pg_backend_pid()"))
         async with killer.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": mine})
-        monkeypatch.setattr(sql, "IDLE_PING_SECONDS", 0.0)  # as if the pause were long
-        assert await store.list_runs("default") == []
+            for pid in mine:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        await asyncio.sleep(0.5)
+        assert [r.id for r in await store.list_runs("default")] == [run.id]
+        event = await store.append_event(run.id, "default", "run_finished", {})
+        assert event.seq == 2
     finally:
         await store.close()
         await killer.close()
