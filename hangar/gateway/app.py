@@ -15,6 +15,7 @@ from hangar.gateway.mcp_endpoint import MCPEndpoint
 from hangar.gateway.routes import (
     audit,
     batches,
+    embeddings,
     keys,
     openai_compat,
     resources,
@@ -60,6 +61,7 @@ def create_app(
         resources,
         runs,
         openai_compat,
+        embeddings,
         keys,
         sandboxes,
         audit,

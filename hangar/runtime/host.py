@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import SpanProcessor
 
 from hangar.config import Settings
+from hangar.memory.embedders import LocalEmbedder
 from hangar.runtime.batches import Batches
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.schedules import Schedules
@@ -59,6 +60,8 @@ class Runtime:
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
         self.sessions = self.runs.sessions
+        self.embedder = LocalEmbedder()
+        """The bundled embedding model, loaded at its first use."""
         self.batches = Batches(self.store, self.runs)
         self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
