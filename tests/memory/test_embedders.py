@@ -57,5 +57,5 @@ async def test_hangar_serves_openai_embeddings_that_read_back_the_same(
     with pytest.raises(openai.NotFoundError):
         await client.embeddings.create(model="text-embedding-3-small", input="hi")
     wrong = OpenAIEmbedder("text-embedding-3-small", f"{server.url}/v1", server.admin_key)
-    with pytest.raises(ModelProviderError, match="embeddings from .* failed"):
+    with pytest.raises(ModelProviderError, match=r"embeddings from .* failed"):
         await wrong.embed(["hi"])

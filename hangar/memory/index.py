@@ -1,0 +1,264 @@
+"""The knowledge index: chunks with their vectors, searched by meaning (vectors), by
+words (full text), or both fused by rank.
+
+On one machine it is a SQLite file of its own beside Hangar's (``knowledge.db``),
+with sqlite-vec for the vectors and FTS5 for the words. Its own file because
+ingestion writes in bulk and SQLite has one writer per file: runs must not wait
+behind a hundred thousand chunks. Python's own ``sqlite3`` is often built without
+extension loading (it is here), so the index opens its file with ``pysqlite3``
+(a current SQLite, extensions allowed) when it is installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from hangar.errors import ConfigurationError
+from hangar.memory.chunking import Chunk
+from hangar.memory.fusion import reciprocal_rank_fusion
+
+SEARCH_DEPTH = 50
+"""How many results each search hands to the fusion: deeper than what is asked for,
+so that agreement further down still counts."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk found by a search: where it comes from (its citation) and its text."""
+
+    chunk_id: int
+    source: str
+    index: int
+    title: str
+    text: str
+
+    def citation(self) -> dict[str, Any]:
+        return {"source": self.source, "chunk": self.index, "title": self.title}
+
+
+class KnowledgeIndex(Protocol):
+    async def replace_source(
+        self,
+        namespace: str,
+        kb: str,
+        source: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+    ) -> None:
+        """Make ``chunks`` the source's chunks, in one transaction (the old ones go)."""
+        ...
+
+    async def delete_source(self, namespace: str, kb: str, source: str) -> int: ...
+    async def vector_search(
+        self, namespace: str, kb: str, vector: Sequence[float], k: int
+    ) -> list[Hit]: ...
+    async def text_search(self, namespace: str, kb: str, query: str, k: int) -> list[Hit]: ...
+    async def close(self) -> None: ...
+
+
+async def hybrid_search(
+    index: KnowledgeIndex,
+    namespace: str,
+    kb: str,
+    query: str,
+    vector: Sequence[float],
+    k: int,
+) -> list[Hit]:
+    """Vector and full-text search fused by reciprocal rank."""
+    depth = max(k, SEARCH_DEPTH)
+    by_vector, by_text = await asyncio.gather(
+        index.vector_search(namespace, kb, vector, depth),
+        index.text_search(namespace, kb, query, depth),
+    )
+    hits = {hit.chunk_id: hit for hit in (*by_vector, *by_text)}
+    fused = reciprocal_rank_fusion([[h.chunk_id for h in by_vector], [h.chunk_id for h in by_text]])
+    return [hits[chunk_id] for chunk_id in fused[:k]]
+
+
+WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str | None:
+    """A user's words as an FTS5 query that cannot be a syntax error: each word quoted,
+    any of them may match (BM25 ranks the chunks with more, and rarer, ones first)."""
+    words = WORD.findall(text.lower())
+    return " OR ".join(f'"{word}"' for word in dict.fromkeys(words)) or None
+
+
+def _sqlite_module() -> Any:
+    try:
+        import pysqlite3.dbapi2 as module
+    except ImportError:
+        import sqlite3 as module
+    if not hasattr(module.Connection, "enable_load_extension"):
+        raise ConfigurationError(
+            "this Python's sqlite3 cannot load extensions, and the vector index needs sqlite-vec",
+            hint="pip install pysqlite3-binary (the 'memory' extra has it)",
+        )
+    return module
+
+
+def _floats(vector: Sequence[float]) -> bytes:
+    return struct.pack(f"{len(vector)}f", *vector)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    kb TEXT NOT NULL,
+    source TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks (namespace, kb, source);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, text, content='chunks', content_rowid='id'
+);
+"""
+
+
+class SqliteKnowledgeIndex:
+    """One file, one connection, used from one thread at a time (calls take turns)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db: Any = None
+
+    def _connect(self) -> Any:
+        if self._db is None:
+            import sqlite_vec
+
+            module = _sqlite_module()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = module.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            db.enable_load_extension(True)
+            sqlite_vec.load(db)
+            db.enable_load_extension(False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        def locked() -> Any:
+            with self._lock:
+                return fn(self._connect(), *args)
+
+        return await asyncio.to_thread(locked)
+
+    async def replace_source(
+        self,
+        namespace: str,
+        kb: str,
+        source: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+
+        def write(db: Any) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _delete(db, namespace, kb, source)
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    cursor = db.execute(
+                        "INSERT INTO chunks (namespace, kb, source, idx, title, text, embedding)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            namespace,
+                            kb,
+                            source,
+                            chunk.index,
+                            chunk.title,
+                            chunk.text,
+                            _floats(vector),
+                        ),
+                    )
+                    db.execute(
+                        "INSERT INTO chunks_fts (rowid, title, text) VALUES (?, ?, ?)",
+                        (cursor.lastrowid, chunk.title, chunk.text),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._call(write)
+
+    async def delete_source(self, namespace: str, kb: str, source: str) -> int:
+        def delete(db: Any) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            count = _delete(db, namespace, kb, source)
+            db.execute("COMMIT")
+            return count
+
+        return int(await self._call(delete))
+
+    async def vector_search(
+        self, namespace: str, kb: str, vector: Sequence[float], k: int
+    ) -> list[Hit]:
+        def search(db: Any) -> list[Hit]:
+            rows = db.execute(
+                "SELECT id, source, idx, title, text FROM chunks"
+                " WHERE namespace = ? AND kb = ?"
+                " ORDER BY vec_distance_cosine(embedding, ?), id LIMIT ?",
+                (namespace, kb, _floats(vector), k),
+            ).fetchall()
+            return [Hit(*row) for row in rows]
+
+        return list(await self._call(search))
+
+    async def text_search(self, namespace: str, kb: str, query: str, k: int) -> list[Hit]:
+        match = fts_query(query)
+        if match is None:
+            return []
+
+        def search(db: Any) -> list[Hit]:
+            rows = db.execute(
+                "SELECT c.id, c.source, c.idx, c.title, c.text FROM chunks_fts"
+                " JOIN chunks c ON c.id = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH ? AND c.namespace = ? AND c.kb = ?"
+                " ORDER BY bm25(chunks_fts), c.id LIMIT ?",
+                (match, namespace, kb, k),
+            ).fetchall()
+            return [Hit(*row) for row in rows]
+
+        return list(await self._call(search))
+
+    async def close(self) -> None:
+        def close(db: Any) -> None:
+            db.close()
+            self._db = None
+
+        if self._db is not None:
+            await self._call(close)
+
+
+def _delete(db: Any, namespace: str, kb: str, source: str) -> int:
+    rows = db.execute(
+        "SELECT id, title, text FROM chunks WHERE namespace = ? AND kb = ? AND source = ?",
+        (namespace, kb, source),
+    ).fetchall()
+    for chunk_id, title, text in rows:  # an external-content FTS table is told what goes
+        db.execute(
+            "INSERT INTO chunks_fts (chunks_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)",
+            (chunk_id, title, text),
+        )
+    db.execute(
+        "DELETE FROM chunks WHERE namespace = ? AND kb = ? AND source = ?",
+        (namespace, kb, source),
+    )
+    return len(rows)
