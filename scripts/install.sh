@@ -32,6 +32,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# pgvector for the knowledge index on PostgreSQL (built once from Debian's source).
+bash "$(dirname "$0")/install-pgvector.sh" || echo "note: pgvector could not be installed" >&2
+
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade pip
 
