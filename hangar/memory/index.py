@@ -1,8 +1,10 @@
 """The knowledge index: chunks with their vectors, searched by meaning (vectors), by
 words (full text), or both fused by rank.
 
-On one machine it is a SQLite file of its own beside Hangar's (``knowledge.db``),
-with sqlite-vec for the vectors and FTS5 for the words. Its own file because
+On PostgreSQL it is a table beside the run store's, with pgvector for the vectors
+and a generated ``tsvector`` for the words. On one machine it is a SQLite file of its
+own beside Hangar's (``knowledge.db``), with sqlite-vec and FTS5. Both pass the same
+tests. Its own file because
 ingestion writes in bulk and SQLite has one writer per file: runs must not wait
 behind a hundred thousand chunks. Python's own ``sqlite3`` is often built without
 extension loading (it is here), so the index opens its file with ``pysqlite3``
@@ -262,3 +264,148 @@ def _delete(db: Any, namespace: str, kb: str, source: str) -> int:
         (namespace, kb, source),
     )
     return len(rows)
+
+
+PG_SCHEMA = """
+CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
+CREATE TABLE IF NOT EXISTS knowledge_chunks (
+    id BIGSERIAL PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    kb TEXT NOT NULL,
+    source TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding public.vector NOT NULL,
+    words tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || text)) STORED
+);
+CREATE INDEX IF NOT EXISTS knowledge_chunks_source ON knowledge_chunks (namespace, kb, source);
+CREATE INDEX IF NOT EXISTS knowledge_chunks_words ON knowledge_chunks USING gin (words);
+"""
+
+
+def ts_query(text: str) -> str | None:
+    """A user's words as a ``to_tsquery`` argument that cannot be a syntax error: the
+    words alone (letters and digits), any of them may match."""
+    words = WORD.findall(text.lower())
+    return " | ".join(dict.fromkeys(words)) or None
+
+
+def _pg_vector(vector: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+class PostgresKnowledgeIndex:
+    """Chunks in Hangar's PostgreSQL (its schema, if set): pgvector for the vectors
+    (cosine distance, exact), a generated ``tsvector`` with a GIN index for the words.
+    Its table is its own, made on first use, beside the run store's."""
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        import sqlalchemy as sa
+
+        self.dsn = (
+            sa.engine.make_url(url)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+        self.schema = schema
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def _connection_pool(self) -> Any:
+        async with self._opening:
+            if self._pool is None:
+                import asyncpg  # type: ignore[import-untyped]
+
+                path = f'"{self.schema}", public' if self.schema else "public"
+                pool = await asyncpg.create_pool(
+                    self.dsn, min_size=0, max_size=4, server_settings={"search_path": path}
+                )
+                try:
+                    async with pool.acquire() as conn, conn.transaction():
+                        # Processes starting together must not race to create it.
+                        await conn.execute("SELECT pg_advisory_xact_lock(7242364753)")
+                        await conn.execute(PG_SCHEMA)
+                except asyncpg.PostgresError as exc:
+                    await pool.close()
+                    raise ConfigurationError(
+                        f"the knowledge index needs pgvector in PostgreSQL: {exc}",
+                        hint="run scripts/install-pgvector.sh on the database server, or "
+                        "CREATE EXTENSION vector as a superuser",
+                    ) from exc
+                self._pool = pool
+        return self._pool
+
+    async def replace_source(
+        self,
+        namespace: str,
+        kb: str,
+        source: str,
+        chunks: Sequence[Chunk],
+        vectors: Sequence[Sequence[float]],
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        pool = await self._connection_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM knowledge_chunks WHERE namespace = $1 AND kb = $2 AND source = $3",
+                namespace,
+                kb,
+                source,
+            )
+            await conn.executemany(
+                "INSERT INTO knowledge_chunks (namespace, kb, source, idx, title, text, embedding)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7::public.vector)",
+                [
+                    (namespace, kb, source, c.index, c.title, c.text, _pg_vector(v))
+                    for c, v in zip(chunks, vectors, strict=True)
+                ],
+            )
+
+    async def delete_source(self, namespace: str, kb: str, source: str) -> int:
+        pool = await self._connection_pool()
+        done = await pool.execute(
+            "DELETE FROM knowledge_chunks WHERE namespace = $1 AND kb = $2 AND source = $3",
+            namespace,
+            kb,
+            source,
+        )
+        return int(done.split()[-1])
+
+    async def vector_search(
+        self, namespace: str, kb: str, vector: Sequence[float], k: int
+    ) -> list[Hit]:
+        pool = await self._connection_pool()
+        rows = await pool.fetch(
+            "SELECT id, source, idx, title, text FROM knowledge_chunks"
+            " WHERE namespace = $1 AND kb = $2"
+            " ORDER BY embedding OPERATOR(public.<=>) $3::public.vector, id LIMIT $4",
+            namespace,
+            kb,
+            _pg_vector(vector),
+            k,
+        )
+        return [Hit(*row) for row in rows]
+
+    async def text_search(self, namespace: str, kb: str, query: str, k: int) -> list[Hit]:
+        words = ts_query(query)
+        if words is None:
+            return []
+        pool = await self._connection_pool()
+        rows = await pool.fetch(
+            "SELECT id, source, idx, title, text FROM knowledge_chunks,"
+            " to_tsquery('english', $3) AS q"
+            " WHERE namespace = $1 AND kb = $2 AND words @@ q"
+            " ORDER BY ts_rank_cd(words, q) DESC, id LIMIT $4",
+            namespace,
+            kb,
+            words,
+            k,
+        )
+        return [Hit(*row) for row in rows]
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

@@ -1,9 +1,11 @@
-"""The SQLite knowledge index: vector search finds by meaning, full-text search by
-words, hybrid search by both; re-ingesting a source replaces only its chunks; any
-words a user types are a valid query."""
+"""The knowledge index, the same on SQLite (sqlite-vec, FTS5) and on PostgreSQL
+(pgvector, tsvector): vector search finds by meaning, full-text search by words,
+hybrid search by both; re-ingesting a source replaces only its chunks; any words a
+user types are a valid query."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +13,15 @@ import pytest
 
 from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
-from hangar.memory.index import SqliteKnowledgeIndex, fts_query, hybrid_search
+from hangar.memory.index import (
+    KnowledgeIndex,
+    PostgresKnowledgeIndex,
+    SqliteKnowledgeIndex,
+    fts_query,
+    hybrid_search,
+    ts_query,
+)
+from tests.conftest import POSTGRES_URL, _schema_sql
 
 SOURCES = {
     "boats.md": "# Boats\nA sailboat is moved by the wind pushing on its sails.",
@@ -21,22 +31,33 @@ SOURCES = {
 EMBEDDER = LocalEmbedder()
 
 
-async def ingest(index: SqliteKnowledgeIndex, source: str, text: str, kb: str = "kb") -> None:
+async def ingest(index: KnowledgeIndex, source: str, text: str, kb: str = "kb") -> None:
     chunks = chunk_text(text, markdown=True, count=EMBEDDER.count_tokens)
     vectors = await EMBEDDER.embed([c.embedding_text() for c in chunks])
     await index.replace_source("default", kb, source, chunks, vectors)
 
 
-@pytest.fixture
-async def index(tmp_path: Path) -> AsyncIterator[SqliteKnowledgeIndex]:
-    index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KnowledgeIndex]:
+    index: KnowledgeIndex
+    schema = None
+    if request.param == "sqlite":
+        index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
+    else:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        await _schema_sql(f'CREATE SCHEMA "{schema}"')
+        index = PostgresKnowledgeIndex(POSTGRES_URL, schema)
     for source, text in SOURCES.items():
         await ingest(index, source, text)
-    yield index
-    await index.close()
+    try:
+        yield index
+    finally:
+        await index.close()
+        if schema:
+            await _schema_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-async def search(index: SqliteKnowledgeIndex, query: str, how: str) -> list[str]:
+async def search(index: KnowledgeIndex, query: str, how: str) -> list[str]:
     vector = (await EMBEDDER.embed([query]))[0]
     if how == "vector":
         hits = await index.vector_search("default", "kb", vector, 3)
@@ -47,7 +68,7 @@ async def search(index: SqliteKnowledgeIndex, query: str, how: str) -> list[str]
     return [hit.source for hit in hits]
 
 
-async def test_each_search_finds_what_it_is_good_at(index: SqliteKnowledgeIndex) -> None:
+async def test_each_search_finds_what_it_is_good_at(index: KnowledgeIndex) -> None:
     # No word in common with the boat text: only meaning finds it.
     assert (await search(index, "how does a vessel travel using air currents", "vector"))[
         0
@@ -59,7 +80,7 @@ async def test_each_search_finds_what_it_is_good_at(index: SqliteKnowledgeIndex)
 
 
 async def test_reingesting_a_source_replaces_only_its_chunks(
-    index: SqliteKnowledgeIndex,
+    index: KnowledgeIndex,
 ) -> None:
     await ingest(index, "codes.md", "# Codes\nThe error code ZQ-9 means the door is open.")
     assert await search(index, "HX-4417", "text") == []
@@ -69,7 +90,7 @@ async def test_reingesting_a_source_replaces_only_its_chunks(
     assert await search(index, "yeast", "text") == []
 
 
-async def test_knowledge_bases_and_namespaces_do_not_mix(index: SqliteKnowledgeIndex) -> None:
+async def test_knowledge_bases_and_namespaces_do_not_mix(index: KnowledgeIndex) -> None:
     await ingest(index, "other.md", "Yeast is a fungus.", kb="other")
     assert await search(index, "fungus", "text") == []
     vector = (await EMBEDDER.embed(["fungus"]))[0]
@@ -79,11 +100,12 @@ async def test_knowledge_bases_and_namespaces_do_not_mix(index: SqliteKnowledgeI
     assert await index.vector_search("team-b", "kb", vector, 5) == []
 
 
-async def test_any_typed_words_are_a_valid_full_text_query(index: SqliteKnowledgeIndex) -> None:
+async def test_any_typed_words_are_a_valid_full_text_query(index: KnowledgeIndex) -> None:
     for typed in ['sails" OR NEAR(', "AND", "*", "wind -sails", "'; DROP TABLE chunks; --"]:
         await index.text_search("default", "kb", typed, 3)  # never a syntax error
-    assert fts_query("  ") is None
+    assert fts_query("  ") is None and ts_query("  ") is None
     assert fts_query('Wind "sails" wind') == '"wind" OR "sails"'
+    assert ts_query("wind's & (sails)") == "wind | s | sails"
     assert (await search(index, "wind -sails", "text"))[0] == "boats.md"
 
 
