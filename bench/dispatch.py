@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
+from hangar.store.postgres import driver_dsn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -304,7 +305,7 @@ def floor_dispatch(kind: str, workers: int, runs: int, events: int) -> float:
     (``events`` event rows each; 0: the claim alone), all let go at the same moment."""
     db = Database.fresh(kind)
     try:
-        dsn = sa.engine.make_url(db.url).set(drivername="postgresql").render_as_string(False)
+        dsn = driver_dsn(db.url)
         path = str(db.home / "floor.db")
         if kind == "sqlite":
             conn = sqlite3.connect(path, isolation_level=None)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from hangar.errors import ConfigurationError
 from hangar.memory.chunking import Chunk
 from hangar.memory.fusion import reciprocal_rank_fusion
+from hangar.store.postgres import driver_dsn
 
 SEARCH_DEPTH = 50
 """How many results each search hands to the fusion: deeper than what is asked for,
@@ -87,11 +88,21 @@ async def hybrid_search(
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _words(text: str) -> list[str]:
+    """The distinct words a user typed, lower case, in order: letters and digits only,
+    so no query syntax can slip through."""
+    return list(dict.fromkeys(WORD.findall(text.lower())))
+
+
+def _same_length(chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) -> None:
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+
+
 def fts_query(text: str) -> str | None:
     """A user's words as an FTS5 query that cannot be a syntax error: each word quoted,
     any of them may match (BM25 ranks the chunks with more, and rarer, ones first)."""
-    words = WORD.findall(text.lower())
-    return " OR ".join(f'"{word}"' for word in dict.fromkeys(words)) or None
+    return " OR ".join(f'"{word}"' for word in _words(text)) or None
 
 
 def _sqlite_module() -> Any:
@@ -168,8 +179,7 @@ class SqliteKnowledgeIndex:
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        _same_length(chunks, vectors)
 
         def write(db: Any) -> None:
             db.execute("BEGIN IMMEDIATE")
@@ -286,9 +296,8 @@ CREATE INDEX IF NOT EXISTS knowledge_chunks_words ON knowledge_chunks USING gin 
 
 def ts_query(text: str) -> str | None:
     """A user's words as a ``to_tsquery`` argument that cannot be a syntax error: the
-    words alone (letters and digits), any of them may match."""
-    words = WORD.findall(text.lower())
-    return " | ".join(dict.fromkeys(words)) or None
+    words alone, any of them may match."""
+    return " | ".join(_words(text)) or None
 
 
 def _pg_vector(vector: Sequence[float]) -> str:
@@ -301,13 +310,7 @@ class PostgresKnowledgeIndex:
     Its table is its own, made on first use, beside the run store's."""
 
     def __init__(self, url: str, schema: str | None = None) -> None:
-        import sqlalchemy as sa
-
-        self.dsn = (
-            sa.engine.make_url(url)
-            .set(drivername="postgresql")
-            .render_as_string(hide_password=False)
-        )
+        self.dsn = driver_dsn(url)
         self.schema = schema
         self._pool: Any = None
         self._opening = asyncio.Lock()
@@ -344,8 +347,7 @@ class PostgresKnowledgeIndex:
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        _same_length(chunks, vectors)
         pool = await self._connection_pool()
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(

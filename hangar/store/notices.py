@@ -17,9 +17,8 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import sqlalchemy as sa
-
 from hangar.store.base import Notice
+from hangar.store.postgres import driver_dsn
 
 log = logging.getLogger("hangar.store")
 
@@ -49,7 +48,7 @@ async def listen_postgres(
 ) -> None:
     """Deliver the database's notices to ``on_notice`` until cancelled, reconnecting
     when the connection drops (each reconnect is announced as ``resync``)."""
-    dsn = sa.engine.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = driver_dsn(url)
     name = f"{APPLICATION} {schema}" if schema else APPLICATION
     first = True
     while True:

@@ -59,6 +59,7 @@ from hangar.store.base import (
     WriteSpans,
 )
 from hangar.store.notices import listen_postgres
+from hangar.store.postgres import driver_dsn
 from hangar.store.tables import (
     api_keys,
     resource_versions,
@@ -1004,10 +1005,9 @@ class SqlStore:
 
         async with self._driver_pool_lock:
             if self._driver_pool is None:
-                dsn = sa.engine.make_url(self.url).set(drivername="postgresql")
                 settings = {"search_path": self.schema} if self.schema else {}
                 self._driver_pool = await asyncpg.create_pool(
-                    dsn.render_as_string(hide_password=False),
+                    driver_dsn(self.url),
                     min_size=0,
                     max_size=DRIVER_POOL_SIZE,
                     # As with SQLAlchemy's pool: a connection idle this long may have
