@@ -19,6 +19,8 @@ from hangar.gateway.app import create_app
 from hangar.gateway.server import bootstrap
 from hangar.runtime.host import Runtime
 from hangar.spec import API_VERSION
+from hangar.store.base import RunRecord, RunStatus
+from hangar.store.sql import new_id, now
 
 T = TypeVar("T")
 
@@ -72,6 +74,22 @@ def scripted_model(name: str, *steps: dict[str, Any], **extra: Any) -> dict[str,
 
 def agent(name: str, model: str, **spec: Any) -> dict[str, Any]:
     return doc("Agent", name, {"model": model, **spec})
+
+
+def queued_run(namespace: str = "default", agent: str = "support", **fields: Any) -> RunRecord:
+    """A run record as a gateway queues it (one user message), for store-level tests."""
+    return RunRecord(
+        **{
+            "id": new_id("run"),
+            "namespace": namespace,
+            "agent": agent,
+            "agent_generation": 1,
+            "status": RunStatus.QUEUED,
+            "input": {"messages": [{"role": "user", "content": "hi"}]},
+            "created_at": now(),
+            **fields,
+        }
+    )
 
 
 def tool_step(name: str, **arguments: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from hangar.errors import SessionBusyError, SessionNotFoundError
-from hangar.store.base import RunRecord, RunStatus, SessionRecord
+from hangar.store.base import RunRecord, SessionRecord
 from hangar.store.sql import SqlStore, new_id, now
-from tests.helpers import agent, event_data, scripted_model
+from tests.helpers import agent, event_data, queued_run, scripted_model
 
 
 def turn(api: httpx.Client, session: str, text: str, **extra: Any) -> dict[str, Any]:
@@ -110,16 +110,7 @@ async def test_two_turns_started_at_once_cannot_both_start(store: SqlStore) -> N
     await store.create_session(session)
 
     def queued() -> RunRecord:
-        return RunRecord(
-            id=new_id("run"),
-            namespace="default",
-            agent="pal",
-            agent_generation=1,
-            status=RunStatus.QUEUED,
-            input={"messages": [{"role": "user", "content": "hi"}]},
-            created_at=now(),
-            session_id=session.id,
-        )
+        return queued_run(agent="pal", session_id=session.id)
 
     results = await asyncio.gather(
         *(store.create_run(queued()) for _ in range(8)), return_exceptions=True

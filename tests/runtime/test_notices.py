@@ -16,11 +16,11 @@ from hangar.runtime import service, worker
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
-from hangar.store.base import Notice, RunRecord, RunStatus
+from hangar.store.base import Notice, RunStatus
 from hangar.store.notices import APPLICATION, parse_notice
-from hangar.store.sql import SqlStore, new_id, now
+from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
-from tests.helpers import agent, eventually, scripted_model, tool_step
+from tests.helpers import agent, eventually, queued_run, scripted_model, tool_step
 
 
 def test_a_notice_is_read_only_from_its_own_schema() -> None:
@@ -52,17 +52,7 @@ async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str)
     task = asyncio.create_task(store.listen(heard.append))
     try:
         pid = await eventually(lambda: listener_pid(other), what="the listener connected")
-        run = await other.create_run(
-            RunRecord(
-                id=new_id("run"),
-                namespace="default",
-                agent="a",
-                agent_generation=1,
-                status=RunStatus.QUEUED,
-                input={"messages": []},
-                created_at=now(),
-            )
-        )
+        run = await other.create_run(queued_run(agent="a"))
         await other.append_event(run.id, "default", "run_started", {})
         await eventually(lambda: len(heard) == 2, what="two notices")
         assert heard == [

@@ -10,9 +10,8 @@ from hangar.config import Settings
 from hangar.runtime.bus import EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
-from hangar.store import RunRecord, RunStatus, SqlStore, new_id
-from hangar.store.sql import now
-from tests.helpers import agent, scripted_model
+from hangar.store import RunRecord, RunStatus, SqlStore
+from tests.helpers import agent, queued_run, scripted_model
 
 
 class CancelOnClaim(SqlStore):
@@ -38,17 +37,7 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_pa
         await store.apply_resource("default", resource)
     worker = Worker(store, EventBus(), Settings(home=tmp_path))
     store.worker = worker
-    run = await store.create_run(
-        RunRecord(
-            id=new_id("run"),
-            namespace="default",
-            agent="a",
-            agent_generation=1,
-            status=RunStatus.QUEUED,
-            input={"messages": [{"role": "user", "content": "hi"}]},
-            created_at=now(),
-        )
-    )
+    run = await store.create_run(queued_run(agent="a"))
     worker.start(1)
     try:
         # Followed the way clients do: by its events, up to the last one. (The status

@@ -12,29 +12,16 @@ from alembic.migration import MigrationContext
 from hangar.errors import LeaseLostError
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
-from hangar.store import RunRecord, RunStatus, SqlStore, Usage, new_id
-from hangar.store.sql import now
+from hangar.store import RunStatus, SqlStore, Usage
 from hangar.store.tables import metadata
 from tests.conftest import POSTGRES_URL
-from tests.helpers import agent
+from tests.helpers import agent, queued_run
 
 
 def resource(name: str = "support", **spec: object) -> Resource:
     parsed, problems = parse_document(agent(name, "local", **spec))
     assert parsed is not None, problems
     return parsed
-
-
-def queued(namespace: str = "default", agent_name: str = "support") -> RunRecord:
-    return RunRecord(
-        id=new_id("run"),
-        namespace=namespace,
-        agent=agent_name,
-        agent_generation=1,
-        status=RunStatus.QUEUED,
-        input={"messages": [{"role": "user", "content": "hi"}]},
-        created_at=now(),
-    )
 
 
 async def test_migrations_create_exactly_the_declared_schema(store: SqlStore) -> None:
@@ -89,7 +76,7 @@ async def test_delete_keeps_versions_and_recreate_continues_numbering(store: Sql
 
 async def test_namespaces_never_see_each_other(store: SqlStore) -> None:
     await store.apply_resource("team-a", resource())
-    run = await store.create_run(queued("team-a"))
+    run = await store.create_run(queued_run("team-a"))
     await store.append_event(run.id, "team-a", "x", {})
     assert await store.get_resource("team-b", "Agent", "support") is None
     assert await store.list_resources("team-b", "Agent") == []
@@ -113,7 +100,7 @@ async def test_api_keys_authenticate_only_their_secret(store: SqlStore) -> None:
 
 
 async def test_claim_takes_runs_oldest_first_and_only_once(store: SqlStore) -> None:
-    runs = [await store.create_run(queued()) for _ in range(5)]
+    runs = [await store.create_run(queued_run()) for _ in range(5)]
     claims = await asyncio.gather(*(store.claim_run(f"w{i}") for i in range(8)))
     claimed = [c for c in claims if c is not None]
     assert sorted(c.id for c in claimed) == sorted(r.id for r in runs)
@@ -122,7 +109,7 @@ async def test_claim_takes_runs_oldest_first_and_only_once(store: SqlStore) -> N
 
 
 async def test_events_get_gap_free_sequence_numbers(store: SqlStore) -> None:
-    run = await store.create_run(queued())
+    run = await store.create_run(queued_run())
     await asyncio.gather(*(store.append_event(run.id, "default", "e", {"i": i}) for i in range(20)))
     events = await store.list_events("default", run.id)
     assert [e.seq for e in events] == list(range(1, 21))
@@ -132,7 +119,7 @@ async def test_events_get_gap_free_sequence_numbers(store: SqlStore) -> None:
 
 
 async def test_finish_records_outcome_and_usage(store: SqlStore) -> None:
-    run = await store.create_run(queued())
+    run = await store.create_run(queued_run())
     await store.claim_run("w")
     done = await store.finish_run(
         run.id,
@@ -150,14 +137,14 @@ async def test_finish_records_outcome_and_usage(store: SqlStore) -> None:
 
 
 async def test_cancel_of_a_queued_run_is_immediate_and_running_is_flagged(store: SqlStore) -> None:
-    waiting = await store.create_run(queued())
+    waiting = await store.create_run(queued_run())
     cancelled = await store.request_cancel("default", waiting.id)
     assert cancelled is not None and cancelled[0].status == RunStatus.CANCELLED and cancelled[1]
     assert await store.claim_run("w") is None  # a cancelled run is never claimed
     again = await store.request_cancel("default", waiting.id)
     assert again is not None and not again[1]  # only the first cancel ended it
 
-    running = await store.create_run(queued())
+    running = await store.create_run(queued_run())
     await store.claim_run("w")
     flagged = await store.request_cancel("default", running.id)
     assert flagged is not None and not flagged[1]
@@ -165,7 +152,7 @@ async def test_cancel_of_a_queued_run_is_immediate_and_running_is_flagged(store:
 
 
 async def test_a_parked_run_waits_outside_the_queue_until_requeued(store: SqlStore) -> None:
-    run = await store.create_run(queued())
+    run = await store.create_run(queued_run())
     await store.claim_run("w")
     parked = await store.park_run(run.id, Usage(3, 4, 0.5))
     assert (parked.status, parked.worker, parked.usage) == (
@@ -187,7 +174,7 @@ async def test_a_parked_run_waits_outside_the_queue_until_requeued(store: SqlSto
 
 @pytest.mark.parametrize("limit", [1, 3])
 async def test_list_runs_newest_first_with_limit(store: SqlStore, limit: int) -> None:
-    ids = [(await store.create_run(queued())).id for _ in range(3)]
+    ids = [(await store.create_run(queued_run())).id for _ in range(3)]
     listed = [r.id for r in await store.list_runs("default", limit=limit)]
     assert listed == list(reversed(ids))[:limit]
 
@@ -203,7 +190,7 @@ async def test_list_all_resources_spans_namespaces(store: SqlStore) -> None:
 async def test_a_cancel_that_lands_during_a_write_reaches_the_caller_and_the_write_is_whole(
     store: SqlStore,
 ) -> None:
-    run = await store.create_run(queued())
+    run = await store.create_run(queued_run())
     for i in range(60):
 
         async def writes() -> None:
@@ -223,7 +210,7 @@ async def test_a_cancel_that_lands_during_a_write_reaches_the_caller_and_the_wri
 async def test_a_run_whose_lease_runs_out_is_taken_over_and_its_old_worker_fenced(
     store: SqlStore,
 ) -> None:
-    run = await store.create_run(queued())
+    run = await store.create_run(queued_run())
     claimed = await store.claim_run("w1", lease_seconds=30)
     assert claimed is not None and claimed.worker == "w1" and claimed.lease_expires_at
     assert await store.claim_run("w2", 30) is None  # held while the lease runs
@@ -249,7 +236,7 @@ async def test_processes_starting_together_migrate_once(pg_schema: str) -> None:
     try:
         async with asyncio.timeout(120):  # without the lock they deadlocked
             await asyncio.gather(*(s.migrate() for s in stores))
-        run = await stores[0].create_run(queued())
+        run = await stores[0].create_run(queued_run())
         assert (await stores[3].get_run("default", run.id)) is not None
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -258,9 +245,9 @@ async def test_processes_starting_together_migrate_once(pg_schema: str) -> None:
 async def test_workers_take_the_highest_priority_first_then_the_oldest(store: SqlStore) -> None:
     from dataclasses import replace
 
-    low = [await store.create_run(replace(queued(), priority=-5)) for _ in range(2)]
-    normal = [await store.create_run(queued()) for _ in range(2)]
-    urgent = await store.create_run(replace(queued(), priority=10))
+    low = [await store.create_run(replace(queued_run(), priority=-5)) for _ in range(2)]
+    normal = [await store.create_run(queued_run()) for _ in range(2)]
+    urgent = await store.create_run(replace(queued_run(), priority=10))
     order = []
     while (claimed := await store.claim_run("w")) is not None:
         order.append(claimed.id)
@@ -268,8 +255,8 @@ async def test_workers_take_the_highest_priority_first_then_the_oldest(store: Sq
 
 
 async def test_namespaces_share_workers_fairly_and_within_their_limit(store: SqlStore) -> None:
-    big = [await store.create_run(queued("team-a")) for _ in range(6)]
-    small = [await store.create_run(queued("team-b")) for _ in range(2)]
+    big = [await store.create_run(queued_run("team-a")) for _ in range(6)]
+    small = [await store.create_run(queued_run("team-b")) for _ in range(2)]
     order = []
     while (claimed := await store.claim_run("w")) is not None:
         order.append(claimed.namespace)
@@ -280,8 +267,8 @@ async def test_namespaces_share_workers_fairly_and_within_their_limit(store: Sql
 
 async def test_a_namespace_at_its_limit_waits_while_others_go_on(store: SqlStore) -> None:
     for _ in range(3):
-        await store.create_run(queued("team-a"))
-    await store.create_run(queued("team-b"))
+        await store.create_run(queued_run("team-a"))
+    await store.create_run(queued_run("team-b"))
     taken = []
     while (claimed := await store.claim_run("w", 30, max_running=2)) is not None:
         taken.append(claimed)
@@ -304,7 +291,7 @@ async def test_a_database_restart_costs_no_store_call(
     killer = SqlStore(POSTGRES_URL, schema=pg_schema)
     try:
         await store.migrate()
-        run = await store.create_run(queued())
+        run = await store.create_run(queued_run())
         await store.append_event(run.id, "default", "run_started", {})  # the driver's pool
         async with store.engine.connect() as conn:  # SQLAlchemy's pool's one connection
             mine = [(await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar()]
@@ -335,7 +322,7 @@ async def test_a_namespace_quota_overrides_the_default_limit(store: SqlStore) ->
         await store.apply_resource(namespace, quota)
     for namespace in ("team-a", "team-b", "team-c"):
         for _ in range(4):
-            await store.create_run(queued(namespace))
+            await store.create_run(queued_run(namespace))
     taken = []
     while (claimed := await store.claim_run("w", 30, max_running=2)) is not None:
         taken.append(claimed.namespace)
