@@ -70,9 +70,16 @@ async def test_runs_survive_workers_killed_at_random(pg_schema: str, tmp_path: P
             counts = {state: n for _, state, n in await store.count_runs()}
             if counts.get("succeeded", 0) + counts.get("failed", 0) == RUNS:
                 break
-            await asyncio.sleep(chaos.uniform(0.2, 1.2))
-            if kills < 12:
-                victim = chaos.randrange(WORKERS)
+            await asyncio.sleep(chaos.uniform(0.1, 0.6))
+            # Aim at a worker that holds runs right now, so every kill lands mid-run.
+            holders = {
+                run.worker.split("/")[0].rsplit("-", 1)[-1]
+                for run in await store.list_runs("default", limit=RUNS)
+                if run.status.value == "running" and run.worker
+            }
+            busy = [i for i, proc in enumerate(workers) if str(proc.pid) in holders]
+            if kills < 12 and busy:
+                victim = chaos.choice(busy)
                 workers[victim].kill()  # SIGKILL: no cleanup, leases simply run out
                 workers[victim].wait(10)
                 workers[victim] = start_worker(pg_schema, homes[victim])
