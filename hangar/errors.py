@@ -145,6 +145,19 @@ class BudgetExceededError(ClientError):
     status = 429
 
 
+class DocumentError(ClientError):
+    """A file that cannot be ingested: empty, binary, corrupt or too large. Ingestion
+    records it against that file and goes on with the others."""
+
+    code = "unreadable_document"
+    status = 422
+
+
+class DocumentTooLargeError(DocumentError):
+    code = "document_too_large"
+    status = 413
+
+
 class SandboxNotFoundError(NotFoundError):
     code = "sandbox_not_found"
 

@@ -117,12 +117,17 @@ class ServerThread:
         database_url: str | None = None,
         workers: int = 4,
         span_processors: Sequence[Any] = (),
+        database_schema: str | None = None,
     ) -> None:
         self.span_processors = span_processors
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(
-            home=home, database_url=database_url, port=self.port, workers=workers
+            home=home,
+            database_url=database_url,
+            database_schema=database_schema,
+            port=self.port,
+            workers=workers,
         )
         self.admin_key = ""
         self._ready = threading.Event()

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from hangar.cli.client import Client, client_config
+from hangar.cli.knowledge import kb_app
 from hangar.cli.render import (
     console,
     conversation_view,
@@ -45,6 +46,7 @@ app.add_typer(secret_app, name="secret")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(kb_app, name="kb")
 
 _conn: dict[str, str | None] = {"url": None, "api_key": None}
 

@@ -17,6 +17,7 @@ from hangar.gateway.routes import (
     batches,
     embeddings,
     keys,
+    knowledge,
     openai_compat,
     resources,
     runs,
@@ -69,6 +70,7 @@ def create_app(
         triggers,
         batches,
         sessions,
+        knowledge,
     ):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).

@@ -14,14 +14,16 @@ extension loading (it is here), so the index opens its file with ``pysqlite3``
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hangar.config import Settings
 from hangar.errors import ConfigurationError
 from hangar.memory.chunking import Chunk
 from hangar.memory.fusion import reciprocal_rank_fusion
@@ -46,19 +48,37 @@ class Hit:
         return {"source": self.source, "chunk": self.index, "title": self.title}
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """A source as indexed: the digest of the content its chunks came from."""
+
+    source: str
+    digest: str
+    chunks: int
+
+
 class KnowledgeIndex(Protocol):
     async def replace_source(
         self,
         namespace: str,
         kb: str,
         source: str,
+        digest: str,
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
-        """Make ``chunks`` the source's chunks, in one transaction (the old ones go)."""
+        """Make ``chunks`` the source's chunks, in one transaction (the old ones go).
+        ``digest`` identifies the content they came from: unchanged content is skipped."""
         ...
 
     async def delete_source(self, namespace: str, kb: str, source: str) -> int: ...
+    async def delete_base(self, namespace: str, kb: str) -> int: ...
+    async def sources(self, namespace: str, kb: str) -> list[SourceInfo]: ...
+    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
+        """Store an ingestion job's state (a JSON object), replacing the last one."""
+        ...
+
+    async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None: ...
     async def vector_search(
         self, namespace: str, kb: str, vector: Sequence[float], k: int
     ) -> list[Hit]: ...
@@ -131,11 +151,17 @@ CREATE TABLE IF NOT EXISTS chunks (
     idx INTEGER NOT NULL,
     title TEXT NOT NULL,
     text TEXT NOT NULL,
+    digest TEXT NOT NULL,
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks (namespace, kb, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, text, content='chunks', content_rowid='id'
+);
+CREATE TABLE IF NOT EXISTS ingestion_jobs (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 """
 
@@ -176,6 +202,7 @@ class SqliteKnowledgeIndex:
         namespace: str,
         kb: str,
         source: str,
+        digest: str,
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
@@ -187,8 +214,9 @@ class SqliteKnowledgeIndex:
                 _delete(db, namespace, kb, source)
                 for chunk, vector in zip(chunks, vectors, strict=True):
                     cursor = db.execute(
-                        "INSERT INTO chunks (namespace, kb, source, idx, title, text, embedding)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO chunks"
+                        " (namespace, kb, source, idx, title, text, digest, embedding)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             namespace,
                             kb,
@@ -196,6 +224,7 @@ class SqliteKnowledgeIndex:
                             chunk.index,
                             chunk.title,
                             chunk.text,
+                            digest,
                             _floats(vector),
                         ),
                     )
@@ -218,6 +247,46 @@ class SqliteKnowledgeIndex:
             return count
 
         return int(await self._call(delete))
+
+    async def delete_base(self, namespace: str, kb: str) -> int:
+        def delete(db: Any) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            count = _delete(db, namespace, kb, None)
+            db.execute("COMMIT")
+            return count
+
+        return int(await self._call(delete))
+
+    async def sources(self, namespace: str, kb: str) -> list[SourceInfo]:
+        def read(db: Any) -> list[SourceInfo]:
+            rows = db.execute(
+                "SELECT source, MIN(digest), COUNT(*) FROM chunks"
+                " WHERE namespace = ? AND kb = ? GROUP BY source ORDER BY source",
+                (namespace, kb),
+            ).fetchall()
+            return [SourceInfo(*row) for row in rows]
+
+        return list(await self._call(read))
+
+    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
+        def write(db: Any) -> None:
+            db.execute(
+                "INSERT INTO ingestion_jobs (id, namespace, body) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                (job_id, namespace, json.dumps(body)),
+            )
+
+        await self._call(write)
+
+    async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        def read(db: Any) -> Any:
+            return db.execute(
+                "SELECT body FROM ingestion_jobs WHERE namespace = ? AND id = ?",
+                (namespace, job_id),
+            ).fetchone()
+
+        row = await self._call(read)
+        return None if row is None else dict(json.loads(row[0]))
 
     async def vector_search(
         self, namespace: str, kb: str, vector: Sequence[float], k: int
@@ -259,20 +328,17 @@ class SqliteKnowledgeIndex:
             await self._call(close)
 
 
-def _delete(db: Any, namespace: str, kb: str, source: str) -> int:
-    rows = db.execute(
-        "SELECT id, title, text FROM chunks WHERE namespace = ? AND kb = ? AND source = ?",
-        (namespace, kb, source),
-    ).fetchall()
+def _delete(db: Any, namespace: str, kb: str, source: str | None) -> int:
+    """Delete a source's chunks (every source's, for ``None``)."""
+    where = "namespace = ? AND kb = ?" + ("" if source is None else " AND source = ?")
+    params = (namespace, kb) if source is None else (namespace, kb, source)
+    rows = db.execute(f"SELECT id, title, text FROM chunks WHERE {where}", params).fetchall()
     for chunk_id, title, text in rows:  # an external-content FTS table is told what goes
         db.execute(
             "INSERT INTO chunks_fts (chunks_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)",
             (chunk_id, title, text),
         )
-    db.execute(
-        "DELETE FROM chunks WHERE namespace = ? AND kb = ? AND source = ?",
-        (namespace, kb, source),
-    )
+    db.execute(f"DELETE FROM chunks WHERE {where}", params)
     return len(rows)
 
 
@@ -286,12 +352,28 @@ CREATE TABLE IF NOT EXISTS knowledge_chunks (
     idx INTEGER NOT NULL,
     title TEXT NOT NULL,
     text TEXT NOT NULL,
+    digest TEXT NOT NULL,
     embedding public.vector NOT NULL,
     words tsvector GENERATED ALWAYS AS (to_tsvector('english', title || ' ' || text)) STORED
 );
 CREATE INDEX IF NOT EXISTS knowledge_chunks_source ON knowledge_chunks (namespace, kb, source);
 CREATE INDEX IF NOT EXISTS knowledge_chunks_words ON knowledge_chunks USING gin (words);
+CREATE TABLE IF NOT EXISTS ingestion_jobs (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    body JSONB NOT NULL
+);
 """
+
+
+def index_for(settings: Settings) -> Callable[[], KnowledgeIndex]:
+    """The index beside Hangar's store: PostgreSQL's when the store is there, else a
+    SQLite file in Hangar's home. Made on first use (a process that never searches
+    never opens it)."""
+    url = settings.resolved_database_url
+    if url.startswith("postgresql"):
+        return lambda: PostgresKnowledgeIndex(url, settings.database_schema)
+    return lambda: SqliteKnowledgeIndex(settings.home / "knowledge.db")
 
 
 def ts_query(text: str) -> str | None:
@@ -344,6 +426,7 @@ class PostgresKnowledgeIndex:
         namespace: str,
         kb: str,
         source: str,
+        digest: str,
         chunks: Sequence[Chunk],
         vectors: Sequence[Sequence[float]],
     ) -> None:
@@ -357,10 +440,11 @@ class PostgresKnowledgeIndex:
                 source,
             )
             await conn.executemany(
-                "INSERT INTO knowledge_chunks (namespace, kb, source, idx, title, text, embedding)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7::public.vector)",
+                "INSERT INTO knowledge_chunks"
+                " (namespace, kb, source, idx, title, text, digest, embedding)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::public.vector)",
                 [
-                    (namespace, kb, source, c.index, c.title, c.text, _pg_vector(v))
+                    (namespace, kb, source, c.index, c.title, c.text, digest, _pg_vector(v))
                     for c, v in zip(chunks, vectors, strict=True)
                 ],
             )
@@ -374,6 +458,42 @@ class PostgresKnowledgeIndex:
             source,
         )
         return int(done.split()[-1])
+
+    async def delete_base(self, namespace: str, kb: str) -> int:
+        pool = await self._connection_pool()
+        done = await pool.execute(
+            "DELETE FROM knowledge_chunks WHERE namespace = $1 AND kb = $2", namespace, kb
+        )
+        return int(done.split()[-1])
+
+    async def sources(self, namespace: str, kb: str) -> list[SourceInfo]:
+        pool = await self._connection_pool()
+        rows = await pool.fetch(
+            "SELECT source, MIN(digest), COUNT(*) FROM knowledge_chunks"
+            " WHERE namespace = $1 AND kb = $2 GROUP BY source ORDER BY source",
+            namespace,
+            kb,
+        )
+        return [SourceInfo(*row) for row in rows]
+
+    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
+        pool = await self._connection_pool()
+        await pool.execute(
+            "INSERT INTO ingestion_jobs (id, namespace, body) VALUES ($1, $2, $3::jsonb)"
+            " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+            job_id,
+            namespace,
+            json.dumps(body),
+        )
+
+    async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
+        pool = await self._connection_pool()
+        body = await pool.fetchval(
+            "SELECT body::text FROM ingestion_jobs WHERE namespace = $1 AND id = $2",
+            namespace,
+            job_id,
+        )
+        return None if body is None else dict(json.loads(body))
 
     async def vector_search(
         self, namespace: str, kb: str, vector: Sequence[float], k: int

@@ -16,6 +16,8 @@ class EventType(StrEnum):
     MODEL_RESPONSE = "model_response"
     TOOL_CALL = "tool_call"
     TOOL_RESULT = "tool_result"
+    KNOWLEDGE = "knowledge"
+    """Passages retrieved for the run before its first model call, and their citations."""
     APPROVAL_REQUESTED = "approval_requested"
     """Tool calls the policy holds for a person; the run waits, parked, until each is decided."""
     APPROVAL_DECIDED = "approval_decided"

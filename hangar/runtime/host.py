@@ -10,6 +10,8 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from hangar.config import Settings
 from hangar.memory.embedders import LocalEmbedder
+from hangar.memory.index import index_for
+from hangar.memory.knowledge import Knowledge
 from hangar.runtime.batches import Batches
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.schedules import Schedules
@@ -48,6 +50,9 @@ class Runtime:
         self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
         self.metrics = Metrics()
         self.budgets = Budgets(self.store)
+        self.embedder = LocalEmbedder()
+        """The bundled embedding model, loaded at its first use."""
+        self.knowledge = Knowledge(self.store, index_for(settings), self.embedder)
         self.worker = Worker(
             self.store,
             self.bus,
@@ -57,11 +62,10 @@ class Runtime:
             self.telemetry,
             self.metrics,
             self.budgets,
+            self.knowledge,
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
         self.sessions = self.runs.sessions
-        self.embedder = LocalEmbedder()
-        """The bundled embedding model, loaded at its first use."""
         self.batches = Batches(self.store, self.runs)
         self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
@@ -107,6 +111,7 @@ class Runtime:
             await self.triggers.stop()
         await self.schedules.stop()
         await self.worker.stop()
+        await self.knowledge.close()
         if self._listening is not None:
             self._listening.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
 from hangar.errors import BudgetExceededError, HangarError
+from hangar.memory.retrieval import with_context
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
 from hangar.models.pricing import priced
@@ -65,6 +66,8 @@ class LoopInput:
     tracer: Tracer = field(default_factory=NoOpTracer)
     provider: str = ""
     """The model's provider, for the GenAI ``gen_ai.provider.name`` of model spans."""
+    retrieved: str = ""
+    """Knowledge passages found for the run, put after the instructions."""
 
 
 @dataclass
@@ -165,6 +168,8 @@ class _Step:
             "outcome": outcome,
             "duration_ms": _ms(started),
         }
+        if report is not None and report.citations:
+            data["citations"] = report.citations
         if report is not None and report.child_run is not None:
             data["child_run"] = report.child_run
             data["usage"] = report.usage.to_dict()
@@ -239,6 +244,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
     messages = list(inp.messages)
     if spec.instructions and not (messages and messages[0].role == "system"):
         messages.insert(0, Message(role="system", content=spec.instructions))
+    messages = with_context(messages, inp.retrieved)
     # Tools the policy denies are not offered; a call to one anyway is refused by name.
     offered = [
         t for name, t in inp.tools.items() if decide(spec.tool_policy, name).action != "deny"

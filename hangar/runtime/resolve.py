@@ -7,6 +7,8 @@ import asyncio
 
 from hangar.config import Settings
 from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundError, ToolError
+from hangar.memory.knowledge import Knowledge
+from hangar.memory.retrieval import TOOL_NAME, KnowledgeTool
 from hangar.models.base import ChatModel
 from hangar.models.registry import build_chat_model
 from hangar.runtime.subagents import AgentTool, ChildRunner
@@ -71,11 +73,21 @@ class ModelCache:
 
 
 async def agent_tools(
-    spec: AgentSpec, namespace: str, hub: MCPHub, children: ChildRunner
+    spec: AgentSpec,
+    namespace: str,
+    hub: MCPHub,
+    children: ChildRunner,
+    knowledge: Knowledge | None = None,
 ) -> dict[str, Tool]:
     """The agent's tools by the name the model calls them; MCP servers are connected
     (or found connected) concurrently."""
     tools: dict[str, Tool] = {}
+    searched = [ref for ref in spec.knowledge if ref.retrieval == "tool"]
+    if searched and knowledge is not None:
+        about = {
+            ref.name: (await knowledge.base(namespace, ref.name)).description for ref in searched
+        }
+        tools[TOOL_NAME] = KnowledgeTool(knowledge, searched, about)
     for ref in spec.tools:
         if ref.builtin is not None:
             tool = BUILTIN_TOOLS[ref.builtin]

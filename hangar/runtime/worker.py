@@ -27,6 +27,9 @@ from hangar.errors import (
     ModelProviderError,
     ToolError,
 )
+from hangar.memory.index import index_for
+from hangar.memory.knowledge import Knowledge
+from hangar.memory.retrieval import question, retrieve
 from hangar.models.messages import Message, ToolDefinition
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
@@ -76,8 +79,16 @@ class _Spent:
     model_ms: float = 0.0
     tool_ms: dict[int, float] = field(default_factory=dict)
     """Per step, the longest tool call: calls of one step run side by side."""
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    """Knowledge that reached the model (retrieved, or returned by a tool), in order."""
+
+    def cite(self, data: dict[str, Any]) -> None:
+        for citation in data.get("citations", ()):
+            if citation not in self.citations:
+                self.citations.append(citation)
 
     def note(self, type: EventType, data: dict[str, Any]) -> None:
+        self.cite(data)
         if type is EventType.MODEL_RESPONSE:
             self.model_ms += data.get("duration_ms", 0.0)
         elif type is EventType.TOOL_RESULT:
@@ -123,8 +134,10 @@ class Worker:
         telemetry: Telemetry | None = None,
         metrics: Metrics | None = None,
         budgets: Budgets | None = None,
+        knowledge: Knowledge | None = None,
     ) -> None:
         self.store = store
+        self.knowledge = knowledge or Knowledge(store, index_for(settings))
         self.budgets = budgets or Budgets(store)
         self.telemetry = telemetry or Telemetry(None, "off")
         self.metrics = metrics or Metrics()
@@ -314,11 +327,14 @@ class Worker:
         messages = [Message.from_openai(m) for m in given]
         declared = caller_tools(run.input.get("tools", []))
         resume = None
-        if run.last_seq:  # events exist: go on from them (after an approval, say)
-            events = await self.store.list_events(run.namespace, run.id)
+        # Events exist: go on from them (after an approval, or another worker's death).
+        events = await self.store.list_events(run.namespace, run.id) if run.last_seq else []
+        if events:
             resume = replay(events, {d.name for d in declared})
             if resume is not None:
                 spent.usage = resume.usage
+            for event in events:
+                spent.cite(event.data)
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
             spent.note(type, data)
@@ -353,6 +369,14 @@ class Worker:
             current = await self.store.get_run(run.namespace, run.id)
             return current is not None and current.cancel_requested
 
+        retrieved = ""
+        auto = [ref for ref in spec.knowledge if ref.retrieval == "auto"]
+        if auto:  # once per run: a resumed run gets the same passages back
+            found = next((e.data for e in events if e.type == EventType.KNOWLEDGE.value), None)
+            if found is None:
+                found = await retrieve(self.knowledge, run.namespace, auto, question(messages))
+                await record(EventType.KNOWLEDGE, found)
+            retrieved = str(found.get("context", ""))
         run_sandbox = (
             RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
             if spec.uses_sandbox()
@@ -362,7 +386,7 @@ class Worker:
             agent=spec,
             model=model,
             messages=messages,
-            tools=await agent_tools(spec, run.namespace, self.hub, self),
+            tools=await agent_tools(spec, run.namespace, self.hub, self, self.knowledge),
             caller_tools=declared,
             pricing=pricing,
             context=ToolContext(
@@ -379,13 +403,17 @@ class Worker:
             audit=self.store.record_tool_call,
             tracer=self.telemetry.tracer,
             provider=provider,
+            retrieved=retrieved,
             budget=RunBudget(
                 self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens
             ),
         )
         try:
             async with asyncio.timeout(spec.limits.timeout_seconds):
-                return await run_loop(inp, resume)
+                outcome = await run_loop(inp, resume)
+            if spent.citations and outcome.status is RunStatus.SUCCEEDED:
+                outcome.output["citations"] = spent.citations
+            return outcome
         finally:
             if run_sandbox is not None:
                 await run_sandbox.close()

@@ -90,11 +90,28 @@ class Egress(SpecModel):
     )
 
 
+class KnowledgeRef(SpecModel):
+    """A KnowledgeBase the agent draws on: searched by the model through the
+    ``search_knowledge`` tool, or (``auto``) searched with each run's question and put
+    into its context before the first model call. Either way the chunks used are cited
+    in the run's result."""
+
+    name: str = Field(description="A KnowledgeBase in the same namespace.")
+    retrieval: Literal["tool", "auto"] = "tool"
+    top_k: int = Field(default=4, ge=1, le=50, description="Chunks per search.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "knowledge base name")
+
+
 class AgentSpec(SpecModel):
     description: str = ""
     model: str = Field(default="local", description="Name of a Model in the same namespace.")
     instructions: str = Field(default="", description="The system prompt.")
     tools: list[ToolRef] = Field(default_factory=list)
+    knowledge: list[KnowledgeRef] = Field(default_factory=list)
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
     limits: Limits = Field(default_factory=Limits)
     egress: Egress = Field(default_factory=Egress)

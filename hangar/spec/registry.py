@@ -8,6 +8,7 @@ from hangar.errors import UnknownKindError
 from hangar.spec.agent import Agent
 from hangar.spec.base import Resource
 from hangar.spec.budget import Budget
+from hangar.spec.knowledge import KnowledgeBase
 from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
 from hangar.spec.quota import Quota
@@ -17,7 +18,17 @@ from hangar.spec.trigger import Trigger
 
 KINDS: dict[str, type[Resource]] = {
     cls.KIND: cls
-    for cls in (Agent, Model, SandboxTemplate, MCPServer, Secret, Budget, Trigger, Quota)
+    for cls in (
+        Agent,
+        Model,
+        SandboxTemplate,
+        MCPServer,
+        Secret,
+        Budget,
+        Trigger,
+        Quota,
+        KnowledgeBase,
+    )
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
 for _cls in KINDS.values():

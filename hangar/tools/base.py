@@ -18,6 +18,8 @@ class ToolReport:
 
     usage: Usage = field(default_factory=Usage)
     child_run: str | None = None
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    """Knowledge the call returned, by source and chunk, for the run's result."""
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ user types are a valid query."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,13 +13,11 @@ from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import (
     KnowledgeIndex,
-    PostgresKnowledgeIndex,
     SqliteKnowledgeIndex,
     fts_query,
     hybrid_search,
     ts_query,
 )
-from tests.conftest import POSTGRES_URL, _schema_sql
 
 SOURCES = {
     "boats.md": "# Boats\nA sailboat is moved by the wind pushing on its sails.",
@@ -34,27 +30,14 @@ EMBEDDER = LocalEmbedder()
 async def ingest(index: KnowledgeIndex, source: str, text: str, kb: str = "kb") -> None:
     chunks = chunk_text(text, markdown=True, count=EMBEDDER.count_tokens)
     vectors = await EMBEDDER.embed([c.embedding_text() for c in chunks])
-    await index.replace_source("default", kb, source, chunks, vectors)
+    await index.replace_source("default", kb, source, f"sha-{len(text)}", chunks, vectors)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KnowledgeIndex]:
-    index: KnowledgeIndex
-    schema = None
-    if request.param == "sqlite":
-        index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
-    else:
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        await _schema_sql(f'CREATE SCHEMA "{schema}"')
-        index = PostgresKnowledgeIndex(POSTGRES_URL, schema)
+@pytest.fixture
+async def index(empty_index: KnowledgeIndex) -> KnowledgeIndex:
     for source, text in SOURCES.items():
-        await ingest(index, source, text)
-    try:
-        yield index
-    finally:
-        await index.close()
-        if schema:
-            await _schema_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await ingest(empty_index, source, text)
+    return empty_index
 
 
 async def search(index: KnowledgeIndex, query: str, how: str) -> list[str]:
@@ -86,8 +69,23 @@ async def test_reingesting_a_source_replaces_only_its_chunks(
     assert await search(index, "HX-4417", "text") == []
     assert (await search(index, "ZQ-9", "text")) == ["codes.md"]
     assert (await search(index, "yeast", "text")) == ["bread.md"]  # untouched
+    assert [(s.source, s.chunks) for s in await index.sources("default", "kb")] == [
+        ("boats.md", 1),
+        ("bread.md", 1),
+        ("codes.md", 1),
+    ]
+    assert (await index.sources("default", "kb"))[2].digest == "sha-51"
     assert await index.delete_source("default", "kb", "bread.md") == 1
     assert await search(index, "yeast", "text") == []
+    assert await index.delete_base("default", "kb") == 2
+    assert await index.sources("default", "kb") == []
+
+
+async def test_ingestion_jobs_are_kept_per_namespace(index: KnowledgeIndex) -> None:
+    await index.save_job("default", "ing_1", {"status": "running", "done": 1})
+    await index.save_job("default", "ing_1", {"status": "succeeded", "done": 2})
+    assert await index.get_job("default", "ing_1") == {"status": "succeeded", "done": 2}
+    assert await index.get_job("team-b", "ing_1") is None
 
 
 async def test_knowledge_bases_and_namespaces_do_not_mix(index: KnowledgeIndex) -> None:
@@ -114,4 +112,4 @@ def test_a_chunk_list_and_its_vectors_must_match(tmp_path: Path) -> None:
 
     index = SqliteKnowledgeIndex(tmp_path / "k.db")
     with pytest.raises(ValueError, match="1 chunks but 0 vectors"):
-        asyncio.run(index.replace_source("default", "kb", "s", [Chunk("t", (), 0)], []))
+        asyncio.run(index.replace_source("default", "kb", "s", "d", [Chunk("t", (), 0)], []))

@@ -29,6 +29,7 @@ from hangar.spec import (
     read_yaml,
 )
 from hangar.spec.base import Resource
+from hangar.spec.knowledge import KnowledgeBase
 from hangar.store.base import StoredResource
 
 router = APIRouter(tags=["resources"])
@@ -165,6 +166,8 @@ async def delete_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> 
     cls = kind_class(kind)
     if not await rt.store.delete_resource(key.namespace, cls.KIND, name):
         raise _not_found(cls.KIND, name, key.namespace)
+    if cls is KnowledgeBase:  # its chunks go with it
+        await rt.knowledge.index.delete_base(key.namespace, name)
     return {"kind": cls.KIND, "name": name, "namespace": key.namespace, "deleted": True}
 
 

@@ -1,0 +1,392 @@
+"""Knowledge bases at work: ingestion jobs that read, chunk, embed and index their
+sources, and the searches agents and people run on them.
+
+A job runs in the process that was asked for it, one source after another, and keeps
+its progress in the index beside the chunks (so any gateway can report it). A source
+whose content has not changed since it was indexed is skipped; one that changed has
+its chunks replaced in one transaction; a file gone from a folder source loses its
+chunks. One unreadable source is an error on the job's list, never the job's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from hangar.errors import (
+    ConfigurationError,
+    DocumentError,
+    HangarError,
+    InvalidRequestError,
+    ResourceNotFoundError,
+    ToolNotAllowedError,
+)
+from hangar.memory.chunking import chunk_text
+from hangar.memory.documents import MAX_BYTES, Document, check_size, read_document
+from hangar.memory.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
+from hangar.memory.index import Hit, KnowledgeIndex, SourceInfo, hybrid_search
+from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase, KnowledgeBaseSpec, SourceSpec
+from hangar.store.base import Store
+from hangar.tools.egress import check_url
+
+log = logging.getLogger(__name__)
+
+SearchMode = Literal["hybrid", "vector", "text"]
+MAX_REDIRECTS = 5
+
+
+class KnowledgeBaseNotFoundError(ResourceNotFoundError):
+    code = "knowledge_base_not_found"
+
+
+class IngestionNotFoundError(ResourceNotFoundError):
+    code = "ingestion_not_found"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent with an ingestion request: its bytes, or only its size when it is
+    over the limit (its error is reported without reading it)."""
+
+    name: str
+    data: bytes | None
+    size: int
+    content_type: str | None = None
+
+
+Reader = Callable[[], Awaitable[Document]]
+"""Reads one source when its turn comes; raises ``DocumentError`` if it cannot."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def digest(document: Document) -> str:
+    return hashlib.sha256(document.text.encode()).hexdigest()
+
+
+class Knowledge:
+    """The knowledge bases of every namespace, over one index and the embedders their
+    specs name (built once each)."""
+
+    def __init__(
+        self, store: Store, index: Callable[[], KnowledgeIndex], local: Embedder | None = None
+    ) -> None:
+        self.store = store
+        self._index_factory = index
+        self._index: KnowledgeIndex | None = None
+        self.local: Embedder = local or LocalEmbedder()
+        self._embedders: dict[EmbedderSpec, Embedder] = {}
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    @property
+    def index(self) -> KnowledgeIndex:
+        if self._index is None:
+            self._index = self._index_factory()
+        return self._index
+
+    async def base(self, namespace: str, name: str) -> KnowledgeBaseSpec:
+        stored = await self.store.get_resource(namespace, KnowledgeBase.KIND, name)
+        if stored is None:
+            raise KnowledgeBaseNotFoundError(
+                f"knowledge base {name!r} not found in namespace {namespace!r}",
+                hint="apply a KnowledgeBase with that name (`hangar get knowledgebases` lists "
+                "them)",
+                details={"knowledge_base": name},
+            )
+        return KnowledgeBaseSpec.model_validate(stored.spec)
+
+    def embedder(self, spec: EmbedderSpec) -> Embedder:
+        if spec.provider == "local":
+            return self.local
+        if spec not in self._embedders:
+            key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+            if spec.api_key_env and key is None:
+                raise ConfigurationError(
+                    f"the embedder's API key variable {spec.api_key_env} is not set",
+                    hint=f"set {spec.api_key_env} in the server's environment",
+                )
+            self._embedders[spec] = OpenAIEmbedder(spec.model, spec.base_url, key)
+        return self._embedders[spec]
+
+    # --- search ---------------------------------------------------------------------------
+
+    async def search(
+        self, namespace: str, kb: str, query: str, k: int = 5, mode: SearchMode = "hybrid"
+    ) -> list[Hit]:
+        spec = await self.base(namespace, kb)
+        if not query.strip():
+            raise InvalidRequestError("the query is empty", hint="give the words to search for")
+        if mode == "text":
+            return await self.index.text_search(namespace, kb, query, k)
+        vector = (await self.embedder(spec.embedder).embed([query]))[0]
+        if mode == "vector":
+            return await self.index.vector_search(namespace, kb, vector, k)
+        return await hybrid_search(self.index, namespace, kb, query, vector, k)
+
+    async def sources(self, namespace: str, kb: str) -> list[SourceInfo]:
+        await self.base(namespace, kb)
+        return await self.index.sources(namespace, kb)
+
+    async def delete_source(self, namespace: str, kb: str, source: str) -> int:
+        await self.base(namespace, kb)
+        return await self.index.delete_source(namespace, kb, source)
+
+    # --- ingestion ------------------------------------------------------------------------
+
+    async def ingest(
+        self, namespace: str, kb: str, uploads: list[Upload] | None = None
+    ) -> dict[str, Any]:
+        """Start a job over ``uploads``, or over the base's declared sources when none
+        are given; returns the job as first stored (``GET`` it for progress)."""
+        from hangar.store.sql import new_id
+
+        spec = await self.base(namespace, kb)
+        if uploads is not None:
+            readers = {u.name: _upload_reader(u) for u in uploads}
+            folders: dict[str, set[str]] = {}
+        else:
+            if not spec.sources:
+                raise InvalidRequestError(
+                    f"knowledge base {kb!r} declares no sources and no files were sent",
+                    hint="upload files with the request, or add spec.sources",
+                )
+            readers, folders = _declared(spec)
+        job: dict[str, Any] = {
+            "id": new_id("ing"),
+            "knowledgeBase": kb,
+            "status": "running",
+            "total": len(readers),
+            "done": 0,
+            "indexed": 0,
+            "unchanged": 0,
+            "removed": 0,
+            "chunks": 0,
+            "errors": [],
+            "createdAt": _now(),
+            "finishedAt": None,
+        }
+        await self.index.save_job(namespace, job["id"], job)
+        task = asyncio.create_task(self._run(namespace, kb, spec, readers, folders, job))
+        self._jobs.add(task)
+        task.add_done_callback(self._jobs.discard)
+        return dict(job)
+
+    async def job(self, namespace: str, kb: str, job_id: str) -> dict[str, Any]:
+        job = await self.index.get_job(namespace, job_id)
+        if job is None or job.get("knowledgeBase") != kb:
+            raise IngestionNotFoundError(
+                f"ingestion {job_id!r} not found in namespace {namespace!r}",
+                details={"ingestion": job_id},
+            )
+        return job
+
+    async def _run(
+        self,
+        namespace: str,
+        kb: str,
+        spec: KnowledgeBaseSpec,
+        readers: dict[str, Reader],
+        folders: dict[str, set[str]],
+        job: dict[str, Any],
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            embedder = self.embedder(spec.embedder)
+            known = {s.source: s for s in await self.index.sources(namespace, kb)}
+            for source, reader in readers.items():
+                try:
+                    job["chunks"] += await self._source(
+                        namespace, kb, spec, embedder, source, reader, known.get(source), job
+                    )
+                except HangarError as exc:
+                    job["errors"].append(
+                        {"source": source, "code": exc.code, "message": exc.message}
+                        | ({"hint": exc.hint} if exc.hint else {})
+                    )
+                except Exception as exc:  # one source's surprise must not end the job
+                    log.exception("ingesting %s into %s failed", source, kb)
+                    job["errors"].append(
+                        {"source": source, "code": "internal_error", "message": repr(exc)}
+                    )
+                job["done"] += 1
+                await self.index.save_job(namespace, job["id"], job)
+            for prefix, present in folders.items():  # files gone from a folder: chunks go
+                for source in known:
+                    if source.startswith(prefix) and source not in present:
+                        await self.index.delete_source(namespace, kb, source)
+                        job["removed"] += 1
+            job["status"] = "succeeded"
+        except asyncio.CancelledError:
+            job["status"] = "cancelled"
+            raise
+        except HangarError as exc:
+            job["status"] = "failed"
+            job["error"] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
+        except Exception as exc:
+            log.exception("ingestion %s failed", job["id"])
+            job["status"] = "failed"
+            job["error"] = {"code": "internal_error", "message": repr(exc)}
+        finally:
+            job["finishedAt"] = _now()
+            job["seconds"] = round(time.perf_counter() - started, 3)
+            await asyncio.shield(self.index.save_job(namespace, job["id"], job))
+
+    async def _source(
+        self,
+        namespace: str,
+        kb: str,
+        spec: KnowledgeBaseSpec,
+        embedder: Embedder,
+        source: str,
+        reader: Reader,
+        indexed: SourceInfo | None,
+        job: dict[str, Any],
+    ) -> int:
+        document = await reader()
+        content = digest(document)
+        if indexed is not None and indexed.digest == content:
+            job["unchanged"] += 1
+            return 0
+        max_tokens = min(spec.chunking.max_tokens, embedder.max_tokens)
+        overlap = min(spec.chunking.overlap, max_tokens // 2)
+        chunks = await asyncio.to_thread(
+            chunk_text,
+            document.text,
+            max_tokens=max_tokens,
+            overlap=overlap,
+            markdown=document.markdown,
+            count=embedder.count_tokens,
+        )
+        if not chunks:
+            raise DocumentError(f"{source} has no text to index", details={"source": source})
+        vectors = await embedder.embed([c.embedding_text() for c in chunks])
+        await self.index.replace_source(namespace, kb, source, content, chunks, vectors)
+        job["indexed"] += 1
+        return len(chunks)
+
+    async def wait(self) -> None:
+        """Until every job this process started has ended (tests, shutdown)."""
+        if self._jobs:
+            await asyncio.gather(*self._jobs, return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._jobs):
+            task.cancel()
+        await self.wait()
+        if self._index is not None:
+            await self._index.close()
+
+
+def _upload_reader(upload: Upload) -> Reader:
+    async def read() -> Document:
+        check_size(upload.name, upload.size)
+        assert upload.data is not None
+        return await asyncio.to_thread(read_document, upload.name, upload.data, upload.content_type)
+
+    return read
+
+
+def _declared(spec: KnowledgeBaseSpec) -> tuple[dict[str, Reader], dict[str, set[str]]]:
+    """Readers for the base's declared sources, and each folder's files (by the prefix
+    their source names share), to drop what has left them."""
+    readers: dict[str, Reader] = {}
+    folders: dict[str, set[str]] = {}
+    for source in spec.sources:
+        if source.url is not None:
+            readers[source.url] = _url_reader(source.url, tuple(spec.egress.allow_hosts))
+            continue
+        assert source.folder is not None
+        files = _folder_files(source)
+        prefix = str(Path(source.folder).absolute()) + os.sep
+        folders[prefix] = {str(path) for path in files}
+        for path in files:
+            readers[str(path)] = _file_reader(path)
+    return readers, folders
+
+
+def _folder_files(source: SourceSpec) -> list[Path]:
+    assert source.folder is not None
+    root = Path(source.folder).absolute()
+    if not root.is_dir():
+        raise InvalidRequestError(
+            f"source folder {source.folder} is not a directory on the server",
+            hint="give a folder the server can read, or upload the files instead",
+            details={"folder": source.folder},
+        )
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in source.include)
+    )
+
+
+def _file_reader(path: Path) -> Reader:
+    def read() -> Document:
+        try:
+            check_size(str(path), path.stat().st_size)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DocumentError(
+                f"{path} cannot be read: {exc.strerror}", details={"source": str(path)}
+            ) from None
+        return read_document(str(path), data)
+
+    async def in_thread() -> Document:
+        return await asyncio.to_thread(read)
+
+    return in_thread
+
+
+def _check_url(source: str, url: str, allow_hosts: tuple[str, ...]) -> None:
+    try:
+        check_url(url, allow_hosts)
+    except ToolNotAllowedError as exc:
+        raise DocumentError(
+            f"{source} is not fetched: {exc.message.replace(' this agent', ' the base')}",
+            hint="add the host to the KnowledgeBase's spec.egress.allowHosts",
+            details={"source": source, "url": url},
+        ) from None
+
+
+def _url_reader(url: str, allow_hosts: tuple[str, ...]) -> Reader:
+    async def read() -> Document:
+        target = url
+        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                _check_url(url, target, allow_hosts)  # every hop: no escape by redirect
+                try:
+                    async with client.stream("GET", target) as response:
+                        if response.is_redirect and "location" in response.headers:
+                            target = str(response.url.join(response.headers["location"]))
+                            continue
+                        if response.status_code >= 400:
+                            raise DocumentError(
+                                f"GET {url} answered HTTP {response.status_code}",
+                                details={"source": url, "status": response.status_code},
+                            )
+                        data = bytearray()
+                        async for piece in response.aiter_bytes():
+                            data += piece
+                            check_size(url, len(data), MAX_BYTES)
+                        kind = response.headers.get("content-type")
+                        return await asyncio.to_thread(read_document, url, bytes(data), kind)
+                except httpx.HTTPError as exc:
+                    raise DocumentError(
+                        f"GET {url} failed: {exc}", details={"source": url}
+                    ) from None
+        raise DocumentError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+
+    return read
