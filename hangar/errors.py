@@ -128,6 +128,12 @@ class SessionBusyError(ConflictError):
     code = "session_busy"
 
 
+class UserBusyError(ConflictError):
+    """An end user cannot be forgotten while one of their runs is still active."""
+
+    code = "user_busy"
+
+
 class RunNotActiveError(ConflictError):
     code = "run_not_active"
 

@@ -25,6 +25,7 @@ from hangar.cli.render import (
     span_tree,
     usage_table,
 )
+from hangar.cli.users import memories_app, users_app
 from hangar.errors import HangarError
 
 app = typer.Typer(
@@ -47,6 +48,8 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
+app.add_typer(memories_app, name="memories")
+app.add_typer(users_app, name="users")
 
 _conn: dict[str, str | None] = {"url": None, "api_key": None}
 
@@ -204,6 +207,9 @@ def run(
     session: Annotated[
         str | None, typer.Option("--session", help="A session's next turn (it sees the others).")
     ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="The end user it serves (their memory).")
+    ] = None,
 ) -> None:
     """Run an agent on one message and print its answer."""
     c = client()
@@ -211,6 +217,8 @@ def run(
     body: dict[str, Any] = {"input": message}
     if session:
         body["session"] = session
+    if user:
+        body["user"] = user
     if stream:
         _print_stream(c, path, {**body, "stream": True})
         return

@@ -25,6 +25,7 @@ from hangar.gateway.routes import (
     sessions,
     triggers,
     usage,
+    users,
 )
 from hangar.gateway.tracing import TracingMiddleware
 from hangar.runtime.host import Runtime
@@ -71,6 +72,7 @@ def create_app(
         batches,
         sessions,
         knowledge,
+        users,
     ):
         app.include_router(module.router)
     # An ASGI app as the endpoint: Starlette hands it the raw request (the SDK needs that).

@@ -18,6 +18,9 @@ class EventType(StrEnum):
     TOOL_RESULT = "tool_result"
     KNOWLEDGE = "knowledge"
     """Passages retrieved for the run before its first model call, and their citations."""
+    MEMORY = "memory"
+    """What the run remembers before its first model call: the end user's recalled
+    facts, and the summary of a long session's older turns (with what writing it cost)."""
     APPROVAL_REQUESTED = "approval_requested"
     """Tool calls the policy holds for a person; the run waits, parked, until each is decided."""
     APPROVAL_DECIDED = "approval_decided"

@@ -67,7 +67,9 @@ class LoopInput:
     provider: str = ""
     """The model's provider, for the GenAI ``gen_ai.provider.name`` of model spans."""
     retrieved: str = ""
-    """Knowledge passages found for the run, put after the instructions."""
+    """Knowledge passages and memories found for the run, put after the instructions."""
+    spent_before: Usage = field(default_factory=Usage)
+    """Spent for the run before its first step (summarising its session's history)."""
 
 
 @dataclass
@@ -252,7 +254,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
     definitions = tuple(t.definition for t in offered) + inp.caller_tools
     caller_names = {d.name for d in inp.caller_tools}
     settings = ModelSettings(temperature=spec.temperature, max_output_tokens=spec.max_output_tokens)
-    usage = Usage()
+    usage = inp.spent_before
     last_text = ""
     steps = _Step(inp)
     first_step = 1

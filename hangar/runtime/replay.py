@@ -74,6 +74,8 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
                     role="tool", content=data["content"], tool_call_id=data["id"], name=data["name"]
                 )
             )
+        elif event.type == EventType.MEMORY and "usage" in data:
+            usage = usage + Usage.from_dict(data["usage"])  # summarising the history
         elif event.type == EventType.FINAL:
             final_recorded = True
         elif event.type == EventType.APPROVAL_DECIDED:

@@ -17,6 +17,7 @@ from hangar.errors import (
     RunNotActiveError,
     RunNotFoundError,
 )
+from hangar.memory.users import check_user
 from hangar.models.messages import Message
 from hangar.runtime.bus import RESYNC, BusItem, EventBus
 from hangar.runtime.events import EventType
@@ -42,8 +43,12 @@ class RunInput:
     """Higher runs first (-100 to 100); equal priorities run oldest first."""
     session: str | None = None
     """A session of the same agent: the run is its next turn and sees the ones before."""
+    user: str | None = None
+    """The end user the run serves, by the caller's id for them: whose memory it uses."""
 
     def validate(self) -> None:
+        if self.user is not None:
+            check_user(self.user)
         if not -100 <= self.priority <= 100:
             raise InvalidRequestError(f"priority must be from -100 to 100, got {self.priority}")
         if not self.messages:
@@ -115,6 +120,7 @@ class RunService:
                 trace_context=Telemetry.current_traceparent(),
                 priority=run_input.priority,
                 session_id=run_input.session,
+                user=run_input.user,
             )
             await self.store.create_run(run)
         self.bus.wake_workers()

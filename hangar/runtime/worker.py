@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -27,10 +28,13 @@ from hangar.errors import (
     ModelProviderError,
     ToolError,
 )
+from hangar.memory.history import fit, model_summariser, turns_of
 from hangar.memory.index import index_for
 from hangar.memory.knowledge import Knowledge
 from hangar.memory.retrieval import question, retrieve
+from hangar.memory.users import UserMemories, recalled_context
 from hangar.models.messages import Message, ToolDefinition
+from hangar.models.pricing import priced
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
@@ -39,8 +43,8 @@ from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
-from hangar.spec.agent import Agent
-from hangar.store.base import LedgerEntry, RunRecord, RunStatus, Store, Usage
+from hangar.spec.agent import Agent, AgentSpec
+from hangar.store.base import LedgerEntry, RunEvent, RunRecord, RunStatus, Store, Usage
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
@@ -138,6 +142,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.knowledge = knowledge or Knowledge(store, index_for(settings))
+        self.memories = UserMemories(store, self.knowledge.local)
         self.budgets = budgets or Budgets(store)
         self.telemetry = telemetry or Telemetry(None, "off")
         self.metrics = metrics or Metrics()
@@ -315,16 +320,13 @@ class Worker:
             await self._finish(run, outcome)
         except LeaseLostError as exc:
             log.warning("run %s: %s; its new worker goes on with it", run.id, exc.message)
+            return outcome
+        await self._learn(run, outcome)
         return outcome
 
     async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing, provider = await self.models.get(run.namespace, spec.model)
-        given = run.input.get("messages", [])
-        if run.session_id is not None:  # the session's earlier turns come first
-            turns = await self.store.session_runs(run.namespace, run.session_id)
-            given = [*conversation(turns, before=run.id), *given]
-        messages = [Message.from_openai(m) for m in given]
         declared = caller_tools(run.input.get("tools", []))
         resume = None
         # Events exist: go on from them (after an approval, or another worker's death).
@@ -338,7 +340,7 @@ class Worker:
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
             spent.note(type, data)
-            if type is EventType.MODEL_RESPONSE:
+            if type is EventType.MODEL_RESPONSE or (type is EventType.MEMORY and "usage" in data):
                 await self._charge(run, data)
             elif type is EventType.TOOL_RESULT:
                 self.metrics.tool_call(
@@ -349,7 +351,7 @@ class Worker:
                     data["duration_ms"] / 1000,
                 )
             if type is EventType.MODEL_RESPONSE or (
-                type is EventType.TOOL_RESULT and "usage" in data
+                type in (EventType.TOOL_RESULT, EventType.MEMORY) and "usage" in data
             ):
                 spent.usage = spent.usage + Usage.from_dict(data["usage"])
             await self.record(run, type, data)
@@ -369,14 +371,19 @@ class Worker:
             current = await self.store.get_run(run.namespace, run.id)
             return current is not None and current.cancel_requested
 
-        retrieved = ""
+        given = [Message.from_openai(m) for m in run.input.get("messages", [])]
+        history, remembered, spent_before = await self._remember(
+            run, spec, question(given), events, record
+        )
+        messages = [*(Message.from_openai(m) for m in history), *given]
+        retrieved = remembered
         auto = [ref for ref in spec.knowledge if ref.retrieval == "auto"]
         if auto:  # once per run: a resumed run gets the same passages back
             found = next((e.data for e in events if e.type == EventType.KNOWLEDGE.value), None)
             if found is None:
                 found = await retrieve(self.knowledge, run.namespace, auto, question(messages))
                 await record(EventType.KNOWLEDGE, found)
-            retrieved = str(found.get("context", ""))
+            retrieved = "\n\n".join(p for p in (remembered, found.get("context", "")) if p)
         run_sandbox = (
             RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
             if spec.uses_sandbox()
@@ -396,6 +403,7 @@ class Worker:
                 allow_hosts=tuple(spec.egress.allow_hosts),
                 sandbox=run_sandbox.get if run_sandbox is not None else None,
                 depth=run.depth,
+                user=run.user,
             ),
             record=record,
             on_delta=on_delta,
@@ -404,6 +412,7 @@ class Worker:
             tracer=self.telemetry.tracer,
             provider=provider,
             retrieved=retrieved,
+            spent_before=spent_before,
             budget=RunBudget(
                 self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens
             ),
@@ -417,6 +426,93 @@ class Worker:
         finally:
             if run_sandbox is not None:
                 await run_sandbox.close()
+
+    async def _remember(
+        self,
+        run: RunRecord,
+        spec: AgentSpec,
+        asked: str,
+        events: list[RunEvent],
+        record: Callable[[EventType, dict[str, Any]], Awaitable[None]],
+    ) -> tuple[list[dict[str, Any]], str, Usage]:
+        """The session history the run sees (summarised past the agent's budget) and
+        what it recalls of its end user, recorded once as its ``memory`` event (a
+        resumed run reads the recall back; the summary is kept on the session).
+        Returns the history, the recall as context, and what summarising cost."""
+        data: dict[str, Any] = {}
+        recorded = next((e.data for e in events if e.type == EventType.MEMORY.value), None)
+        history: list[dict[str, Any]] = []
+        if run.session_id is not None:  # the session's earlier turns come first
+            turns = await self.store.session_runs(run.namespace, run.session_id)
+            budget = spec.memory.session
+            if budget is None:
+                history = conversation(turns, before=run.id)
+            else:
+                session = await self.store.get_session(run.namespace, run.session_id)
+                name = budget.model or spec.model
+                model, pricing, _ = await self.models.get(run.namespace, name)
+                started = time.perf_counter()
+                fitted = await fit(
+                    turns_of(turns, before=run.id),
+                    budget.max_tokens,
+                    session.summary if session is not None else None,
+                    model_summariser(model, budget.max_tokens),
+                )
+                history = fitted.messages
+                if fitted.summary is not None:
+                    data["summary"] = fitted.summary
+                if fitted.fresh and fitted.summary is not None:
+                    await self.store.set_session_summary(
+                        run.namespace, run.session_id, fitted.summary
+                    )
+                    data["model"] = name
+                    data["usage"] = priced(fitted.usage, pricing).to_dict()
+                    data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        facts: list[str] = []
+        if spec.memory.user is not None and run.user is not None:
+            if recorded is not None:
+                facts = [m["text"] for m in recorded.get("recalled", [])]
+            else:
+                found = await self.memories.recall(
+                    run.namespace, run.user, asked, spec.memory.user.recall
+                )
+                data["recalled"] = [{"id": m.id, "text": m.text} for m in found]
+                facts = [m.text for m in found]
+        spent = Usage()
+        if data and recorded is None:
+            await record(EventType.MEMORY, data)
+            if "usage" in data:
+                spent = Usage.from_dict(data["usage"])
+        return history, recalled_context(facts), spent
+
+    async def _learn(self, run: RunRecord, outcome: Outcome) -> None:
+        """After a run for an end user: keep what it taught about them. Its tokens go
+        to the ledger under the run (the run's own usage is final by now)."""
+        if run.user is None or outcome.status is not RunStatus.SUCCEEDED:
+            return
+        spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
+        if spec.memory.user is None or "message" not in outcome.output:
+            return
+        name = spec.memory.user.model or spec.model
+        try:
+            model, pricing, _ = await self.models.get(run.namespace, name)
+            said = [*run.input.get("messages", []), outcome.output["message"]]
+            started = time.perf_counter()
+            learnt = await self.memories.learn(run.namespace, run.user, model, said, run.id)
+            data = {
+                "model": name,
+                "usage": priced(learnt.usage, pricing).to_dict(),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            await self._charge(run, data)
+            log.info(
+                "run %s: %d facts added, %d updated for its user",
+                run.id,
+                learnt.added,
+                learnt.updated,
+            )
+        except Exception:  # the run is done; losing one lesson must not disturb it
+            log.exception("learning from run %s for its user failed", run.id)
 
     async def _charge(self, run: RunRecord, data: dict[str, Any]) -> None:
         """A model call's tokens and cost: into the ledger and the metrics."""
@@ -446,6 +542,7 @@ class Worker:
             worker=f"{self.id}/child",
             lease_expires_at=stamp + timedelta(seconds=self.settings.lease_seconds),
             parent_id=context.run_id,
+            user=context.user,
             depth=context.depth + 1,
             trace_context=Telemetry.current_traceparent(),
         )

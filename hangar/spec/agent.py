@@ -106,12 +106,53 @@ class KnowledgeRef(SpecModel):
         return check_name(value, "knowledge base name")
 
 
+class UserMemory(SpecModel):
+    """Long-term memory of each end user (a run's ``user``): after a run, facts about
+    the user are extracted, embedded and kept (a near-duplicate updates the one it
+    repeats); at the start of later runs the ones nearest the question are recalled."""
+
+    model: str | None = Field(
+        default=None, description="The Model that extracts facts; default: the agent's."
+    )
+    recall: int = Field(default=5, ge=0, le=50, description="Facts recalled per run.")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "model name")
+
+
+class SessionMemory(SpecModel):
+    """A session's history within a token budget: when its turns outgrow it, the older
+    ones are summarised (once, then kept) and the newest kept word for word."""
+
+    max_tokens: int = Field(
+        default=4000, ge=64, le=1_000_000, description="Tokens of history a turn sees."
+    )
+    model: str | None = Field(
+        default=None, description="The Model that summarises; default: the agent's."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "model name")
+
+
+class MemorySpec(SpecModel):
+    user: UserMemory | None = Field(default=None, description="Remember each end user.")
+    session: SessionMemory | None = Field(
+        default=None, description="Keep session history within a budget."
+    )
+
+
 class AgentSpec(SpecModel):
     description: str = ""
     model: str = Field(default="local", description="Name of a Model in the same namespace.")
     instructions: str = Field(default="", description="The system prompt.")
     tools: list[ToolRef] = Field(default_factory=list)
     knowledge: list[KnowledgeRef] = Field(default_factory=list)
+    memory: MemorySpec = Field(default_factory=MemorySpec)
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
     limits: Limits = Field(default_factory=Limits)
     egress: Egress = Field(default_factory=Egress)

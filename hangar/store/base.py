@@ -156,6 +156,8 @@ class RunRecord:
     """Higher runs first; equal priorities run oldest first."""
     session_id: str | None = None
     """The session this run is a turn of: it sees the session's earlier turns."""
+    user: str | None = None
+    """The end user the run serves (the caller's id for them): whose memory it uses."""
 
     @property
     def trace_id(self) -> str | None:
@@ -189,6 +191,33 @@ class RunRecord:
             "timing": self.timing,
             "priority": self.priority,
             "session_id": self.session_id,
+            "user": self.user,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """One fact remembered about an end user, with its vector for recall."""
+
+    id: str
+    namespace: str
+    user: str
+    text: str
+    embedding: list[float]
+    created_at: datetime
+    updated_at: datetime
+    run_id: str | None = None
+    """The run it was learnt from (None: written by hand)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "memory",
+            "user": self.user,
+            "text": self.text,
+            "run_id": self.run_id,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
         }
 
 
@@ -202,6 +231,8 @@ class SessionRecord:
     created_at: datetime
     updated_at: datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] | None = None
+    """Older turns summarised: ``{"text", "through"}`` (the last run it covers)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -401,6 +432,28 @@ class Store(Protocol):
     async def delete_session(self, namespace: str, session_id: str) -> bool:
         """Remove the session with its runs and their events; ``SessionBusyError`` while
         one of them is active."""
+        ...
+
+    async def set_session_summary(
+        self, namespace: str, session_id: str, summary: dict[str, Any]
+    ) -> None: ...
+
+    # end users' long-term memory
+    async def add_memory(self, memory: MemoryRecord) -> None: ...
+    async def list_memories(self, namespace: str, user: str) -> list[MemoryRecord]:
+        """The user's memories, oldest first."""
+        ...
+
+    async def update_memory(
+        self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
+    ) -> MemoryRecord | None: ...
+    async def delete_memory(self, namespace: str, user: str, memory_id: str) -> bool: ...
+    async def forget_user(self, namespace: str, user: str) -> dict[str, int]:
+        """Remove every trace of an end user: their memories, their runs (and the runs
+        those started), the runs' events, tool-call audit lines, traces, batch lines,
+        and the sessions they spoke in. ``SessionBusyError`` while one of their runs
+        is active. Returns how many of each went. The usage ledger keeps its lines
+        (tokens and cost per agent and day), which name no user."""
         ...
 
     # API keys

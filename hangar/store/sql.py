@@ -35,6 +35,7 @@ from hangar.errors import (
     RunNotFoundError,
     SessionBusyError,
     SessionNotFoundError,
+    UserBusyError,
 )
 from hangar.spec.base import Resource
 from hangar.store import tables
@@ -45,6 +46,7 @@ from hangar.store.base import (
     BatchItem,
     BudgetLine,
     LedgerEntry,
+    MemoryRecord,
     Notice,
     NoWriteSpans,
     ResourceVersion,
@@ -68,6 +70,7 @@ from hangar.store.tables import (
     runs,
     sessions,
     tool_audit,
+    user_memories,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -144,6 +147,47 @@ def _run(row: RowMapping) -> RunRecord:
         lease_expires_at=_utc(row["lease_expires_at"]),
         priority=row["priority"],
         session_id=row["session_id"],
+        user=row["user_id"],
+    )
+
+
+async def _delete_runs(conn: AsyncConnection, ids: set[str]) -> dict[str, int]:
+    """Delete runs, the runs they started (agents called as tools), and all that holds
+    anything of them: events, tool-call audit lines, traces and batch lines. The usage
+    ledger keeps its lines: tokens and cost, by agent and day."""
+    doomed: set[str] = set()
+    found = set(ids)
+    while found:  # the runs, then the runs of agents they called, and so on
+        doomed |= found
+        children = sa.select(runs.c.id).where(runs.c.parent_id.in_(found))
+        found = set((await conn.execute(children)).scalars().all()) - doomed
+    if not doomed:
+        return {"runs": 0}
+    contexts = sa.select(runs.c.trace_context).where(runs.c.id.in_(doomed))
+    traces = {
+        parts[1]
+        for context in (await conn.execute(contexts)).scalars()
+        if len(parts := (context or "").split("-")) == 4
+    }
+    await conn.execute(run_events.delete().where(run_events.c.run_id.in_(doomed)))
+    await conn.execute(tool_audit.delete().where(tool_audit.c.run_id.in_(doomed)))
+    await conn.execute(tables.batch_items.delete().where(tables.batch_items.c.run_id.in_(doomed)))
+    if traces:
+        await conn.execute(tables.spans.delete().where(tables.spans.c.trace_id.in_(traces)))
+    await conn.execute(runs.delete().where(runs.c.id.in_(doomed)))
+    return {"runs": len(doomed)}
+
+
+def _memory(row: RowMapping) -> MemoryRecord:
+    return MemoryRecord(
+        id=row["id"],
+        namespace=row["namespace"],
+        user=row["user_id"],
+        text=row["text"],
+        embedding=list(row["embedding"]),
+        run_id=row["run_id"],
+        created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
     )
 
 
@@ -152,6 +196,7 @@ def _session(row: RowMapping) -> SessionRecord:
         id=row["id"],
         namespace=row["namespace"],
         agent=row["agent"],
+        summary=row["summary"],
         metadata=row["metadata"] or {},
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
         updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
@@ -694,21 +739,105 @@ class SqlStore:
             if found.rowcount == 0:
                 return False
             await _refuse_if_session_active(conn, session_id, "delete it")
-            doomed: set[str] = set()
-            found_ids = set(
-                (await conn.execute(sa.select(runs.c.id).where(runs.c.session_id == session_id)))
-                .scalars()
-                .all()
-            )
-            while found_ids:  # the turns, then the runs of agents they called, and so on
-                doomed |= found_ids
-                children = sa.select(runs.c.id).where(runs.c.parent_id.in_(found_ids))
-                found_ids = set((await conn.execute(children)).scalars().all()) - doomed
-            if doomed:
-                await conn.execute(run_events.delete().where(run_events.c.run_id.in_(doomed)))
-                await conn.execute(runs.delete().where(runs.c.id.in_(doomed)))
+            turns = sa.select(runs.c.id).where(runs.c.session_id == session_id)
+            await _delete_runs(conn, set((await conn.execute(turns)).scalars().all()))
             await conn.execute(sessions.delete().where(sessions.c.id == session_id))
         return True
+
+    async def set_session_summary(
+        self, namespace: str, session_id: str, summary: dict[str, Any]
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sessions.update()
+                .where((sessions.c.namespace == namespace) & (sessions.c.id == session_id))
+                .values(summary=summary)
+            )
+
+    # --- end users' memory ----------------------------------------------------------------
+
+    async def add_memory(self, memory: MemoryRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                user_memories.insert().values(
+                    id=memory.id,
+                    namespace=memory.namespace,
+                    user_id=memory.user,
+                    text=memory.text,
+                    embedding=memory.embedding,
+                    run_id=memory.run_id,
+                    created_at=memory.created_at,
+                    updated_at=memory.updated_at,
+                )
+            )
+
+    async def list_memories(self, namespace: str, user: str) -> list[MemoryRecord]:
+        query = (
+            sa.select(user_memories)
+            .where((user_memories.c.namespace == namespace) & (user_memories.c.user_id == user))
+            .order_by(user_memories.c.created_at, user_memories.c.id)
+        )
+        async with self.engine.connect() as conn:
+            return [_memory(row) for row in (await conn.execute(query)).mappings()]
+
+    async def update_memory(
+        self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
+    ) -> MemoryRecord | None:
+        mine = (
+            (user_memories.c.namespace == namespace)
+            & (user_memories.c.user_id == user)
+            & (user_memories.c.id == memory_id)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                user_memories.update()
+                .where(mine)
+                .values(text=text, embedding=embedding, updated_at=now())
+            )
+            row = (await conn.execute(sa.select(user_memories).where(mine))).mappings().first()
+        return None if row is None else _memory(row)
+
+    async def delete_memory(self, namespace: str, user: str, memory_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                user_memories.delete().where(
+                    (user_memories.c.namespace == namespace)
+                    & (user_memories.c.user_id == user)
+                    & (user_memories.c.id == memory_id)
+                )
+            )
+        return bool(done.rowcount)
+
+    async def forget_user(self, namespace: str, user: str) -> dict[str, int]:
+        theirs = (runs.c.namespace == namespace) & (runs.c.user_id == user)
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(runs.c.id, runs.c.status, runs.c.session_id).where(theirs)
+                )
+            ).all()
+            busy = [row.id for row in rows if RunStatus(row.status) in ACTIVE_STATUSES]
+            if busy:
+                raise UserBusyError(
+                    f"user {user!r} has run {busy[0]!r} still active; forgetting them now "
+                    "would leave it writing",
+                    hint="cancel the run (hangar runs cancel) or wait for it, then retry",
+                    details={"user": user, "runs": busy},
+                )
+            spoken = {row.session_id for row in rows if row.session_id is not None}
+            doomed = {row.id for row in rows}
+            if spoken:  # whole conversations: the other turns hold what they said too
+                turns = sa.select(runs.c.id).where(runs.c.session_id.in_(spoken))
+                doomed |= set((await conn.execute(turns)).scalars().all())
+            counts = await _delete_runs(conn, doomed)
+            if spoken:
+                await conn.execute(sessions.delete().where(sessions.c.id.in_(spoken)))
+            forgotten = await conn.execute(
+                user_memories.delete().where(
+                    (user_memories.c.namespace == namespace) & (user_memories.c.user_id == user)
+                )
+            )
+        return {**counts, "sessions": len(spoken), "memories": forgotten.rowcount}
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -745,6 +874,7 @@ class SqlStore:
                     lease_expires_at=run.lease_expires_at,
                     priority=run.priority,
                     session_id=run.session_id,
+                    user_id=run.user,
                 )
             )
         return run

@@ -81,7 +81,9 @@ runs = sa.Table(
     sa.Column("lease_expires_at", TS, nullable=True),
     sa.Column("priority", sa.Integer, nullable=False, default=0),
     sa.Column("session_id", sa.String(32), nullable=True),
+    sa.Column("user_id", sa.String(255), nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
+    sa.Index("ix_runs_user", "namespace", "user_id"),
     sa.Index("ix_runs_session", "session_id", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
     sa.Index("ix_runs_claim", "status", "namespace", "priority", "created_at", "id"),
@@ -181,5 +183,20 @@ sessions = sa.Table(
     sa.Column("metadata", JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    sa.Column("summary", JSON, nullable=True),
     sa.Index("ix_sessions_namespace_updated", "namespace", "updated_at"),
+)
+
+user_memories = sa.Table(
+    "user_memories",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("namespace", sa.String(63), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("embedding", JSON, nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Index("ix_user_memories_user", "namespace", "user_id"),
 )

@@ -34,6 +34,8 @@ class ToolContext:
     """The run's sandbox session, started on first use."""
     depth: int = 0
     """How many agents-as-tools deep the run is."""
+    user: str | None = None
+    """The end user the run serves; runs of agents it calls serve them too."""
     report: ToolReport | None = None
     """Filled by the tool during one call; the loop gives each call its own."""
 

@@ -4,7 +4,7 @@ suite reports at its end."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 from hangar.memory.index import KnowledgeIndex, PostgresKnowledgeIndex, SqliteKnowledgeIndex
 from tests.conftest import POSTGRES_URL, _schema_sql
+from tests.helpers import ServerThread
 
 REPORTED: list[str] = []
 """Lines for the end of the run (recall@5 of each search, per backend)."""
@@ -37,6 +38,29 @@ async def empty_index(
         await index.close()
         if schema:
             await _schema_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerThread]:
+    """A real Hangar server on a SQLite home, or on the real PostgreSQL in a fresh
+    schema; ``backend.schema`` names it (None on SQLite)."""
+    import asyncio
+
+    schema = None
+    if request.param == "postgresql":
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_schema_sql(f'CREATE SCHEMA "{schema}"'))
+    server = ServerThread(
+        tmp_path / "home",
+        database_url=POSTGRES_URL if schema else None,
+        database_schema=schema,
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if schema:
+            asyncio.run(_schema_sql(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.server
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_URL, _schema_sql
 from tests.helpers import ServerThread, agent, doc, scripted_model, tool_step
 from tests.memory.pdf import pdf_with_text
 
@@ -40,27 +38,11 @@ HANDBOOK = doc(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def kb_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[httpx.Client]:
-    import asyncio
-
-    schema = None
-    if request.param == "postgresql":
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_schema_sql(f'CREATE SCHEMA "{schema}"'))
-    server = ServerThread(
-        tmp_path / "home",
-        database_url=POSTGRES_URL if schema else None,
-        database_schema=schema,
-    ).start()
-    try:
-        with server.client() as client:
-            assert client.post("/v1/apply", json=HANDBOOK).status_code == 200
-            yield client
-    finally:
-        server.stop()
-        if schema:
-            asyncio.run(_schema_sql(f'DROP SCHEMA "{schema}" CASCADE'))
+@pytest.fixture
+def kb_api(backend: ServerThread) -> Iterator[httpx.Client]:
+    with backend.client() as client:
+        assert client.post("/v1/apply", json=HANDBOOK).status_code == 200
+        yield client
 
 
 def finished(api: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,8 @@ def _completion(run: RunRecord, model: str) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest, key: KeyDep, rt: RuntimeDep
 ) -> dict[str, Any] | StreamingResponse:
-    run_input = RunInput(messages=body.messages, tools=body.tools or [])
+    # OpenAI's ``user``, the end user's id, is the run's user: their memory is used.
+    run_input = RunInput(messages=body.messages, tools=body.tools or [], user=body.user)
     if body.stream:
         queue, run = await subscribed_start(rt, key.namespace, body.model, run_input)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -40,6 +40,12 @@ class RunRequest(BaseModel):
     session: str | None = Field(
         default=None, description="A session of this agent: the run is its next turn."
     )
+    user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Your id for the end user the run serves: whose long-term memory it uses.",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> RunRequest:
@@ -50,7 +56,11 @@ class RunRequest(BaseModel):
     def run_input(self) -> RunInput:
         messages = self.messages or [{"role": "user", "content": self.input}]
         return RunInput(
-            messages=messages, tools=self.tools, priority=self.priority, session=self.session
+            messages=messages,
+            tools=self.tools,
+            priority=self.priority,
+            session=self.session,
+            user=self.user,
         )
 
 

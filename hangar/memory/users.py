@@ -1,0 +1,237 @@
+"""Long-term memory of end users: facts learnt from their runs, recalled in later ones.
+
+After a run for a user, the agent's model (or the one the agent names for memory) is
+asked for the lasting facts the conversation taught about the user, as JSON. Each fact
+is embedded; one that says nearly the same as a fact already kept replaces that one's
+wording (a user who moved city has one city, not two), the rest are added. A later run
+recalls the facts nearest its question. A user's facts are few (tens, hundreds), so
+recall is an exact comparison with each of them: no index to keep in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hangar.errors import InvalidRequestError, NotFoundError
+from hangar.memory.embedders import Embedder
+from hangar.models.base import ChatModel, complete
+from hangar.models.messages import Message, ModelRequest, ModelSettings
+from hangar.store.base import MemoryRecord, Store, Usage
+from hangar.store.sql import new_id, now
+
+SAME_FACT = 0.85
+"""Cosine similarity above which a new fact restates a kept one (and replaces it)."""
+MAX_FACTS = 20
+MAX_FACT_CHARS = 500
+USER_MAX = 255
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+EXTRACT = """You maintain long-term memory about one user of an assistant.
+From the conversation below, list the lasting facts about the user (who they are, what
+they have, what they prefer, their plans): one short sentence each, in the third person
+("The user ..."). Leave out what only mattered for this conversation, and facts about
+anything but the user. Facts already known are listed with their ids: do not repeat
+them; when the conversation changes one (the user moved, changed their mind), give its
+id and its new wording under "updates".
+
+Known facts:
+{known}
+
+Conversation:
+{conversation}
+
+Answer with JSON only, empty lists when there is nothing to add or change:
+{{"facts": ["..."], "updates": [{{"id": "...", "text": "..."}}]}}"""
+
+
+class MemoryNotFoundError(NotFoundError):
+    code = "memory_not_found"
+
+
+def check_user(user: str) -> str:
+    """An end user's id as callers send it: 1 to 255 characters, no control characters."""
+    if not user or len(user) > USER_MAX or CONTROL.search(user):
+        raise InvalidRequestError(
+            f"user must be 1 to {USER_MAX} characters without control characters",
+            hint="send your own stable id for the end user (an account id, a hash)",
+            details={"user": user[:64]},
+        )
+    return user
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Vectors from the embedders are unit length: the dot product is the cosine."""
+    return math.fsum(x * y for x, y in zip(a, b, strict=False))
+
+
+def _clean(text: Any) -> str:
+    return " ".join(text.split())[:MAX_FACT_CHARS] if isinstance(text, str) else ""
+
+
+def parse_facts(text: str) -> tuple[list[str], dict[str, str]]:
+    """New facts and rewordings by id in a model's answer: the JSON object in it
+    (fenced or not); anything else is nothing learnt, not an error (a small model's
+    answer is often not JSON)."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return [], {}
+    try:
+        found = json.loads(text[start : end + 1])
+    except ValueError:
+        return [], {}
+    if not isinstance(found, dict):
+        return [], {}
+    facts = found.get("facts")
+    cleaned = [_clean(f) for f in facts] if isinstance(facts, list) else []
+    updates: dict[str, str] = {}
+    for item in found.get("updates") or []:
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and _clean(item.get("text")):
+            updates[item["id"]] = _clean(item["text"])
+    return list(dict.fromkeys(f for f in cleaned if f))[:MAX_FACTS], updates
+
+
+def transcript(messages: Sequence[dict[str, Any]]) -> str:
+    """What the user and the assistant said (tool traffic left out)."""
+    lines = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        if role in ("user", "assistant") and isinstance(content, str) and content.strip():
+            lines.append(f"{role}: {content.strip()}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Learnt:
+    added: int
+    updated: int
+    usage: Usage
+
+
+class UserMemories:
+    def __init__(self, store: Store, embedder: Embedder) -> None:
+        self.store = store
+        self.embedder = embedder
+
+    async def recall(self, namespace: str, user: str, query: str, k: int) -> list[MemoryRecord]:
+        """The user's ``k`` facts nearest the query, nearest first."""
+        kept = await self.store.list_memories(namespace, user)
+        if not kept or k <= 0:
+            return []
+        if len(kept) <= k:
+            return kept
+        vector = (await self.embedder.embed([query]))[0]
+        ranked = sorted(kept, key=lambda m: _cosine(vector, m.embedding), reverse=True)
+        return ranked[:k]
+
+    async def remember(
+        self, namespace: str, user: str, facts: Sequence[str], run_id: str | None = None
+    ) -> tuple[int, int]:
+        """Keep facts: each replaces a kept fact it restates, or is added. Returns
+        (added, updated)."""
+        if not facts:
+            return 0, 0
+        kept = await self.store.list_memories(namespace, user)
+        vectors = await self.embedder.embed(list(facts))
+        added = updated = 0
+        for fact, vector in zip(facts, vectors, strict=True):
+            nearest = max(kept, key=lambda m: _cosine(vector, m.embedding), default=None)
+            if nearest is not None and _cosine(vector, nearest.embedding) >= SAME_FACT:
+                if nearest.text != fact:
+                    changed = await self.store.update_memory(
+                        namespace, user, nearest.id, fact, vector
+                    )
+                    if changed is not None:
+                        kept = [changed if m.id == nearest.id else m for m in kept]
+                        updated += 1
+                continue
+            stamp = now()
+            memory = MemoryRecord(
+                new_id("mem"), namespace, user, fact, vector, stamp, stamp, run_id
+            )
+            await self.store.add_memory(memory)
+            kept.append(memory)
+            added += 1
+        return added, updated
+
+    async def learn(
+        self,
+        namespace: str,
+        user: str,
+        model: ChatModel,
+        conversation: Sequence[dict[str, Any]],
+        run_id: str,
+    ) -> Learnt:
+        """Ask the model for the facts a finished conversation taught, and keep them."""
+        said = transcript(conversation)
+        if not said:
+            return Learnt(0, 0, Usage())
+        kept = {m.id: m for m in await self.store.list_memories(namespace, user)}
+        known = "\n".join(f"- [{m.id}] {m.text}" for m in kept.values()) or "(none)"
+        prompt = EXTRACT.format(known=known, conversation=said)
+        request = ModelRequest(
+            (Message(role="user", content=prompt),), settings=ModelSettings(temperature=0)
+        )
+        response = await complete(model, request)
+        if await self.store.get_run(namespace, run_id) is None:
+            return Learnt(0, 0, response.usage)  # the user was forgotten meanwhile
+        facts, rewordings = parse_facts(response.message.content or "")
+        changed = [
+            (i, text) for i, text in rewordings.items() if i in kept and kept[i].text != text
+        ]
+        if changed:
+            vectors = await self.embedder.embed([text for _, text in changed])
+            for (memory_id, text), vector in zip(changed, vectors, strict=True):
+                await self.store.update_memory(namespace, user, memory_id, text, vector)
+        added, updated = await self.remember(namespace, user, facts, run_id)
+        return Learnt(added, updated + len(changed), response.usage)
+
+    # --- by hand (REST, CLI) --------------------------------------------------------------
+
+    async def add(self, namespace: str, user: str, text: str) -> MemoryRecord:
+        text = _fact(text)
+        vector = (await self.embedder.embed([text]))[0]
+        stamp = now()
+        memory = MemoryRecord(new_id("mem"), namespace, user, text, vector, stamp, stamp)
+        await self.store.add_memory(memory)
+        return memory
+
+    async def edit(self, namespace: str, user: str, memory_id: str, text: str) -> MemoryRecord:
+        text = _fact(text)
+        vector = (await self.embedder.embed([text]))[0]
+        changed = await self.store.update_memory(namespace, user, memory_id, text, vector)
+        if changed is None:
+            raise _missing(user, memory_id)
+        return changed
+
+    async def delete(self, namespace: str, user: str, memory_id: str) -> None:
+        if not await self.store.delete_memory(namespace, user, memory_id):
+            raise _missing(user, memory_id)
+
+
+def _fact(text: str) -> str:
+    text = " ".join(text.split())
+    if not text or len(text) > MAX_FACT_CHARS:
+        raise InvalidRequestError(
+            f"a memory is 1 to {MAX_FACT_CHARS} characters of text", details={"length": len(text)}
+        )
+    return text
+
+
+def _missing(user: str, memory_id: str) -> MemoryNotFoundError:
+    return MemoryNotFoundError(
+        f"memory {memory_id!r} of user {user!r} not found",
+        hint="list the user's memories: hangar memories list USER",
+        details={"user": user, "memory": memory_id},
+    )
+
+
+def recalled_context(facts: Sequence[str]) -> str:
+    if not facts:
+        return ""
+    listed = "\n".join(f"- {fact}" for fact in facts)
+    return f"What you remember about this user from earlier conversations:\n{listed}"
