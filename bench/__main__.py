@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from bench import agent_loop, dispatch, mcp, sandboxes, telemetry
+from bench import agent_loop, dispatch, mcp, memory, sandboxes, telemetry
 
-BENCHMARKS = ("agent_loop", "sandboxes", "mcp", "telemetry", "dispatch")
+BENCHMARKS = ("agent_loop", "sandboxes", "mcp", "telemetry", "dispatch", "memory")
 parser = argparse.ArgumentParser(prog="python -m bench")
 parser.add_argument("--runs", type=int, default=300, help="runs per contender")
 parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds")
@@ -32,3 +32,5 @@ if not args.only or "telemetry" in args.only:
     telemetry.main(args.telemetry_runs)
 if not args.only or "dispatch" in args.only:
     dispatch.main(args.dispatch_runs)
+if not args.only or "memory" in args.only:
+    memory.main()

@@ -26,13 +26,17 @@ def _client() -> Any:
     return client()
 
 
-def _files(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
+def _files(paths: list[Path]) -> list[tuple[str, Path]]:
+    """Each file with its source name: a file's own name, or for a folder's files
+    their path inside the folder (what the server indexes them as)."""
+    found: list[tuple[str, Path]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+            found.extend(
+                (p.relative_to(path).as_posix(), p) for p in sorted(path.rglob("*")) if p.is_file()
+            )
         elif path.is_file():
-            found.append(path)
+            found.append((path.name, path))
         else:
             raise typer.BadParameter(f"{path} is not a file or folder", param_hint="FILES")
     return found
@@ -55,12 +59,12 @@ def ingest(
                 (
                     "file",
                     (
-                        str(file),
+                        name,
                         stack.enter_context(file.open("rb")),
                         mimetypes.guess_type(file.name)[0] or "application/octet-stream",
                     ),
                 )
-                for file in _files(files)
+                for name, file in _files(files)
             ]
             job = api.request("POST", path, files=parts)
     else:

@@ -187,3 +187,33 @@ def test_a_session_carries_the_conversation_across_runs(applied: ServerThread) -
     assert "deleted" in hangar(applied, "sessions", "delete", session).stdout
     gone = hangar(applied, "sessions", "show", session)
     assert gone.returncode == 1 and gone.stderr.startswith("error[session_not_found]")
+
+
+def test_a_knowledge_base_is_ingested_with_progress_and_searched(server: ServerThread) -> None:
+    handbook = EXAMPLES / "knowledge" / "handbook.yaml"
+    assert hangar(server, "apply", "-f", str(handbook)).returncode == 0
+    ingested = hangar(server, "kb", "ingest", "handbook", str(EXAMPLES / "knowledge" / "docs"))
+    assert ingested.returncode == 0, ingested.stderr
+    assert "succeeded: 2 indexed, 0 unchanged, 0 failed" in ingested.stdout
+    again = hangar(server, "kb", "ingest", "handbook", str(EXAMPLES / "knowledge" / "docs"))
+    assert "succeeded: 0 indexed, 2 unchanged" in again.stdout
+    found = hangar(server, "kb", "search", "handbook", "how do I back up the database?")
+    assert found.stdout.startswith("[1] operations.md#0 — Operating Hangar > Backups"), found
+    sources = json.loads(hangar(server, "kb", "sources", "handbook", "-o", "json").stdout)
+    assert [s["source"] for s in sources] == ["operations.md", "troubleshooting.md"]
+    removed = hangar(server, "kb", "remove", "handbook", "troubleshooting.md")
+    assert "troubleshooting.md: 3 chunks removed" in removed.stdout
+    missing = hangar(server, "kb", "ingest", "nothing", str(handbook))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error[knowledge_base_not_found]")
+
+
+def test_memories_are_listed_edited_and_a_user_forgotten(server: ServerThread) -> None:
+    memory_id = hangar(server, "memories", "add", "ada", "The user likes tea.").stdout.strip()
+    assert memory_id.startswith("mem_")
+    assert hangar(server, "memories", "edit", "ada", memory_id, "The user likes green tea.")
+    listed = hangar(server, "memories", "list", "ada").stdout
+    assert "The user likes green tea." in listed and "(by hand)" in listed
+    forgot = hangar(server, "users", "forget", "ada", "--yes")
+    assert "forgot ada: 1 memories, 0 runs, 0 sessions" in forgot.stdout
+    assert "green tea" not in hangar(server, "memories", "list", "ada").stdout

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import ServerThread, agent, scripted_model
+from tests.helpers import ServerThread, agent, doc, scripted_model
 
 json_values = st.recursive(
     st.none()
@@ -39,6 +39,9 @@ json_values = st.recursive(
                     "input",
                     "stream",
                     "function",
+                    "query",
+                    "text",
+                    "mode",
                     "x",
                 ]
             )
@@ -55,6 +58,9 @@ ENDPOINTS = [
     "/v1/agents/fuzz/runs",
     "/v1/chat/completions",
     "/v1/keys",
+    "/v1/knowledgebases/fuzz/search",
+    "/v1/knowledgebases/fuzz/ingestions",
+    "/v1/users/fuzz/memories",
 ]
 
 
@@ -63,7 +69,12 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]
     server = ServerThread(Path(tmp_path_factory.mktemp("fuzz")) / "home").start()
     with server.client() as client:
         client.post(
-            "/v1/apply", json=[scripted_model("fuzz", {"text": "ok"}), agent("fuzz", "fuzz")]
+            "/v1/apply",
+            json=[
+                scripted_model("fuzz", {"text": "ok"}),
+                agent("fuzz", "fuzz"),
+                doc("KnowledgeBase", "fuzz", {}),
+            ],
         )
         yield client
     server.stop()
@@ -105,6 +116,12 @@ def test_bytes_that_are_not_json_never_cause_a_server_error(
 )
 @given(kind=st.text(max_size=15), name=st.text(max_size=15))
 def test_odd_paths_never_cause_a_server_error(fuzz_api: httpx.Client, kind: str, name: str) -> None:
-    for path in (f"/v1/resources/{kind}/{name}", f"/v1/runs/{name}", f"/v1/schemas/{kind}"):
+    for path in (
+        f"/v1/resources/{kind}/{name}",
+        f"/v1/runs/{name}",
+        f"/v1/schemas/{kind}",
+        f"/v1/users/{name}/memories",
+        f"/v1/knowledgebases/{name}/sources",
+    ):
         with contextlib.suppress(httpx.InvalidURL):  # not a request a client can send
             check(fuzz_api.get(httpx.URL(path)))

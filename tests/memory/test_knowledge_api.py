@@ -186,6 +186,10 @@ def test_clear_errors_for_bad_requests(kb_api: httpx.Client) -> None:
     )
     assert twice.status_code == 422
     assert kb_api.get("/v1/knowledgebases/handbook/ingestions/ing_x").status_code == 404
+    for body in ({"query": ""}, {"query": "x", "mode": "fuzzy"}, {"query": "x", "k": 0}, {}):
+        refused = kb_api.post("/v1/knowledgebases/handbook/search", json=body)
+        assert refused.status_code == 422, body
+        assert refused.json()["error"]["code"] == "invalid_request"
     bad = kb_api.post(
         "/v1/apply",
         json=doc("KnowledgeBase", "bad", {"chunking": {"maxTokens": 32, "overlap": 32}}),
@@ -251,3 +255,19 @@ def test_automatic_retrieval_puts_passages_before_the_first_model_call(
     assert "[1] (handbook: bread.md, chunk 0, Bread)" in retrieved["context"]
     assert events[2]["data"]["messages"] == 3  # instructions, passages, question
     assert "search_knowledge" not in events[2]["data"]["tools"]
+
+
+def test_a_run_whose_agent_names_a_missing_base_fails_with_a_clear_error(
+    kb_api: httpx.Client,
+) -> None:
+    kb_api.post(
+        "/v1/apply",
+        json=[
+            scripted_model("m", {"text": "unused"}),
+            agent("lost", "m", knowledge=[{"name": "nowhere"}]),
+        ],
+    )
+    run = kb_api.post("/v1/agents/lost/runs", json={"input": "hello?"}).json()
+    assert (run["status"], run["error"]["code"]) == ("failed", "configuration_error")
+    assert "knowledge base 'nowhere' not found" in run["error"]["message"]
+    assert "KnowledgeBase" in run["error"]["hint"]
