@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "vector", "text"]
 MAX_REDIRECTS = 5
+HEARTBEAT_SECONDS = 10.0
+"""How often a running job says it is alive, even inside one long file."""
+STALE_SECONDS = 60.0
+"""A running job silent this long died with its process: it is reported interrupted."""
 
 
 class KnowledgeBaseNotFoundError(ResourceNotFoundError):
@@ -176,6 +180,7 @@ class Knowledge:
             "chunks": 0,
             "errors": [],
             "createdAt": _now(),
+            "updatedAt": _now(),
             "finishedAt": None,
         }
         await self.index.save_job(namespace, job["id"], job)
@@ -191,7 +196,29 @@ class Knowledge:
                 f"ingestion {job_id!r} not found in namespace {namespace!r}",
                 details={"ingestion": job_id},
             )
+        alive = datetime.fromisoformat(job.get("updatedAt") or job["createdAt"])
+        if job["status"] == "running" and (datetime.now(UTC) - alive).total_seconds() > (
+            STALE_SECONDS
+        ):
+            job["status"] = "interrupted"
+            job["error"] = {
+                "code": "interrupted",
+                "message": "the process running this ingestion stopped before it finished",
+                "hint": "start it again: files already indexed and unchanged are skipped",
+            }
         return job
+
+    async def _save(self, namespace: str, job: dict[str, Any]) -> None:
+        job["updatedAt"] = _now()
+        await self.index.save_job(namespace, job["id"], job)
+
+    async def _heartbeat(self, namespace: str, job: dict[str, Any]) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self._save(namespace, job)
+            except Exception:  # the next beat, or the job's own saves, will tell
+                log.warning("ingestion %s: saving its progress failed", job["id"])
 
     async def _run(
         self,
@@ -203,6 +230,7 @@ class Knowledge:
         job: dict[str, Any],
     ) -> None:
         started = time.perf_counter()
+        beating = asyncio.create_task(self._heartbeat(namespace, job))
         try:
             embedder = self.embedder(spec.embedder)
             known = {s.source: s for s in await self.index.sources(namespace, kb)}
@@ -222,7 +250,7 @@ class Knowledge:
                         {"source": source, "code": "internal_error", "message": repr(exc)}
                     )
                 job["done"] += 1
-                await self.index.save_job(namespace, job["id"], job)
+                await self._save(namespace, job)
             for prefix, present in folders.items():  # files gone from a folder: chunks go
                 for source in known:
                     if source.startswith(prefix) and source not in present:
@@ -240,9 +268,10 @@ class Knowledge:
             job["status"] = "failed"
             job["error"] = {"code": "internal_error", "message": repr(exc)}
         finally:
+            beating.cancel()
             job["finishedAt"] = _now()
             job["seconds"] = round(time.perf_counter() - started, 3)
-            await asyncio.shield(self.index.save_job(namespace, job["id"], job))
+            await asyncio.shield(self._save(namespace, job))
 
     async def _source(
         self,

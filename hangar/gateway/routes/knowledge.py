@@ -16,6 +16,8 @@ from hangar.memory.knowledge import Upload
 
 router = APIRouter(tags=["knowledge"])
 MAX_FILES = 1000
+MAX_REQUEST_BYTES = 512 * 1024 * 1024
+"""What one request's files may hold in all (each is read whole for its job)."""
 
 
 async def _uploads(request: Request) -> list[Upload] | None:
@@ -33,16 +35,25 @@ async def _uploads(request: Request) -> list[Upload] | None:
         return None
     form = await request.form(max_files=MAX_FILES)
     uploads = []
-    for _, value in form.multi_items():
-        if not isinstance(value, UploadFile):
-            continue
-        name = value.filename or "upload"
-        size = value.size if value.size is not None else 0
-        data = await value.read() if size <= MAX_BYTES else None
-        if data is not None:
-            size = len(data)
-        uploads.append(Upload(name, data, size, value.content_type))
-    await form.close()
+    total = 0
+    try:
+        for _, value in form.multi_items():
+            if not isinstance(value, UploadFile):
+                continue
+            name = value.filename or "upload"
+            size = value.size if value.size is not None else 0
+            data = await value.read() if size <= MAX_BYTES else None
+            if data is not None:
+                size = len(data)
+                total += size
+            if total > MAX_REQUEST_BYTES:
+                raise InvalidRequestError(
+                    f"the files of one request may hold {MAX_REQUEST_BYTES // 2**20} MiB in all",
+                    hint="send them in several requests",
+                )
+            uploads.append(Upload(name, data, size, value.content_type))
+    finally:
+        await form.close()
     if not uploads:
         raise InvalidRequestError("the multipart request holds no files")
     names = [u.name for u in uploads]
