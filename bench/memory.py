@@ -58,13 +58,15 @@ class NumpyFloor:
 
     def __init__(self) -> None:
         self.rows: list[np.ndarray] = []
-        self.matrix = np.zeros((0, 384), dtype=np.float32)
+        self.matrix: np.ndarray | None = None
 
     def add(self, vectors: list[list[float]]) -> None:
         self.rows.append(np.asarray(vectors, dtype=np.float32))
-        self.matrix = np.vstack(self.rows)
+        self.matrix = None
 
     def search(self, vector: list[float], k: int) -> list[int]:
+        if self.matrix is None:
+            self.matrix = np.vstack(self.rows)
         scores = self.matrix @ np.asarray(vector, dtype=np.float32)
         top = np.argpartition(-scores, k)[:k]
         return [int(i) for i in top[np.argsort(-scores[top])]]

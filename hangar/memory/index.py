@@ -308,9 +308,12 @@ class SqliteKnowledgeIndex:
             return []
 
         def search(db: Any) -> list[Hit]:
+            # CROSS JOIN keeps the full-text index as the outer loop: left to itself
+            # the planner walks the base's chunks and runs the whole MATCH once per
+            # chunk (8 s instead of 30 ms at 11,000 chunks).
             rows = db.execute(
                 "SELECT c.id, c.source, c.idx, c.title, c.text FROM chunks_fts"
-                " JOIN chunks c ON c.id = chunks_fts.rowid"
+                " CROSS JOIN chunks c ON c.id = chunks_fts.rowid"
                 " WHERE chunks_fts MATCH ? AND c.namespace = ? AND c.kb = ?"
                 " ORDER BY bm25(chunks_fts), c.id LIMIT ?",
                 (match, namespace, kb, k),

@@ -271,3 +271,26 @@ def test_a_run_whose_agent_names_a_missing_base_fails_with_a_clear_error(
     assert (run["status"], run["error"]["code"]) == ("failed", "configuration_error")
     assert "knowledge base 'nowhere' not found" in run["error"]["message"]
     assert "KnowledgeBase" in run["error"]["hint"]
+
+
+def test_any_openai_compatible_endpoint_can_embed(
+    kb_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hangar's own /v1/embeddings, reached over HTTP like any provider's.
+    key = kb_api.headers["Authorization"].removeprefix("Bearer ")
+    monkeypatch.setenv("HANGAR_TEST_EMBEDDINGS_KEY", key)
+    embedder = {
+        "provider": "openai",
+        "model": "all-minilm-l6-v2",
+        "baseUrl": f"{kb_api.base_url}v1",
+        "apiKeyEnv": "HANGAR_TEST_EMBEDDINGS_KEY",
+    }
+    kb_api.post("/v1/apply", json=doc("KnowledgeBase", "remote", {"embedder": embedder}))
+    parts = [("file", ("pump.md", PUMP)), ("file", ("bread.md", BREAD))]
+    response = kb_api.post("/v1/knowledgebases/remote/ingestions", files=parts)
+    job = finished(kb_api, response.json())
+    assert (job["status"], job["indexed"], job["errors"]) == ("succeeded", 2, [])
+    found = kb_api.post(
+        "/v1/knowledgebases/remote/search", json={"query": "why does dough rise", "mode": "vector"}
+    ).json()["items"]
+    assert found[0]["citation"]["source"] == "bread.md"

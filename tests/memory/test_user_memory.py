@@ -17,7 +17,7 @@ import pytest
 
 from hangar.memory.users import parse_facts
 from tests.conftest import POSTGRES_URL
-from tests.helpers import ServerThread, agent, scripted_model, wait_until
+from tests.helpers import ServerThread, agent, doc, scripted_model, wait_until
 
 USER = "alice-7f3"
 
@@ -139,8 +139,7 @@ async def _database_text(server: ServerThread) -> str:
         dumped = []
         for name in ("hangar.db", "knowledge.db"):
             path: Path = server.settings.home / name
-            if not path.exists():
-                continue
+            assert path.exists(), path
             db = sqlite3.connect(path)
             tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
             for table in tables:
@@ -170,6 +169,14 @@ def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
 ) -> None:
     with backend.client() as api:
         setup(api, "The user keeps bees.")  # (in the Model's spec: a trace of no user)
+        api.post("/v1/apply", json=doc("KnowledgeBase", "hives", {}))
+        parts = [("file", ("hives.md", b"# Hives\n\nA hive holds one queen."))]
+        job = api.post("/v1/knowledgebases/hives/ingestions", files=parts).json()
+        wait_until(
+            lambda: api.get(f"/v1/knowledgebases/hives/ingestions/{job['id']}").json()["status"]
+            == "succeeded",
+            what="the knowledge index written",
+        )
         run(api, "I keep bees near Sintra, ask me about honey.")
         session = api.post("/v1/sessions", json={"agent": "assistant"}).json()["id"]
         run(api, "Zebulon is my beekeeping mentor.", session=session)
@@ -186,6 +193,7 @@ def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
         for trace in traces:
             assert trace not in after, trace
         assert "How do I calm the bees?" in after  # other users keep theirs
+        assert "A hive holds one queen." in after  # the knowledge index was scanned too
         assert memories(api) == []
         assert api.get(f"/v1/sessions/{session}").status_code == 404
 
