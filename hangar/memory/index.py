@@ -152,7 +152,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     title TEXT NOT NULL,
     text TEXT NOT NULL,
     digest TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    dimension INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks (namespace, kb, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -215,7 +215,7 @@ class SqliteKnowledgeIndex:
                 for chunk, vector in zip(chunks, vectors, strict=True):
                     cursor = db.execute(
                         "INSERT INTO chunks"
-                        " (namespace, kb, source, idx, title, text, digest, embedding)"
+                        " (namespace, kb, source, idx, title, text, digest, dimension)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             namespace,
@@ -225,12 +225,17 @@ class SqliteKnowledgeIndex:
                             chunk.title,
                             chunk.text,
                             digest,
-                            _floats(vector),
+                            len(vector),
                         ),
                     )
                     db.execute(
                         "INSERT INTO chunks_fts (rowid, title, text) VALUES (?, ?, ?)",
                         (cursor.lastrowid, chunk.title, chunk.text),
+                    )
+                    db.execute(
+                        f"INSERT INTO {_vec_table(db, len(vector))}"
+                        " (chunk_id, namespace, kb, embedding) VALUES (?, ?, ?, ?)",
+                        (cursor.lastrowid, namespace, kb, _floats(vector)),
                     )
                 db.execute("COMMIT")
             except BaseException:
@@ -292,11 +297,14 @@ class SqliteKnowledgeIndex:
         self, namespace: str, kb: str, vector: Sequence[float], k: int
     ) -> list[Hit]:
         def search(db: Any) -> list[Hit]:
+            if not _has_vec_table(db, len(vector)):
+                return []  # no base has vectors of this size
             rows = db.execute(
-                "SELECT id, source, idx, title, text FROM chunks"
-                " WHERE namespace = ? AND kb = ?"
-                " ORDER BY vec_distance_cosine(embedding, ?), id LIMIT ?",
-                (namespace, kb, _floats(vector), k),
+                "SELECT c.id, c.source, c.idx, c.title, c.text FROM ("
+                f"  SELECT chunk_id, distance FROM {_vec_name(len(vector))}"
+                "   WHERE embedding MATCH ? AND k = ? AND namespace = ? AND kb = ?"
+                ") v JOIN chunks c ON c.id = v.chunk_id ORDER BY v.distance, c.id",
+                (_floats(vector), k, namespace, kb),
             ).fetchall()
             return [Hit(*row) for row in rows]
 
@@ -331,16 +339,45 @@ class SqliteKnowledgeIndex:
             await self._call(close)
 
 
+def _vec_name(dimension: int) -> str:
+    return f"chunks_vec_{int(dimension):d}"
+
+
+def _has_vec_table(db: Any, dimension: int) -> bool:
+    found = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_vec_name(dimension),)
+    ).fetchone()
+    return found is not None
+
+
+def _vec_table(db: Any, dimension: int) -> str:
+    """The vectors of one dimension: a sqlite-vec ``vec0`` table (a flat index, scanned
+    in C, partitioned by namespace and base so a search reads only its base's rows).
+    One per dimension, made with the first such vector, as bases may use different
+    embedders."""
+    name = _vec_name(dimension)
+    db.execute(
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING vec0("
+        "chunk_id INTEGER PRIMARY KEY, namespace TEXT PARTITION KEY, kb TEXT PARTITION KEY,"
+        f" embedding float[{int(dimension):d}] distance_metric=cosine)"
+    )
+    return name
+
+
 def _delete(db: Any, namespace: str, kb: str, source: str | None) -> int:
     """Delete a source's chunks (every source's, for ``None``)."""
     where = "namespace = ? AND kb = ?" + ("" if source is None else " AND source = ?")
     params = (namespace, kb) if source is None else (namespace, kb, source)
-    rows = db.execute(f"SELECT id, title, text FROM chunks WHERE {where}", params).fetchall()
-    for chunk_id, title, text in rows:  # an external-content FTS table is told what goes
+    rows = db.execute(
+        f"SELECT id, title, text, dimension FROM chunks WHERE {where}", params
+    ).fetchall()
+    for chunk_id, title, text, dimension in rows:
+        # An external-content FTS table is told what goes; vec0 keeps its own copy.
         db.execute(
             "INSERT INTO chunks_fts (chunks_fts, rowid, title, text) VALUES ('delete', ?, ?, ?)",
             (chunk_id, title, text),
         )
+        db.execute(f"DELETE FROM {_vec_name(dimension)} WHERE chunk_id = ?", (chunk_id,))
     db.execute(f"DELETE FROM chunks WHERE {where}", params)
     return len(rows)
 
@@ -385,6 +422,17 @@ def ts_query(text: str) -> str | None:
     return " | ".join(_words(text)) or None
 
 
+def _cast(dimension: int) -> str:
+    """The indexed expression: the column as vectors of one dimension."""
+    return f"(embedding::public.vector({dimension:d}))"
+
+
+def _dimension_is(dimension: int) -> str:
+    """The predicate of that dimension's partial index, word for word (the planner
+    uses a partial index only for queries that state its predicate)."""
+    return f"public.vector_dims(embedding) = {dimension:d}"
+
+
 def _pg_vector(vector: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
@@ -392,13 +440,20 @@ def _pg_vector(vector: Sequence[float]) -> str:
 class PostgresKnowledgeIndex:
     """Chunks in Hangar's PostgreSQL (its schema, if set): pgvector for the vectors
     (cosine distance, exact), a generated ``tsvector`` with a GIN index for the words.
-    Its table is its own, made on first use, beside the run store's."""
+    Its table is its own, made on first use, beside the run store's.
+
+    Vectors of each dimension get an HNSW index of their own (an expression index on
+    the column cast to that dimension: the column itself takes any, as bases may use
+    different embedders), made when a base first writes vectors of that size. Searches
+    walk it with pgvector's iterative scan, so a base's filter does not starve the
+    result (an HNSW search finds the nearest rows of every base, then filters)."""
 
     def __init__(self, url: str, schema: str | None = None) -> None:
         self.dsn = driver_dsn(url)
         self.schema = schema
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        self._indexed: set[int] = set()
 
     async def _connection_pool(self) -> Any:
         async with self._opening:
@@ -407,7 +462,14 @@ class PostgresKnowledgeIndex:
 
                 path = f'"{self.schema}", public' if self.schema else "public"
                 pool = await asyncpg.create_pool(
-                    self.dsn, min_size=0, max_size=4, server_settings={"search_path": path}
+                    self.dsn,
+                    min_size=0,
+                    max_size=4,
+                    server_settings={
+                        "search_path": path,
+                        "hnsw.iterative_scan": "strict_order",
+                        "hnsw.ef_search": str(2 * SEARCH_DEPTH),
+                    },
                 )
                 try:
                     async with pool.acquire() as conn, conn.transaction():
@@ -435,6 +497,8 @@ class PostgresKnowledgeIndex:
     ) -> None:
         _same_length(chunks, vectors)
         pool = await self._connection_pool()
+        if vectors:
+            await self._index_dimension(pool, len(vectors[0]))
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "DELETE FROM knowledge_chunks WHERE namespace = $1 AND kb = $2 AND source = $3",
@@ -451,6 +515,18 @@ class PostgresKnowledgeIndex:
                     for c, v in zip(chunks, vectors, strict=True)
                 ],
             )
+
+    async def _index_dimension(self, pool: Any, dimension: int) -> None:
+        if dimension in self._indexed:
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(7242364753)")
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS knowledge_chunks_hnsw_{dimension:d}"
+                f" ON knowledge_chunks USING hnsw ({_cast(dimension)} public.vector_cosine_ops)"
+                f" WHERE {_dimension_is(dimension)}"
+            )
+        self._indexed.add(dimension)
 
     async def delete_source(self, namespace: str, kb: str, source: str) -> int:
         pool = await self._connection_pool()
@@ -504,8 +580,9 @@ class PostgresKnowledgeIndex:
         pool = await self._connection_pool()
         rows = await pool.fetch(
             "SELECT id, source, idx, title, text FROM knowledge_chunks"
-            " WHERE namespace = $1 AND kb = $2"
-            " ORDER BY embedding OPERATOR(public.<=>) $3::public.vector, id LIMIT $4",
+            f" WHERE namespace = $1 AND kb = $2 AND {_dimension_is(len(vector))}"
+            f" ORDER BY {_cast(len(vector))} OPERATOR(public.<=>)"
+            f" $3::public.vector({len(vector):d}) LIMIT $4",
             namespace,
             kb,
             _pg_vector(vector),

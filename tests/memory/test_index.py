@@ -13,11 +13,13 @@ from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import (
     KnowledgeIndex,
+    PostgresKnowledgeIndex,
     SqliteKnowledgeIndex,
     fts_query,
     hybrid_search,
     ts_query,
 )
+from tests.conftest import POSTGRES_URL
 
 SOURCES = {
     "boats.md": "# Boats\nA sailboat is moved by the wind pushing on its sails.",
@@ -113,3 +115,45 @@ def test_a_chunk_list_and_its_vectors_must_match(tmp_path: Path) -> None:
     index = SqliteKnowledgeIndex(tmp_path / "k.db")
     with pytest.raises(ValueError, match="1 chunks but 0 vectors"):
         asyncio.run(index.replace_source("default", "kb", "s", "d", [Chunk("t", (), 0)], []))
+
+
+async def test_postgresql_searches_vectors_through_an_hnsw_index(pg_schema: str) -> None:
+    index = PostgresKnowledgeIndex(POSTGRES_URL, pg_schema)
+    try:
+        await ingest(index, "boats.md", SOURCES["boats.md"])
+        pool = await index._connection_pool()
+        vector = (await EMBEDDER.embed(["wind"]))[0]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")  # a tiny table: force it
+            plan = await conn.fetch(
+                "EXPLAIN SELECT id FROM knowledge_chunks WHERE namespace = 'default'"
+                " AND kb = 'kb' AND public.vector_dims(embedding) = 384 ORDER BY"
+                " (embedding::public.vector(384)) OPERATOR(public.<=>) $1::public.vector(384)"
+                " LIMIT 5",
+                "[" + ",".join(map(str, vector)) + "]",
+            )
+        assert "knowledge_chunks_hnsw_384" in "\n".join(row[0] for row in plan)
+        found = await index.vector_search("default", "kb", vector, 5)
+        assert [h.source for h in found] == ["boats.md"]
+        assert await index.vector_search("default", "kb", [1.0, 0.0], 5) == []  # no 2-d base
+    finally:
+        await index.close()
+
+
+async def test_sqlite_keeps_vectors_in_a_vec0_table_per_dimension(tmp_path: Path) -> None:
+    index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
+    try:
+        await ingest(index, "boats.md", SOURCES["boats.md"])
+        db = index._connect()
+        assert db.execute("SELECT count(*) FROM chunks_vec_384").fetchone() == (1,)
+        plan = db.execute(
+            "EXPLAIN QUERY PLAN SELECT chunk_id FROM chunks_vec_384"
+            " WHERE embedding MATCH ? AND k = 5 AND namespace = 'default' AND kb = 'kb'",
+            (b"\0" * 4 * 384,),
+        ).fetchall()
+        assert "VIRTUAL TABLE" in str(plan)
+        assert await index.vector_search("default", "kb", [1.0, 0.0], 5) == []  # no 2-d base
+        assert await index.delete_source("default", "kb", "boats.md") == 1
+        assert db.execute("SELECT count(*) FROM chunks_vec_384").fetchone() == (0,)
+    finally:
+        await index.close()

@@ -282,7 +282,7 @@ def test_any_openai_compatible_endpoint_can_embed(
     embedder = {
         "provider": "openai",
         "model": "all-minilm-l6-v2",
-        "baseUrl": f"{kb_api.base_url}v1",
+        "baseUrl": str(kb_api.base_url).rstrip("/") + "/v1",
         "apiKeyEnv": "HANGAR_TEST_EMBEDDINGS_KEY",
     }
     kb_api.post("/v1/apply", json=doc("KnowledgeBase", "remote", {"embedder": embedder}))

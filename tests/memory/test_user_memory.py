@@ -173,8 +173,10 @@ def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
         parts = [("file", ("hives.md", b"# Hives\n\nA hive holds one queen."))]
         job = api.post("/v1/knowledgebases/hives/ingestions", files=parts).json()
         wait_until(
-            lambda: api.get(f"/v1/knowledgebases/hives/ingestions/{job['id']}").json()["status"]
-            == "succeeded",
+            lambda: (
+                api.get(f"/v1/knowledgebases/hives/ingestions/{job['id']}").json()["status"]
+                == "succeeded"
+            ),
             what="the knowledge index written",
         )
         run(api, "I keep bees near Sintra, ask me about honey.")
