@@ -152,6 +152,8 @@ async def _run() -> dict[str, Any]:
         for size in SIZES:
             for index in [*indexes.values(), floor]:
                 await _fill(index, chunks, base, filled, size)
+            for index in indexes.values():
+                await index.analyze()  # as an ingestion job does at its end
             filled = size
             samples: dict[str, list[float]] = {
                 f"{name} {how}": [] for name in indexes for how in ("vector", "hybrid")

@@ -72,6 +72,11 @@ class KnowledgeIndex(Protocol):
         ...
 
     async def delete_source(self, namespace: str, kb: str, source: str) -> int: ...
+    async def analyze(self) -> None:
+        """After a bulk write: refresh the planner's statistics, so searches use the
+        indexes at once (PostgreSQL would otherwise scan until autovacuum runs)."""
+        ...
+
     async def delete_base(self, namespace: str, kb: str) -> int: ...
     async def sources(self, namespace: str, kb: str) -> list[SourceInfo]: ...
     async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
@@ -252,6 +257,12 @@ class SqliteKnowledgeIndex:
             return count
 
         return int(await self._call(delete))
+
+    async def analyze(self) -> None:
+        def optimize(db: Any) -> None:
+            db.execute("PRAGMA optimize")
+
+        await self._call(optimize)
 
     async def delete_base(self, namespace: str, kb: str) -> int:
         def delete(db: Any) -> int:
@@ -537,6 +548,10 @@ class PostgresKnowledgeIndex:
             source,
         )
         return int(done.split()[-1])
+
+    async def analyze(self) -> None:
+        pool = await self._connection_pool()
+        await pool.execute("ANALYZE knowledge_chunks")
 
     async def delete_base(self, namespace: str, kb: str) -> int:
         pool = await self._connection_pool()

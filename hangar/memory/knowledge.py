@@ -251,6 +251,8 @@ class Knowledge:
                     )
                 job["done"] += 1
                 await self._save(namespace, job)
+            if job["indexed"]:
+                await self.index.analyze()
             for prefix, present in folders.items():  # files gone from a folder: chunks go
                 for source in known:
                     if source.startswith(prefix) and source not in present:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import POSTGRES_URL
 from tests.helpers import ServerThread, agent, doc, scripted_model, tool_step
 from tests.memory.pdf import pdf_with_text
 
@@ -294,3 +295,33 @@ def test_any_openai_compatible_endpoint_can_embed(
         "/v1/knowledgebases/remote/search", json={"query": "why does dough rise", "mode": "vector"}
     ).json()["items"]
     assert found[0]["citation"]["source"] == "bread.md"
+
+
+def test_an_ingestion_leaves_postgresqls_statistics_fresh(pg_schema: str, tmp_path: Path) -> None:
+    """Else PostgreSQL scans every row (not the HNSW index) until autovacuum comes."""
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    server = ServerThread(
+        tmp_path / "home", database_url=POSTGRES_URL, database_schema=pg_schema
+    ).start()
+    try:
+        with server.client() as api:
+            api.post("/v1/apply", json=HANDBOOK)
+            upload(api, ("pump.md", PUMP))
+    finally:
+        server.stop()
+
+    async def analyzed() -> object:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("+asyncpg", ""))
+        try:
+            return await conn.fetchval(
+                "SELECT last_analyze FROM pg_stat_user_tables"
+                " WHERE schemaname = $1 AND relname = 'knowledge_chunks'",
+                pg_schema,
+            )
+        finally:
+            await conn.close()
+
+    assert asyncio.run(analyzed()) is not None
