@@ -124,10 +124,28 @@ def _same_length(chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]]) ->
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
 
 
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been
+    before being below between both but by can did do does doing down during each few
+    for from further had has have having he her here hers herself him himself his how i
+    if in into is it its itself just me more most my myself no nor not now of off on
+    once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to
+    too under until up very was we were what when where which while who whom why will
+    with you your yours yourself yourselves""".split()
+)
+"""English words too common to search by (Snowball's list, as PostgreSQL's ``english``
+configuration drops them): matching them costs a pass over most chunks and ranks
+nothing."""
+
+
 def fts_query(text: str) -> str | None:
     """A user's words as an FTS5 query that cannot be a syntax error: each word quoted,
-    any of them may match (BM25 ranks the chunks with more, and rarer, ones first)."""
-    return " OR ".join(f'"{word}"' for word in _words(text)) or None
+    any of them may match (BM25 ranks the chunks with more, and rarer, ones first).
+    Stop words are left out unless the query is nothing else."""
+    words = _words(text)
+    kept = [word for word in words if word not in STOPWORDS] or words
+    return " OR ".join(f'"{word}"' for word in kept) or None
 
 
 def _sqlite_module() -> Any:

@@ -105,6 +105,8 @@ async def test_any_typed_words_are_a_valid_full_text_query(index: KnowledgeIndex
         await index.text_search("default", "kb", typed, 3)  # never a syntax error
     assert fts_query("  ") is None and ts_query("  ") is None
     assert fts_query('Wind "sails" wind') == '"wind" OR "sails"'
+    assert fts_query("What is the HX-4417 code?") == '"hx" OR "4417" OR "code"'  # no stop words
+    assert fts_query("to be or not to be") == '"to" OR "be" OR "or" OR "not"'  # all stop words
     assert ts_query("wind's & (sails)") == "wind | s | sails"
     assert (await search(index, "wind -sails", "text"))[0] == "boats.md"
 
