@@ -615,7 +615,7 @@ class PostgresKnowledgeIndex:
                     server_settings={
                         "search_path": path,
                         "hnsw.iterative_scan": "strict_order",
-                        "hnsw.ef_search": str(2 * SEARCH_DEPTH),
+                        "hnsw.ef_search": str(4 * SEARCH_DEPTH),
                     },
                 )
                 try:
