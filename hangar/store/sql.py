@@ -178,6 +178,15 @@ async def _delete_runs(conn: AsyncConnection, ids: set[str]) -> dict[str, int]:
     return {"runs": len(doomed)}
 
 
+def _users_memory(namespace: str, user: str, memory_id: str) -> sa.ColumnElement[bool]:
+    """One memory, only if it is this user's: an id alone must not reach another's."""
+    return (
+        (user_memories.c.namespace == namespace)
+        & (user_memories.c.user_id == user)
+        & (user_memories.c.id == memory_id)
+    )
+
+
 def _memory(row: RowMapping) -> MemoryRecord:
     return MemoryRecord(
         id=row["id"],
@@ -783,11 +792,7 @@ class SqlStore:
     async def update_memory(
         self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
     ) -> MemoryRecord | None:
-        mine = (
-            (user_memories.c.namespace == namespace)
-            & (user_memories.c.user_id == user)
-            & (user_memories.c.id == memory_id)
-        )
+        mine = _users_memory(namespace, user, memory_id)
         async with self.engine.begin() as conn:
             await conn.execute(
                 user_memories.update()
@@ -800,11 +805,7 @@ class SqlStore:
     async def delete_memory(self, namespace: str, user: str, memory_id: str) -> bool:
         async with self.engine.begin() as conn:
             done = await conn.execute(
-                user_memories.delete().where(
-                    (user_memories.c.namespace == namespace)
-                    & (user_memories.c.user_id == user)
-                    & (user_memories.c.id == memory_id)
-                )
+                user_memories.delete().where(_users_memory(namespace, user, memory_id))
             )
         return bool(done.rowcount)
 
