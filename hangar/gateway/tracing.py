@@ -11,6 +11,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hangar.telemetry.tracing import Telemetry, extract_from_headers
 
 UNTRACED = frozenset({"/healthz", "/metrics"})
+PERSONAL = ("/v1/users/",)
+"""Paths that name an end user: their spans keep the route (``/v1/users/{user}``), never
+the path, so no trace holds the id of a user who was (or is being) forgotten."""
 
 
 class TracingMiddleware:
@@ -23,6 +26,9 @@ class TracingMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
+        path = str(scope.get("path", ""))
+        personal = path.startswith(PERSONAL)
+        shown = "/v1/users/{user}" if personal else path
         status: dict[str, int] = {}
 
         async def send_status(message: Message) -> None:
@@ -31,16 +37,18 @@ class TracingMiddleware:
             await send(message)
 
         with self.telemetry.tracer.start_as_current_span(
-            f"{method} {scope.get('path', '')}",
+            f"{method} {shown}",
             context=extract_from_headers(scope.get("headers", [])),
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": scope.get("path", "")},
+            attributes={"http.request.method": method, "url.path": shown},
         ) as span:
             await self.app(scope, receive, send_status)
             route: Any = scope.get("route")
             if route is not None and getattr(route, "path", None):
                 span.update_name(f"{method} {route.path}")
                 span.set_attribute("http.route", route.path)
+                if personal:
+                    span.set_attribute("url.path", route.path)
             code = status.get("code", 500)
             span.set_attribute("http.response.status_code", code)
             if code >= 500:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from hangar.memory.users import parse_facts
+from hangar.telemetry.tracing import FLUSH_SECONDS
 from tests.conftest import POSTGRES_URL
 from tests.helpers import ServerThread, agent, doc, scripted_model, wait_until
 
@@ -185,18 +187,20 @@ def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
         run(api, "How do I calm the bees?", user="bob")
         wait_until(lambda: len(memories(api)) == 1, what="facts learnt")
         traces = {USER, "Sintra", "Zebulon", memories(api)[0]["id"]}
+        time.sleep(3 * FLUSH_SECONDS)  # the request spans that name the user are stored
         before = asyncio.run(_database_text(backend))
         assert all(trace in before for trace in traces)  # the scan does see them
 
         forgotten = api.delete(f"/v1/users/{USER}")
         assert forgotten.status_code == 200, forgotten.text
         assert forgotten.json()["removed"] == {"runs": 2, "sessions": 1, "memories": 1}
+        assert memories(api) == []
+        time.sleep(3 * FLUSH_SECONDS)  # spans of these last requests are stored too
         after = asyncio.run(_database_text(backend))
         for trace in traces:
             assert trace not in after, trace
         assert "How do I calm the bees?" in after  # other users keep theirs
         assert "A hive holds one queen." in after  # the knowledge index was scanned too
-        assert memories(api) == []
         assert api.get(f"/v1/sessions/{session}").status_code == 404
 
 
