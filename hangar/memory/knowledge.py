@@ -340,11 +340,15 @@ def _declared(spec: KnowledgeBaseSpec) -> tuple[dict[str, Reader], dict[str, set
             readers[source.url] = _url_reader(source.url, tuple(spec.egress.allow_hosts))
             continue
         assert source.folder is not None
-        files = _folder_files(source)
-        prefix = str(Path(source.folder).absolute()) + os.sep
-        folders[prefix] = {str(path) for path in files}
-        for path in files:
-            readers[str(path)] = _file_reader(path)
+        # A file's source name is its path as the spec gives the folder: what a
+        # citation shows, without the server's own layout when the folder is relative.
+        declared = Path(source.folder)
+        root = declared.absolute()
+        prefix = str(declared) + os.sep
+        files = {str(declared / path.relative_to(root)): path for path in _folder_files(source)}
+        folders[prefix] = set(files)
+        for name, path in files.items():
+            readers[name] = _file_reader(name, path)
     return readers, folders
 
 
@@ -364,16 +368,16 @@ def _folder_files(source: SourceSpec) -> list[Path]:
     )
 
 
-def _file_reader(path: Path) -> Reader:
+def _file_reader(name: str, path: Path) -> Reader:
     def read() -> Document:
         try:
-            check_size(str(path), path.stat().st_size)
+            check_size(name, path.stat().st_size)
             data = path.read_bytes()
         except OSError as exc:
             raise DocumentError(
-                f"{path} cannot be read: {exc.strerror}", details={"source": str(path)}
+                f"{name} cannot be read: {exc.strerror}", details={"source": name}
             ) from None
-        return read_document(str(path), data)
+        return read_document(name, data)
 
     async def in_thread() -> Document:
         return await asyncio.to_thread(read)

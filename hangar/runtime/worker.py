@@ -488,7 +488,9 @@ class Worker:
     async def _learn(self, run: RunRecord, outcome: Outcome) -> None:
         """After a run for an end user: keep what it taught about them. Its tokens go
         to the ledger under the run (the run's own usage is final by now)."""
-        if run.user is None or outcome.status is not RunStatus.SUCCEEDED:
+        if run.user is None or run.parent_id is not None:
+            return  # an agent called as a tool hears its caller, not the user
+        if outcome.status is not RunStatus.SUCCEEDED:
             return
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         if spec.memory.user is None or "message" not in outcome.output:

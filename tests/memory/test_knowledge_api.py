@@ -162,6 +162,10 @@ def test_declared_folder_and_url_sources(kb_api: httpx.Client, tmp_path: Path) -
         assert refused["source"] == "http://example.com/outside.html"
         assert "allow-list" in refused["message"] and "allowHosts" in refused["hint"]
         assert search(kb_api, "reset button color")[0]["citation"]["source"] == guide
+        listed = kb_api.get("/v1/knowledgebases/handbook/sources").json()["items"]
+        assert sorted(s["source"] for s in listed) == sorted(
+            [f"{docs}/deep/bread.txt", f"{docs}/pump.md", guide]
+        )
 
         (docs / "deep" / "bread.txt").unlink()  # gone from the folder: its chunks go
         job = finished(kb_api, kb_api.post("/v1/knowledgebases/handbook/ingestions").json())
