@@ -16,7 +16,7 @@ import httpx
 
 from hangar.config import Settings
 from hangar.runtime.host import Runtime
-from tests.helpers import agent, free_port, scripted_model, wait_until
+from tests.helpers import agent, doc, free_port, scripted_model, wait_until
 
 HANGAR = Path(sys.executable).parent / "hangar"
 
@@ -89,3 +89,72 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_resumed_run_keeps_the_passages_and_memories_it_was_given(tmp_path: Path) -> None:
+    """Retrieved knowledge and recalled facts are recorded before the first model call;
+    the worker that takes the run over puts the same ones back, searching nothing again
+    (the index or the memories may have changed meanwhile)."""
+    home = tmp_path / "home"
+    port = free_port()
+    env = {**os.environ, "HANGAR_HOME": str(home), "HANGAR_PORT": str(port)}
+    env["HANGAR_LEASE_SECONDS"] = "1"
+    first = subprocess.Popen(
+        [str(HANGAR), "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _up(url), what="hangar up")
+        key = (home / "admin.key").read_text().strip()
+        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        api.post(
+            "/v1/apply",
+            json=[
+                doc("KnowledgeBase", "kb", {}),
+                scripted_model("slow", {"text": "done", "delaySeconds": 3}),
+                agent(
+                    "reader",
+                    "slow",
+                    knowledge=[{"name": "kb", "retrieval": "auto", "topK": 1}],
+                    memory={"user": {"recall": 3}},
+                ),
+            ],
+        ).raise_for_status()
+        parts = [("file", ("tides.md", b"# Tides\n\nThe moon pulls the sea into tides."))]
+        job = api.post("/v1/knowledgebases/kb/ingestions", files=parts).json()
+        wait_until(
+            lambda: (
+                api.get(f"/v1/knowledgebases/kb/ingestions/{job['id']}").json()["status"]
+                == "succeeded"
+            ),
+            what="ingestion",
+        )
+        api.post("/v1/users/ada/memories", json={"text": "The user sails."}).raise_for_status()
+        run = api.post(
+            "/v1/agents/reader/runs",
+            json={"input": "Why are there tides?", "user": "ada", "wait": False},
+        ).json()
+
+        def types() -> list[str]:
+            items = api.get(f"/v1/runs/{run['id']}/events").json()["items"]
+            return [e["type"] for e in items]
+
+        wait_until(lambda: "model_request" in types(), what="the model call")
+        os.kill(first.pid, signal.SIGKILL)  # during the model call
+        first.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    finished = asyncio.run(_take_over(home, run["id"]))
+    assert finished["status"] == "succeeded"
+    events = finished["events"]
+    kinds = Counter(e.type for e in events)
+    assert kinds["run_started"] == 2
+    assert kinds["knowledge"] == 1 and kinds["memory"] == 1  # not searched again
+    assert [e.data["messages"] for e in events if e.type == "model_request"] == [2, 2]
+    output = finished["output"]
+    assert isinstance(output, dict)
+    assert output["citations"] == [
+        {"knowledge_base": "kb", "source": "tides.md", "chunk": 0, "title": "Tides"}
+    ]
