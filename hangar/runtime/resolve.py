@@ -52,7 +52,7 @@ class ModelCache:
 
     async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:
         """The model, its prices, and its provider's name (for traces)."""
-        stored = await self.store.get_resource(namespace, Model.KIND, name)
+        stored = await self.store.cached_resource(namespace, Model.KIND, name)
         if stored is None:
             if name != LOCAL_MODEL:
                 raise ModelNotFoundError(

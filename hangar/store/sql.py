@@ -15,6 +15,7 @@ import functools
 import hashlib
 import inspect
 import json
+import re
 import secrets
 import time
 import uuid
@@ -74,6 +75,9 @@ from hangar.store.tables import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+RESOURCE_CACHE_SECONDS = 1.0
+"""How old a cached resource may be: what this process applies or deletes is seen at
+once; what another process does, within this."""
 T = TypeVar("T")
 KEY_PREFIX = "hgr_"
 
@@ -316,6 +320,19 @@ def _claim_statement(dialect: str) -> sa.TextualSelect:
     )
 
 
+@functools.cache
+def _claim_driver_statement() -> str:
+    """The claim for asyncpg on PostgreSQL: the same text, numbered parameters."""
+    statement = _CLAIM.format(
+        lock="FOR UPDATE SKIP LOCKED",
+        columns=_RUN_COLUMNS,
+        max_running_of_quota="CAST(q.spec ->> 'maxRunning' AS INTEGER)",
+    )
+    for number, name in enumerate(("now", "until", "worker", "max_running"), start=1):
+        statement = re.sub(rf":{name}\b", f"${number}", statement)
+    return statement
+
+
 # The statements of the hottest store call (several per run step), built once: building
 # a statement and its cache key costs more CPU than running it on PostgreSQL.
 _NEXT_SEQ = (
@@ -336,6 +353,44 @@ RETURNING seq
 """
 _APPEND_EVENT_HELD_PG = _APPEND_EVENT_PG.format(held=" AND worker = $6")
 _APPEND_EVENT_PG = _APPEND_EVENT_PG.format(held="")
+_FINISH_PG = """
+WITH changed AS (
+    UPDATE runs SET status = $2, reason = $3, last_seq = last_seq + 1,
+        finished_at = coalesce($4, finished_at), timing = coalesce($5::jsonb, timing),
+        output = coalesce($6::jsonb, output), error = coalesce($7::jsonb, error),
+        usage = coalesce($8::jsonb, usage)
+    WHERE id = $1{held}
+    RETURNING {columns}
+), stored AS (
+    INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
+    SELECT id, last_seq, namespace, $9, $10::jsonb, $11 FROM changed
+)
+SELECT * FROM changed
+"""
+_RUN_COLUMNS = ", ".join(column.name for column in runs.c)
+_FINISH_HELD_PG = _FINISH_PG.replace("{held}", " AND worker = $12").replace(
+    "{columns}", _RUN_COLUMNS
+)
+_FINISH_PG = _FINISH_PG.replace("{held}", "").replace("{columns}", _RUN_COLUMNS)
+_JSON_RUN_COLUMNS = tuple(c.name for c in runs.c if isinstance(c.type, sa.JSON))
+_LEDGER_PG = """
+INSERT INTO usage_ledger (namespace, agent, run_id, model, day, input_tokens,
+    cached_input_tokens, output_tokens, cost, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _driver_run(record: Any) -> RunRecord:
+    """A run row as asyncpg returns it (JSON as text) to a record."""
+    row = dict(record)
+    for name in _JSON_RUN_COLUMNS:
+        if isinstance(row.get(name), str):
+            row[name] = json.loads(row[name])
+    return _run(row)  # type: ignore[arg-type]
 
 
 def _not_held(run_id: str, holder: str | None) -> NoReturn:
@@ -451,6 +506,8 @@ class SqlStore:
         self.schema = schema
         self._driver_pool: Any = None
         self._driver_pool_lock = asyncio.Lock()
+        self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
         self.spans: WriteSpans = NoWriteSpans()
         """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
@@ -553,6 +610,7 @@ class SqlStore:
         self, namespace: str, resource: Resource
     ) -> tuple[StoredResource, ApplyOutcome]:
         kind, name = resource.kind, resource.name
+        self._forget_cached(namespace, kind)
         spec, spec_hash = resource.spec_json(), resource.spec_hash()
         labels, annotations = dict(resource.metadata.labels), dict(resource.metadata.annotations)
         key = (
@@ -649,6 +707,30 @@ class SqlStore:
         async with self.engine.connect() as conn:
             return [_resource(row) for row in (await conn.execute(query)).mappings()]
 
+    async def cached_resource(self, namespace: str, kind: str, name: str) -> StoredResource | None:
+        key = (namespace, kind, name)
+        hit = self._cached.get(key)
+        if hit is not None and time.monotonic() - hit[0] < RESOURCE_CACHE_SECONDS:
+            cached: StoredResource = hit[1]
+            return cached
+        found = await self.get_resource(namespace, kind, name)
+        if found is not None:  # a missing one is looked for again: it may be applied
+            self._cached[key] = (time.monotonic(), found)
+        return found
+
+    async def cached_resources(self, namespace: str, kind: str) -> list[StoredResource]:
+        key = (namespace, kind, "")
+        hit = self._cached.get(key)
+        if hit is not None and time.monotonic() - hit[0] < RESOURCE_CACHE_SECONDS:
+            return list(hit[1])
+        found = await self.list_resources(namespace, kind)
+        self._cached[key] = (time.monotonic(), found)
+        return list(found)
+
+    def _forget_cached(self, namespace: str, kind: str) -> None:
+        for key in [k for k in self._cached if k[0] == namespace and k[1] == kind]:
+            self._cached.pop(key, None)
+
     async def list_all_resources(self, kind: str) -> list[StoredResource]:
         query = (
             sa.select(resources)
@@ -660,6 +742,7 @@ class SqlStore:
 
     async def delete_resource(self, namespace: str, kind: str, name: str) -> bool:
         """Remove the live resource; its versions stay, so past runs still resolve."""
+        self._forget_cached(namespace, kind)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 resources.delete().where(
@@ -934,6 +1017,16 @@ class SqlStore:
             "worker": worker,
             "max_running": NO_LIMIT if max_running is None else max_running,
         }
+        if self.dialect == "postgresql":  # several times a run: the driver's own pool
+            pool = self._driver_pool or await self._open_driver_pool()
+            record = await pool.fetchrow(
+                _claim_driver_statement(),
+                params["now"],
+                params["until"],
+                worker,
+                params["max_running"],
+            )
+            return None if record is None else _driver_run(record)
         async with self.engine.begin() as conn:
             row = (await conn.execute(_claim_statement(self.dialect), params)).mappings().first()
         return None if row is None else _run(row)
@@ -986,7 +1079,39 @@ class SqlStore:
             values["error"] = error
         if usage is not None:
             values["usage"] = usage.to_dict()
+        if self.dialect == "postgresql" and event is not None:
+            return await self._finish_run_postgres(run_id, values, holder, event)
         return await self._change_run(_held(run_id, holder), values, run_id, holder, event)
+
+    async def _finish_run_postgres(
+        self,
+        run_id: str,
+        values: dict[str, Any],
+        holder: str | None,
+        event: tuple[str, dict[str, Any]],
+    ) -> RunRecord:
+        """A run's end and its last event as one statement on the driver (as
+        ``append_event``): through SQLAlchemy it took four round trips and a
+        transaction of its own, the worker's costliest call per run."""
+        pool = self._driver_pool or await self._open_driver_pool()
+        record = await pool.fetchrow(
+            _FINISH_PG if holder is None else _FINISH_HELD_PG,
+            run_id,
+            values["status"],
+            values["reason"],
+            values.get("finished_at"),
+            _json_or_none(values.get("timing")),
+            _json_or_none(values.get("output")),
+            _json_or_none(values.get("error")),
+            _json_or_none(values.get("usage")),
+            event[0],
+            json.dumps(event[1]),
+            now(),
+            *(() if holder is None else (holder,)),
+        )
+        if record is None:
+            _not_held(run_id, holder)
+        return _driver_run(record)
 
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
@@ -1217,6 +1342,23 @@ class SqlStore:
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         usage = entry.usage
+        day = entry.created_at.astimezone(UTC).date().isoformat()
+        if self.dialect == "postgresql":  # once per model call: the driver's own pool
+            pool = self._driver_pool or await self._open_driver_pool()
+            await pool.execute(
+                _LEDGER_PG,
+                entry.namespace,
+                entry.agent,
+                entry.run_id,
+                entry.model,
+                day,
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.output_tokens,
+                usage.cost,
+                entry.created_at,
+            )
+            return
         async with self.engine.begin() as conn:
             await conn.execute(
                 tables.usage_ledger.insert().values(
@@ -1224,7 +1366,7 @@ class SqlStore:
                     agent=entry.agent,
                     run_id=entry.run_id,
                     model=entry.model,
-                    day=entry.created_at.astimezone(UTC).date().isoformat(),
+                    day=day,
                     input_tokens=usage.input_tokens,
                     cached_input_tokens=usage.cached_input_tokens,
                     output_tokens=usage.output_tokens,

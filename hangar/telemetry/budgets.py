@@ -55,7 +55,7 @@ class Budgets:
     async def applying(self, namespace: str, agent: str) -> list[_Applied]:
         now = datetime.now(UTC)
         found = []
-        for stored in await self.store.list_resources(namespace, Budget.KIND):
+        for stored in await self.store.cached_resources(namespace, Budget.KIND):
             spec = BudgetSpec.model_validate(stored.spec)
             if spec.agent is not None and spec.agent != agent:
                 continue

@@ -328,3 +328,41 @@ async def test_a_namespace_quota_overrides_the_default_limit(store: SqlStore) ->
         taken.append(claimed.namespace)
     # Team a's quota is below the default, team b's above it, team c has the default.
     assert sorted(taken) == ["team-a", "team-b", "team-b", "team-b", "team-c", "team-c"]
+
+
+async def test_the_hot_paths_resource_cache_is_fresh_here_and_soon_elsewhere(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's Model and a namespace's Budgets are read from a cache: what this process
+    applies or deletes is seen at once, what another process does within the cache's
+    age, and a resource not found is never cached (it may be applied next)."""
+    import hangar.store.sql as sql
+    from tests.helpers import eventually
+
+    monkeypatch.setattr(sql, "RESOURCE_CACHE_SECONDS", 2.0)
+    other = SqlStore(store.url, schema=store.schema)
+    try:
+        assert await store.cached_resource("default", "Agent", "support") is None
+        await other.apply_resource("default", resource())
+        first = await store.cached_resource("default", "Agent", "support")
+        assert first is not None and first.generation == 1  # the miss was not kept
+        assert [r.name for r in await store.cached_resources("default", "Agent")] == ["support"]
+
+        await store.apply_resource("default", resource(instructions="v2"))  # here: at once
+        again = await store.cached_resource("default", "Agent", "support")
+        assert again is not None and again.generation == 2
+
+        await other.apply_resource("default", resource(instructions="v3"))  # elsewhere
+        stale = await store.cached_resource("default", "Agent", "support")
+        assert stale is not None and stale.generation == 2
+
+        async def caught_up() -> bool:
+            found = await store.cached_resource("default", "Agent", "support")
+            return found is not None and found.generation == 3
+
+        await eventually(caught_up, what="the other process's change")
+        await store.delete_resource("default", "Agent", "support")
+        assert await store.cached_resources("default", "Agent") == []
+        assert await store.cached_resource("default", "Agent", "support") is None
+    finally:
+        await other.close()
