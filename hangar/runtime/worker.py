@@ -245,12 +245,23 @@ class Worker:
     # --- one run ------------------------------------------------------------------------
 
     async def record(
-        self, run: RunRecord, type: EventType, data: dict[str, Any], *, fenced: bool = True
+        self,
+        run: RunRecord,
+        type: EventType,
+        data: dict[str, Any],
+        *,
+        fenced: bool = True,
+        ledger: LedgerEntry | None = None,
     ) -> None:
-        """Store an event, then publish it. ``fenced``: only while this worker holds the
-        run (a parked run is held by no one)."""
+        """Store an event (with a model call's ledger line), then publish it. ``fenced``:
+        only while this worker holds the run (a parked run is held by no one)."""
         event = await self.store.append_event(
-            run.id, run.namespace, type.value, data, holder=run.worker if fenced else None
+            run.id,
+            run.namespace,
+            type.value,
+            data,
+            holder=run.worker if fenced else None,
+            ledger=ledger,
         )
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
@@ -340,8 +351,9 @@ class Worker:
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
             spent.note(type, data)
+            ledger = None
             if type is EventType.MODEL_RESPONSE or (type is EventType.MEMORY and "usage" in data):
-                await self._charge(run, data)
+                ledger = self._charged(run, data)
             elif type is EventType.TOOL_RESULT:
                 self.metrics.tool_call(
                     run.namespace,
@@ -354,7 +366,7 @@ class Worker:
                 type in (EventType.TOOL_RESULT, EventType.MEMORY) and "usage" in data
             ):
                 spent.usage = spent.usage + Usage.from_dict(data["usage"])
-            await self.record(run, type, data)
+            await self.record(run, type, data, ledger=ledger)
 
         async def on_delta(text: str) -> None:
             self.bus.publish(BusItem(run.id, 0, EventType.DELTA.value, {"text": text}))
@@ -516,15 +528,19 @@ class Worker:
         except Exception:  # the run is done; losing one lesson must not disturb it
             log.exception("learning from run %s for its user failed", run.id)
 
-    async def _charge(self, run: RunRecord, data: dict[str, Any]) -> None:
-        """A model call's tokens and cost: into the ledger and the metrics."""
+    def _charged(self, run: RunRecord, data: dict[str, Any]) -> LedgerEntry:
+        """A model call's tokens and cost: into the metrics now, and the ledger line,
+        stored with the call's event."""
         usage = Usage.from_dict(data["usage"])
-        await self.store.record_usage(
-            LedgerEntry(run.namespace, run.agent, run.id, data["model"], usage, now())
-        )
         self.metrics.model_call(
             run.namespace, run.agent, data["model"], usage, data["duration_ms"] / 1000
         )
+        return LedgerEntry(run.namespace, run.agent, run.id, data["model"], usage, now())
+
+    async def _charge(self, run: RunRecord, data: dict[str, Any]) -> None:
+        """A model call made outside the run's events (learning after it): its ledger
+        line on its own."""
+        await self.store.record_usage(self._charged(run, data))
 
     async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord:
         """Run ``agent`` on ``text`` as a child of the calling run, inline in this task."""

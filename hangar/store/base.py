@@ -550,7 +550,12 @@ class Store(Protocol):
         data: dict[str, Any],
         *,
         holder: str | None = None,
-    ) -> RunEvent: ...
+        ledger: LedgerEntry | None = None,
+    ) -> RunEvent:
+        """Append one event (a model response may bring its ``ledger`` line, stored
+        with it: both or neither)."""
+        ...
+
     async def list_events(
         self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000
     ) -> list[RunEvent]: ...

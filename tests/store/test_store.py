@@ -366,3 +366,28 @@ async def test_the_hot_paths_resource_cache_is_fresh_here_and_soon_elsewhere(
         assert await store.cached_resource("default", "Agent", "support") is None
     finally:
         await other.close()
+
+
+async def test_a_model_calls_event_and_its_ledger_line_are_stored_together(
+    store: SqlStore,
+) -> None:
+    from hangar.store.base import LedgerEntry
+    from hangar.store.sql import now
+
+    run = await store.create_run(queued_run())
+    claimed = await store.claim_run("w1")
+    assert claimed is not None and claimed.id == run.id
+    line = LedgerEntry(
+        "default", "support", run.id, "m", Usage(input_tokens=10, output_tokens=5, cost=0.25), now()
+    )
+    event = await store.append_event(
+        run.id, "default", "model_response", {"step": 1}, holder="w1", ledger=line
+    )
+    assert event.seq == 1
+    with pytest.raises(LeaseLostError):  # not held: neither the event nor the line
+        await store.append_event(
+            run.id, "default", "model_response", {"step": 2}, holder="w2", ledger=line
+        )
+    [total] = await store.usage_summary("default", ["run"])
+    assert (total["input_tokens"], total["output_tokens"], total["cost"]) == (10, 5, 0.25)
+    assert [e.seq for e in await store.list_events("default", run.id)] == [1]
