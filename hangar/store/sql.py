@@ -427,6 +427,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 """
 
 
+async def _keep_session(connection: Any) -> None:
+    return None
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -1114,8 +1118,6 @@ class SqlStore:
         event: tuple[str, dict[str, Any]] | None = None,
     ) -> RunRecord:
         values: dict[str, Any] = {"status": status.value, "reason": reason}
-        if event is not None:
-            values["last_seq"] = runs.c.last_seq + 1
         if timing is not None:
             values["timing"] = timing
         if status.finished:
@@ -1128,6 +1130,8 @@ class SqlStore:
             values["usage"] = usage.to_dict()
         if self.dialect == "postgresql" and event is not None:
             return await self._finish_run_postgres(run_id, values, holder, event)
+        if event is not None:
+            values["last_seq"] = runs.c.last_seq + 1
         return await self._change_run(_held(run_id, holder), values, run_id, holder, event)
 
     async def _finish_run_postgres(
@@ -1325,6 +1329,10 @@ class SqlStore:
                     # died with a database restart; it is closed, a fresh one opened.
                     max_inactive_connection_lifetime=IDLE_PING_SECONDS,
                     server_settings=settings,
+                    # The statements sent here leave no session state behind (no SET,
+                    # LISTEN, advisory or cursor), so a connection goes back to the pool
+                    # as it is: asyncpg's default reset is a round trip per statement.
+                    reset=_keep_session,
                 )
         return self._driver_pool
 
