@@ -85,7 +85,7 @@ def work(settings: Settings) -> None:
 
     async def main() -> None:
         runtime = Runtime(settings)
-        await runtime.start()
+        await runtime.start(streams=False)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

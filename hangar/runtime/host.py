@@ -84,11 +84,13 @@ class Runtime:
             self.bus.wake_workers()
             self.bus.resync()
 
-    async def start(self, *, workers: int | None = None) -> None:
-        """Migrate the store and start executing runs (``workers=0``: a gateway only)."""
+    async def start(self, *, workers: int | None = None, streams: bool = True) -> None:
+        """Migrate the store and start executing runs (``workers=0``: a gateway only).
+        ``streams=False``: this process follows no run for a client (a worker process),
+        so it hears only of queued runs, not of every event."""
         await self.store.migrate()
         self._listening = asyncio.create_task(
-            self.store.listen(self.on_notice), name="hangar-notices"
+            self.store.listen(self.on_notice, events=streams), name="hangar-notices"
         )
         await self.telemetry.start()
         if self.triggers is not None:

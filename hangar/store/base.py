@@ -413,10 +413,11 @@ class Store(Protocol):
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
-    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+    async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:
         """Tell ``on_notice`` of changes that any process commits, until cancelled.
         Returns at once where the store has no notices (SQLite: one machine, where
-        the processes' polls find what others did)."""
+        the processes' polls find what others did). Without ``events``, only of queued
+        runs (a worker process streams no run to anyone)."""
         ...
 
     # sessions

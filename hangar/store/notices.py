@@ -23,7 +23,10 @@ from hangar.store.postgres import driver_dsn
 log = logging.getLogger("hangar.store")
 
 CHANNEL = "hangar_changes"
-"""The channel the triggers of migration 0010 notify on."""
+"""Where queued runs are announced (migration 0010's trigger)."""
+EVENTS_CHANNEL = "hangar_events"
+"""Where stored run events are announced (migration 0014): only processes that stream
+runs to clients listen to it."""
 APPLICATION = "hangar-notices"
 """The listening connection's name in ``pg_stat_activity`` (then its schema, if set)."""
 RECONNECT_SECONDS = 1.0
@@ -44,16 +47,18 @@ def parse_notice(payload: str, schema: str) -> Notice | None:
 
 
 async def listen_postgres(
-    url: str, schema: str | None, on_notice: Callable[[Notice], None]
+    url: str, schema: str | None, on_notice: Callable[[Notice], None], *, events: bool = True
 ) -> None:
     """Deliver the database's notices to ``on_notice`` until cancelled, reconnecting
-    when the connection drops (each reconnect is announced as ``resync``)."""
+    when the connection drops (each reconnect is announced as ``resync``). Without
+    ``events``, only queued runs."""
     dsn = driver_dsn(url)
     name = f"{APPLICATION} {schema}" if schema else APPLICATION
+    channels = (CHANNEL, EVENTS_CHANNEL) if events else (CHANNEL,)
     first = True
     while True:
         try:
-            await _listen_once(dsn, name, schema, on_notice, resync=not first)
+            await _listen_once(dsn, name, schema, on_notice, channels, resync=not first)
             log.warning("listening for change notices: connection lost; reconnecting")
         except Exception as exc:
             log.warning("listening for change notices failed (%s); reconnecting", exc)
@@ -66,6 +71,7 @@ async def _listen_once(
     name: str,
     schema: str | None,
     on_notice: Callable[[Notice], None],
+    channels: tuple[str, ...],
     *,
     resync: bool,
 ) -> None:
@@ -83,7 +89,8 @@ async def _listen_once(
                 on_notice(notice)
 
         conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(CHANNEL, deliver)
+        for channel in channels:
+            await conn.add_listener(channel, deliver)
         if resync:
             on_notice(Notice("resync"))
         while not lost.is_set():

@@ -601,9 +601,9 @@ class SqlStore:
             self._driver_pool = None
         await self.engine.dispose()
 
-    async def listen(self, on_notice: Callable[[Notice], None]) -> None:
+    async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:
         if self.dialect == "postgresql":
-            await listen_postgres(self.url, self.schema, on_notice)
+            await listen_postgres(self.url, self.schema, on_notice, events=events)
 
     # --- API keys -----------------------------------------------------------------------
 

@@ -44,6 +44,31 @@ async def listener_pid(store: SqlStore) -> int | None:
         ).scalar()
 
 
+async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> None:
+    """It streams no run to anyone: every event of every run would be work for nothing."""
+    store = SqlStore(POSTGRES_URL, schema=pg_schema)
+    other = SqlStore(POSTGRES_URL, schema=pg_schema)
+    await store.migrate()
+    heard: list[Notice] = []
+    task = asyncio.create_task(store.listen(heard.append, events=False))
+    try:
+        await eventually(lambda: listener_pid(other), what="the listener connected")
+        run = await other.create_run(queued_run(agent="a"))
+        await other.append_event(run.id, "default", "run_started", {})
+        second = await other.create_run(queued_run(agent="a"))
+        await eventually(lambda: len(heard) == 2, what="two notices")
+        assert heard == [
+            Notice("queued", "default", run.id),
+            Notice("queued", "default", second.id),
+        ]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.close()
+        await other.close()
+
+
 async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str) -> None:
     store = SqlStore(POSTGRES_URL, schema=pg_schema)
     other = SqlStore(POSTGRES_URL, schema=pg_schema)  # another process, as it were
