@@ -5,11 +5,13 @@ recorded event. No completed model call or tool call is done twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,19 +23,36 @@ from tests.helpers import agent, doc, free_port, scripted_model, wait_until
 HANGAR = Path(sys.executable).parent / "hangar"
 
 
-def test_a_run_killed_mid_flight_is_resumed_by_another_worker(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+@contextlib.contextmanager
+def first_process(home: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """``hangar up`` with one-second leases, and a client of it; killed at the end if
+    the test has not killed it already."""
     port = free_port()
     env = {**os.environ, "HANGAR_HOME": str(home), "HANGAR_PORT": str(port)}
     env["HANGAR_LEASE_SECONDS"] = "1"
-    first = subprocess.Popen(
+    proc = subprocess.Popen(
         [str(HANGAR), "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _up(url), what="hangar up")
         key = (home / "admin.key").read_text().strip()
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as api:
+            yield proc, api
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup: its leases simply run out
+    proc.wait(10)
+
+
+def test_a_run_killed_mid_flight_is_resumed_by_another_worker(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with first_process(home) as (first, api):
         api.post(
             "/v1/apply",
             json=[
@@ -52,11 +71,7 @@ def test_a_run_killed_mid_flight_is_resumed_by_another_worker(tmp_path: Path) ->
             return [e["type"] for e in items]
 
         wait_until(lambda: types().count("model_request") == 2, what="the second model call")
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+        kill(first)
 
     # Another process over the same store: it takes the run over once the lease is out.
     finished = asyncio.run(_take_over(home, run["id"]))
@@ -96,17 +111,7 @@ def test_a_resumed_run_keeps_the_passages_and_memories_it_was_given(tmp_path: Pa
     the worker that takes the run over puts the same ones back, searching nothing again
     (the index or the memories may have changed meanwhile)."""
     home = tmp_path / "home"
-    port = free_port()
-    env = {**os.environ, "HANGAR_HOME": str(home), "HANGAR_PORT": str(port)}
-    env["HANGAR_LEASE_SECONDS"] = "1"
-    first = subprocess.Popen(
-        [str(HANGAR), "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _up(url), what="hangar up")
-        key = (home / "admin.key").read_text().strip()
-        api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    with first_process(home) as (first, api):
         api.post(
             "/v1/apply",
             json=[
@@ -140,11 +145,7 @@ def test_a_resumed_run_keeps_the_passages_and_memories_it_was_given(tmp_path: Pa
             return [e["type"] for e in items]
 
         wait_until(lambda: "model_request" in types(), what="the model call")
-        os.kill(first.pid, signal.SIGKILL)  # during the model call
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+        kill(first)  # during the model call
 
     finished = asyncio.run(_take_over(home, run["id"]))
     assert finished["status"] == "succeeded"
