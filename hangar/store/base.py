@@ -31,6 +31,12 @@ class RunStatus(StrEnum):
 ApplyOutcome = Literal["created", "configured", "unchanged"]
 
 
+def trace_id_of(traceparent: str | None) -> str | None:
+    """The trace id in a W3C ``traceparent`` (version-trace-span-flags), or None."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
 @dataclass(frozen=True)
 class ApiKey:
     id: str
@@ -161,8 +167,7 @@ class RunRecord:
 
     @property
     def trace_id(self) -> str | None:
-        parts = (self.trace_context or "").split("-")
-        return parts[1] if len(parts) == 4 else None
+        return trace_id_of(self.trace_context)
 
     def to_dict(self) -> dict[str, Any]:
         duration = None

@@ -60,6 +60,7 @@ from hangar.store.base import (
     ToolAudit,
     Usage,
     WriteSpans,
+    trace_id_of,
 )
 from hangar.store.notices import listen_postgres
 from hangar.store.postgres import driver_dsn
@@ -169,9 +170,9 @@ async def _delete_runs(conn: AsyncConnection, ids: set[str]) -> dict[str, int]:
         return {"runs": 0}
     contexts = sa.select(runs.c.trace_context).where(runs.c.id.in_(doomed))
     traces = {
-        parts[1]
+        trace
         for context in (await conn.execute(contexts)).scalars()
-        if len(parts := (context or "").split("-")) == 4
+        if (trace := trace_id_of(context)) is not None
     }
     await conn.execute(run_events.delete().where(run_events.c.run_id.in_(doomed)))
     await conn.execute(tool_audit.delete().where(tool_audit.c.run_id.in_(doomed)))
@@ -300,21 +301,20 @@ fewest running (fair share); then its oldest run at that priority. PostgreSQL sk
 rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time."""
 
 
-@functools.cache
-def _claim_statement(dialect: str) -> sa.TextualSelect:
+def _claim_text(dialect: str) -> str:
     lock = "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
     quota = (
         "CAST(q.spec ->> 'maxRunning' AS INTEGER)"
         if dialect == "postgresql"
         else "json_extract(q.spec, '$.maxRunning')"
     )
-    text = _CLAIM.format(
-        lock=lock,
-        columns=", ".join(column.name for column in runs.c),
-        max_running_of_quota=quota,
-    )
+    return _CLAIM.format(lock=lock, columns=_RUN_COLUMNS, max_running_of_quota=quota)
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> sa.TextualSelect:
     return (
-        sa.text(text)
+        sa.text(_claim_text(dialect))
         .bindparams(sa.bindparam("now", type_=tables.TS), sa.bindparam("until", type_=tables.TS))
         .columns(*runs.c)
     )
@@ -323,11 +323,7 @@ def _claim_statement(dialect: str) -> sa.TextualSelect:
 @functools.cache
 def _claim_driver_statement() -> str:
     """The claim for asyncpg on PostgreSQL: the same text, numbered parameters."""
-    statement = _CLAIM.format(
-        lock="FOR UPDATE SKIP LOCKED",
-        columns=_RUN_COLUMNS,
-        max_running_of_quota="CAST(q.spec ->> 'maxRunning' AS INTEGER)",
-    )
+    statement = _claim_text("postgresql")
     for number, name in enumerate(("now", "until", "worker", "max_running"), start=1):
         statement = re.sub(rf":{name}\b", f"${number}", statement)
     return statement
@@ -420,11 +416,6 @@ _FINISH_HELD_PG = _FINISH_PG.replace("{held}", " AND worker = $12").replace(
 )
 _FINISH_PG = _FINISH_PG.replace("{held}", "").replace("{columns}", _RUN_COLUMNS)
 _JSON_RUN_COLUMNS = tuple(c.name for c in runs.c if isinstance(c.type, sa.JSON))
-_LEDGER_PG = """
-INSERT INTO usage_ledger (namespace, run_id, created_at, agent, model, day, input_tokens,
-    cached_input_tokens, output_tokens, cost)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-"""
 
 
 async def _keep_session(connection: Any) -> None:
@@ -1404,16 +1395,7 @@ class SqlStore:
         return sorted(found, key=lambda span: span.start_ns)
 
     async def record_usage(self, entry: LedgerEntry) -> None:
-        if self.dialect == "postgresql":  # once per model call: the driver's own pool
-            pool = self._driver_pool or await self._open_driver_pool()
-            await pool.execute(
-                _LEDGER_PG,
-                entry.namespace,
-                entry.run_id,
-                entry.created_at,
-                *_ledger_values(entry),
-            )
-            return
+        """A ledger line on its own (a model call's usually goes in with its event)."""
         async with self.engine.begin() as conn:
             await conn.execute(_ledger_insert(entry))
 
