@@ -301,6 +301,35 @@ class ToolAudit:
         }
 
 
+def stored_span(
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str | None,
+    name: str,
+    kind: str,
+    start_ns: int,
+    end_ns: int,
+    status: str,
+    attributes: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A span as the store keeps it and the API shows it (``SpanRecord.to_dict``).
+    Telemetry makes these straight from its spans: they come by the dozen per run."""
+    return {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "parentSpanId": parent_span_id,
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": start_ns,
+        "endTimeUnixNano": end_ns,
+        "durationMs": round((end_ns - start_ns) / 1e6, 3),
+        "status": status,
+        "attributes": attributes,
+        "events": events,
+    }
+
+
 @dataclass(frozen=True)
 class SpanRecord:
     """One finished span, as the store keeps it (hex ids, nanosecond times)."""
@@ -317,19 +346,18 @@ class SpanRecord:
     events: list[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "traceId": self.trace_id,
-            "spanId": self.span_id,
-            "parentSpanId": self.parent_span_id,
-            "name": self.name,
-            "kind": self.kind,
-            "startTimeUnixNano": self.start_ns,
-            "endTimeUnixNano": self.end_ns,
-            "durationMs": round((self.end_ns - self.start_ns) / 1e6, 3),
-            "status": self.status,
-            "attributes": self.attributes,
-            "events": self.events,
-        }
+        return stored_span(
+            self.trace_id,
+            self.span_id,
+            self.parent_span_id,
+            self.name,
+            self.kind,
+            self.start_ns,
+            self.end_ns,
+            self.status,
+            self.attributes,
+            self.events,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpanRecord:
@@ -578,7 +606,9 @@ class Store(Protocol):
     ) -> list[ToolAudit]: ...
 
     # traces
-    async def record_spans(self, spans: list[SpanRecord]) -> None: ...
+    async def record_spans(self, spans: list[dict[str, Any]]) -> None:
+        """Keep spans, each in its stored form (``stored_span``)."""
+
     async def list_spans(self, trace_id: str) -> list[SpanRecord]: ...
 
     # usage ledger

@@ -27,10 +27,10 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import NoOpTracer, Tracer, get_current_span
+from opentelemetry.trace import NoOpTracer, SpanContext, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from hangar.store.base import NoWriteSpans, SpanRecord, Store, WriteSpans
+from hangar.store.base import NoWriteSpans, Store, WriteSpans, stored_span
 
 log = logging.getLogger("hangar.telemetry")
 
@@ -48,50 +48,74 @@ def otlp_requested() -> bool:
     )
 
 
-def _hex(value: int, width: int) -> str:
-    return format(value, f"0{width}x")
-
-
-def span_record(span: ReadableSpan) -> SpanRecord:
+def _stored(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
     assert context is not None
     parent = span.parent
-    return SpanRecord(
-        trace_id=_hex(context.trace_id, 32),
-        span_id=_hex(context.span_id, 16),
-        parent_span_id=_hex(parent.span_id, 16) if parent is not None else None,
-        name=span.name,
-        kind=span.kind.name.lower(),
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time or 0,
-        status=span.status.status_code.name.lower(),
-        attributes={k: _plain(v) for k, v in (span.attributes or {}).items()},
-        events=[
+    return stored_span(
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+        f"{parent.span_id:016x}" if parent is not None else None,
+        span.name,
+        span.kind.name.lower(),
+        span.start_time or 0,
+        span.end_time or 0,
+        span.status.status_code.name.lower(),
+        _plain(span.attributes),
+        [
             {
                 "name": event.name,
                 "timeUnixNano": event.timestamp,
-                "attributes": {k: _plain(v) for k, v in (event.attributes or {}).items()},
+                "attributes": _plain(event.attributes),
             }
             for event in span.events
         ],
     )
 
 
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+def _plain(attributes: Any) -> dict[str, Any]:
+    if not attributes:
+        return {}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
+
+
+_Leaf = tuple[SpanContext, str, int, int, dict[str, Any]]
+"""A store write's span as noted on the write's path (parent, name, start, end,
+attributes): a tuple, the cheapest thing to make there."""
+
+
+def _stored_leaf(leaf: _Leaf) -> dict[str, Any]:
+    parent, name, start_ns, end_ns, attributes = leaf
+    return stored_span(
+        f"{parent.trace_id:032x}",
+        f"{random.getrandbits(64) or 1:016x}",
+        f"{parent.span_id:016x}",
+        name,
+        "internal",
+        start_ns,
+        end_ns,
+        "unset",
+        attributes,
+        [],
+    )
+
+
+def _stored_batch(batch: list[ReadableSpan | _Leaf]) -> list[dict[str, Any]]:
+    return [_stored_leaf(span) if isinstance(span, tuple) else _stored(span) for span in batch]
 
 
 class StoreSpans(SpanProcessor):
-    """Keeps finished spans in the store. Spans end on any thread; they are queued
-    and written in batches from the runtime's event loop."""
+    """Keeps finished spans in the store. Spans end on any thread; they are queued as
+    they are, then made into their stored form and written in batches off the event
+    loop: what a span costs the run it times is its making, no more."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.pending: deque[ReadableSpan | SpanRecord] = deque()
+        self.pending: deque[ReadableSpan | _Leaf] = deque()
         self._task: asyncio.Task[None] | None = None
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.pending.append(span)  # converted when flushed, off the request's path
+        self.pending.append(span)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="hangar-spans")
@@ -105,11 +129,11 @@ class StoreSpans(SpanProcessor):
                 log.exception("storing spans failed; they are dropped")
 
     async def flush(self) -> None:
-        batch: list[SpanRecord] = []
+        batch: list[ReadableSpan | _Leaf] = []
         while self.pending:
-            span = self.pending.popleft()
-            batch.append(span if isinstance(span, SpanRecord) else span_record(span))
-        await self.store.record_spans(batch)
+            batch.append(self.pending.popleft())
+        if batch:
+            await self.store.record_spans(await asyncio.to_thread(_stored_batch, batch))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -130,9 +154,10 @@ class LeafSpans(WriteSpans):
     writes. Through the SDK one costs about 60 µs to make and 25 µs to convert for
     storing (its attributes pass ABC checks, its sampler runs, processors are called),
     a tenth of a one-step run between them. When the store is the only place spans
-    go, they are written straight as records (a few µs); with any exporter or
-    other processor they are real SDK spans, so every consumer sees the same trace.
-    A write outside any trace (bootstrap, say) gets no span."""
+    go, a write notes its parent, name and times (about 1 µs), made into the stored
+    form when flushed; with any exporter or other processor they are real SDK spans,
+    so every consumer sees the same trace. A write outside any trace (bootstrap, say)
+    gets no span."""
 
     def __init__(self, tracer: Tracer, stored: StoreSpans | None, direct: bool) -> None:
         self.tracer = tracer
@@ -147,20 +172,7 @@ class LeafSpans(WriteSpans):
             return
         if self.direct:
             assert self.stored is not None
-            self.stored.pending.append(
-                SpanRecord(
-                    trace_id=_hex(parent.trace_id, 32),
-                    span_id=_hex(random.getrandbits(64) or 1, 16),
-                    parent_span_id=_hex(parent.span_id, 16),
-                    name=name,
-                    kind="internal",
-                    start_ns=start_ns,
-                    end_ns=time.time_ns(),
-                    status="unset",
-                    attributes=attributes,
-                    events=[],
-                )
-            )
+            self.stored.pending.append((parent, name, start_ns, time.time_ns(), attributes))
             return
         span = self.tracer.start_span(name, attributes=attributes, start_time=start_ns)
         span.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from hangar.errors import LeaseLostError
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
 from hangar.store import RunStatus, SqlStore, Usage
+from hangar.store.base import stored_span
 from hangar.store.tables import metadata
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, queued_run
@@ -391,3 +393,22 @@ async def test_a_model_calls_event_and_its_ledger_line_are_stored_together(
     [total] = await store.usage_summary("default", ["run"])
     assert (total["input_tokens"], total["output_tokens"], total["cost"]) == (10, 5, 0.25)
     assert [e.seq for e in await store.list_events("default", run.id)] == [1]
+
+
+async def test_spans_are_kept_by_trace_in_time_order_across_flushes(store: SqlStore) -> None:
+    def span(trace: str, span_id: str, start: int, **attributes: Any) -> dict[str, Any]:
+        return stored_span(
+            trace, span_id, None, f"op {span_id}", "internal", start, start + 2_000_000,
+            "unset", attributes, [],
+        )  # fmt: skip
+
+    first, second = "a" * 32, "b" * 32
+    await store.record_spans([span(first, "2" * 16, 20, step=1), span(second, "9" * 16, 5)])
+    await store.record_spans([span(first, "1" * 16, 10, tool="current_time", tags=["x"])])
+    await store.record_spans([])
+    kept = await store.list_spans(first)
+    assert [(s.span_id, s.start_ns) for s in kept] == [("1" * 16, 10), ("2" * 16, 20)]
+    assert kept[0].attributes == {"tool": "current_time", "tags": ["x"]}
+    assert kept[0].to_dict()["durationMs"] == 2.0
+    assert [s.trace_id for s in await store.list_spans(second)] == [second]
+    assert await store.list_spans("c" * 32) == []
