@@ -164,6 +164,7 @@ class Worker:
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self, concurrency: int) -> None:
+        self.bus.doorbell.limit = concurrency
         for i in range(concurrency):
             self._slots.append(asyncio.create_task(self._slot(i), name=f"hangar-worker-{i}"))
         self._slots.append(asyncio.create_task(self._heartbeat(), name="hangar-heartbeat"))
@@ -204,12 +205,7 @@ class Worker:
                 log.exception("claiming a run failed; retrying")
                 run = None
             if run is None:
-                self.bus.work_available.clear()
-                try:
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await self.bus.work_available.wait()
-                except TimeoutError:
-                    pass
+                await self.bus.doorbell.wait(POLL_SECONDS)
                 continue
             task = asyncio.create_task(self.execute(run), name=f"run-{run.id}")
             self.running[run.id] = task

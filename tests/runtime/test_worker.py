@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from hangar.config import Settings
-from hangar.runtime.bus import EventBus
+from hangar.runtime.bus import Doorbell, EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store import RunRecord, RunStatus, SqlStore
@@ -54,3 +54,58 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_pa
     finally:
         await worker.stop()
         await store.close()
+
+
+class CountClaims(SqlStore):
+    claims = 0
+
+    async def claim_run(
+        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+    ) -> RunRecord | None:
+        self.claims += 1
+        return await super().claim_run(worker, lease_seconds, max_running)
+
+
+async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:
+    store = CountClaims(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await store.migrate()
+    for document in (scripted_model("m", {"text": "hi"}), agent("a", "m")):
+        resource, _ = parse_document(document)
+        assert resource is not None
+        await store.apply_resource("default", resource)
+    bus = EventBus()
+    worker = Worker(store, bus, Settings(home=tmp_path))
+    worker.start(4)
+    try:
+        await asyncio.sleep(0.2)  # every slot has found nothing and waits
+        store.claims = 0
+        for _ in range(3):
+            run = await store.create_run(queued_run(agent="a"))
+            bus.wake_workers()
+            deadline = time.monotonic() + 10
+            while (current := await store.get_run("default", run.id)) is None or (
+                current.status is not RunStatus.SUCCEEDED
+            ):
+                assert time.monotonic() < deadline, "the run was not taken"
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)  # its slot is back to waiting
+        # Per run: the claim that took it and the one its slot made after finishing.
+        # (Waking all four slots made five.) A poll timeout can add one.
+        assert store.claims <= 3 * 2 + 4
+    finally:
+        await worker.stop()
+        await store.close()
+
+
+async def test_a_ring_while_no_slot_waits_is_kept_for_the_next_that_does() -> None:
+    bell = Doorbell(limit=2)
+    bell.ring()  # the slot was busy claiming: nobody waiting
+    async with asyncio.timeout(1):
+        await bell.wait(30)  # returns at once: the ring was kept
+    bell.ring(5)
+    async with asyncio.timeout(1):
+        await bell.wait(30)
+        await bell.wait(30)  # no more than ``limit`` are kept
+    started = time.monotonic()
+    await bell.wait(0.2)
+    assert time.monotonic() - started >= 0.2
