@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -85,6 +85,10 @@ class _Spent:
     """Per step, the longest tool call: calls of one step run side by side."""
     citations: list[dict[str, Any]] = field(default_factory=list)
     """Knowledge that reached the model (retrieved, or returned by a tool), in order."""
+    last: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Events held back to be stored with the run's end, in its statement (the loop's
+    ``final``: a run resumed before its end recovers the answer from the model's
+    response, so nothing is lost by holding it)."""
 
     def cite(self, data: dict[str, Any]) -> None:
         for citation in data.get("citations", ()):
@@ -200,6 +204,7 @@ class Worker:
                     f"{self.id}/{index}",
                     self.settings.lease_seconds,
                     self.settings.namespace_max_running,
+                    started={"worker": self.id},
                 )
             except Exception:
                 log.exception("claiming a run failed; retrying")
@@ -207,7 +212,10 @@ class Worker:
             if run is None:
                 await self.bus.doorbell.wait(POLL_SECONDS)
                 continue
-            task = asyncio.create_task(self.execute(run), name=f"run-{run.id}")
+            resumed = {"resumed": True} if run.last_seq > 1 else {}
+            started = {"worker": self.id, **resumed}  # as the claim stored it
+            self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
+            task = asyncio.create_task(self.execute(run, started=True), name=f"run-{run.id}")
             self.running[run.id] = task
             self._last_busy = time.monotonic()
             self.holders[run.id] = run.worker or ""
@@ -261,10 +269,11 @@ class Worker:
         )
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
-    async def execute(self, run: RunRecord) -> None:
+    async def execute(self, run: RunRecord, *, started: bool = False) -> None:
         """Drive one claimed run to a final state; never raises for the run's own failures.
-        Its span continues the trace the run was started in (a child run's, the calling
-        tool's span, which is current already)."""
+        ``started``: its ``run_started`` event was stored with its claim. Its span
+        continues the trace the run was started in (a child run's, the calling tool's
+        span, which is current already)."""
         continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
         with (
             continued,
@@ -280,7 +289,7 @@ class Worker:
                 },
             ) as span,
         ):
-            outcome = await self._execute(run)
+            outcome = await self._execute(run, started)
             span.set_attributes(
                 {
                     genai.INPUT_TOKENS: outcome.usage.input_tokens,
@@ -293,7 +302,7 @@ class Worker:
             if outcome.status in (RunStatus.FAILED, RunStatus.CANCELLED):
                 span.set_status(StatusCode.ERROR, outcome.reason.value)
 
-    async def _execute(self, run: RunRecord) -> Outcome:
+    async def _execute(self, run: RunRecord, started: bool = False) -> Outcome:
         spent = _Spent()
 
         def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
@@ -303,11 +312,13 @@ class Worker:
             return Outcome(RunStatus.FAILED, reason, spent.usage, {}, error)
 
         try:
-            started: dict[str, Any] = {"worker": self.id}
-            if run.last_seq:
-                started["resumed"] = True
-            await self.record(run, EventType.RUN_STARTED, started)
-            outcome = await self._drive(run, spent)
+            if started:  # stored with the claim, as the run's last_seq
+                resumed = run.last_seq > 1
+            else:
+                resumed = run.last_seq > 0
+                data = {"worker": self.id, **({"resumed": True} if resumed else {})}
+                await self.record(run, EventType.RUN_STARTED, data)
+            outcome = await self._drive(run, spent, resumed)
         except (asyncio.CancelledError, RunCancelled):
             outcome = _cancelled(spent.usage)
         except TimeoutError:
@@ -324,20 +335,20 @@ class Worker:
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         outcome.timing = spent.timing(run)
         try:
-            await self._finish(run, outcome)
+            await self._finish(run, outcome, spent.last)
         except LeaseLostError as exc:
             log.warning("run %s: %s; its new worker goes on with it", run.id, exc.message)
             return outcome
         await self._learn(run, outcome)
         return outcome
 
-    async def _drive(self, run: RunRecord, spent: _Spent) -> Outcome:
+    async def _drive(self, run: RunRecord, spent: _Spent, resumed: bool) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing, provider = await self.models.get(run.namespace, spec.model)
         declared = caller_tools(run.input.get("tools", []))
         resume = None
         # Events exist: go on from them (after an approval, or another worker's death).
-        events = await self.store.list_events(run.namespace, run.id) if run.last_seq else []
+        events = await self.store.list_events(run.namespace, run.id) if resumed else []
         if events:
             resume = replay(events, {d.name for d in declared})
             if resume is not None:
@@ -346,6 +357,9 @@ class Worker:
                 spent.cite(event.data)
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
+            if type is EventType.FINAL:
+                spent.last.append((type.value, data))
+                return
             spent.note(type, data)
             ledger = None
             if type is EventType.MODEL_RESPONSE or (type is EventType.MEMORY and "usage" in data):
@@ -570,8 +584,11 @@ class Worker:
         assert finished is not None
         return finished
 
-    async def _finish(self, run: RunRecord, outcome: Outcome) -> None:
-        """End the run and store its last event in one transaction, then announce it."""
+    async def _finish(
+        self, run: RunRecord, outcome: Outcome, held: Sequence[tuple[str, dict[str, Any]]] = ()
+    ) -> None:
+        """End the run and store its last events in one statement (or transaction):
+        those held back (``held``), its error, and ``run_finished``; then announce them."""
         if outcome.status is RunStatus.WAITING_APPROVAL:
             data: dict[str, Any] = {
                 "calls": outcome.output["pending"],
@@ -581,14 +598,15 @@ class Worker:
                 run.id,
                 outcome.usage,
                 holder=run.worker,
-                event=(EventType.APPROVAL_REQUESTED.value, data),
+                events=[(EventType.APPROVAL_REQUESTED.value, data)],
             )
             self.bus.publish(
                 BusItem(run.id, parked.last_seq, EventType.APPROVAL_REQUESTED.value, data)
             )
             return
+        last = list(held)
         if outcome.error is not None:
-            await self.record(run, EventType.ERROR, outcome.error)
+            last.append((EventType.ERROR.value, outcome.error))
         finished_data: dict[str, Any] = {
             "status": outcome.status.value,
             "reason": outcome.reason.value,
@@ -605,11 +623,11 @@ class Worker:
             usage=outcome.usage,
             timing=outcome.timing,
             holder=run.worker,
-            event=(EventType.RUN_FINISHED.value, finished_data),
+            events=[*last, (EventType.RUN_FINISHED.value, finished_data)],
         )
-        self.bus.publish(
-            BusItem(run.id, finished.last_seq, EventType.RUN_FINISHED.value, finished_data)
-        )
+        last.append((EventType.RUN_FINISHED.value, finished_data))
+        for seq, (type, data) in enumerate(last, start=finished.last_seq - len(last) + 1):
+            self.bus.publish(BusItem(run.id, seq, type, data))
         self.metrics.run_finished(
             run.namespace, run.agent, finished.status.value, finished.reason or "", outcome.timing
         )

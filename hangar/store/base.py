@@ -535,7 +535,12 @@ class Store(Protocol):
         self, namespace: str, *, agent: str | None = None, limit: int = 50
     ) -> list[RunRecord]: ...
     async def claim_run(
-        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+        self,
+        worker: str,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+        *,
+        started: dict[str, Any] | None = None,
     ) -> RunRecord | None: ...
     async def renew_leases(
         self, holders: dict[str, str], lease_seconds: float = 30.0
@@ -551,10 +556,10 @@ class Store(Protocol):
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
         holder: str | None = None,
-        event: tuple[str, dict[str, Any]] | None = None,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> RunRecord:
-        """End a run; with ``event``, store that event (its final one) in the same
-        transaction, as the run's next ``seq``."""
+        """End a run; store ``events`` (type, data: its last ones) in the same
+        transaction, as the run's next ``seq``s."""
         ...
 
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
@@ -567,7 +572,7 @@ class Store(Protocol):
         run_id: str,
         usage: Usage,
         holder: str | None = None,
-        event: tuple[str, dict[str, Any]] | None = None,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> RunRecord:
         """A running run now waits for approval: released by its worker, not finished."""
         ...

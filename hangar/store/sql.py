@@ -279,9 +279,9 @@ chosen AS (
     SELECT namespace, p FROM heads WHERE n < coalesce(cap, :max_running)
     ORDER BY p DESC, n, namespace LIMIT 1
 )
-UPDATE runs
+{update}UPDATE runs
 SET status = 'running', worker = :worker, started_at = coalesce(started_at, :now),
-    lease_expires_at = :until
+    lease_expires_at = :until, last_seq = last_seq + {started}
 WHERE id = coalesce(
     (SELECT o.id FROM runs o WHERE o.status = 'running' AND o.lease_expires_at < :now
      ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1 {lock}),
@@ -290,7 +290,7 @@ WHERE id = coalesce(
        AND q.priority = (SELECT p FROM chosen)
      ORDER BY q.created_at, q.id LIMIT 1 {lock})
 ) AND (status = 'queued' OR (status = 'running' AND lease_expires_at < :now))
-RETURNING {columns}
+RETURNING {columns}{recorded}
 """
 """Take a run (``claim_run``). The choice is made in small steps, each an index probe,
 never a sort of the whole queue (a single query ordering every queued run by its
@@ -304,30 +304,52 @@ fewest running (fair share); then its oldest run at that priority. PostgreSQL sk
 rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time."""
 
 
-def _claim_text(dialect: str) -> str:
+_CLAIM_STARTED_PG = """
+), started AS (
+    INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
+    SELECT id, last_seq, namespace, 'run_started',
+        CASE WHEN last_seq > 1 THEN CAST(:started AS jsonb) || '{"resumed": true}'
+             ELSE CAST(:started AS jsonb) END, :now
+    FROM claimed
+)
+SELECT * FROM claimed"""
+"""With ``started`` on PostgreSQL: the claim stores the run's ``run_started`` event too
+(marked ``resumed`` when the run had events before), in the same statement."""
+
+
+def _claim_text(dialect: str, started: bool = False) -> str:
     lock = "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
     quota = (
         "CAST(q.spec ->> 'maxRunning' AS INTEGER)"
         if dialect == "postgresql"
         else "json_extract(q.spec, '$.maxRunning')"
     )
-    return _CLAIM.format(lock=lock, columns=_RUN_COLUMNS, max_running_of_quota=quota)
+    in_one = started and dialect == "postgresql"
+    return _CLAIM.format(
+        lock=lock,
+        columns=_RUN_COLUMNS,
+        max_running_of_quota=quota,
+        started=int(started),
+        update=", claimed AS (" if in_one else "",
+        recorded=_CLAIM_STARTED_PG if in_one else "",
+    )
 
 
 @functools.cache
-def _claim_statement(dialect: str) -> sa.TextualSelect:
+def _claim_statement(dialect: str, started: bool) -> sa.TextualSelect:
     return (
-        sa.text(_claim_text(dialect))
+        sa.text(_claim_text(dialect, started))
         .bindparams(sa.bindparam("now", type_=tables.TS), sa.bindparam("until", type_=tables.TS))
         .columns(*runs.c)
     )
 
 
 @functools.cache
-def _claim_driver_statement() -> str:
+def _claim_driver_statement(started: bool) -> str:
     """The claim for asyncpg on PostgreSQL: the same text, numbered parameters."""
-    statement = _claim_text("postgresql")
-    for number, name in enumerate(("now", "until", "worker", "max_running"), start=1):
+    statement = _claim_text("postgresql", started)
+    names = ("now", "until", "worker", "max_running", "started")
+    for number, name in enumerate(names, start=1):
         statement = re.sub(rf":{name}\b", f"${number}", statement)
     return statement
 
@@ -401,7 +423,7 @@ def _ledger_values(entry: LedgerEntry) -> tuple[Any, ...]:
 
 _FINISH_PG = """
 WITH changed AS (
-    UPDATE runs SET status = $2, reason = $3, last_seq = last_seq + 1,
+    UPDATE runs SET status = $2, reason = $3, last_seq = last_seq + cardinality($9::text[]),
         finished_at = coalesce($4, finished_at), timing = coalesce($5::jsonb, timing),
         output = coalesce($6::jsonb, output), error = coalesce($7::jsonb, error),
         usage = coalesce($8::jsonb, usage)
@@ -409,7 +431,8 @@ WITH changed AS (
     RETURNING {columns}
 ), stored AS (
     INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
-    SELECT id, last_seq, namespace, $9, $10::jsonb, $11 FROM changed
+    SELECT c.id, c.last_seq - cardinality($9::text[]) + e.n, c.namespace, e.type, e.data, $11
+    FROM changed c, unnest($9::text[], $10::jsonb[]) WITH ORDINALITY AS e(type, data, n)
 )
 SELECT * FROM changed
 """
@@ -446,20 +469,31 @@ def _not_held(run_id: str, holder: str | None) -> NoReturn:
     raise RunNotFoundError(f"run {run_id!r} not found")
 
 
-async def _event_with(conn: Any, row: RowMapping, event: tuple[str, dict[str, Any]] | None) -> None:
-    """Store ``event`` in the transaction that changed the run's state (``row``, whose
-    ``last_seq`` was already advanced): a worker dying between the two cannot leave a
-    finished run without its final event."""
-    if event is not None:
+RUN_STARTED = "run_started"
+
+Events = Sequence[tuple[str, dict[str, Any]]]
+
+
+async def _event_with(conn: Any, row: RowMapping, events: Events) -> None:
+    """Store ``events`` in the transaction that changed the run's state (``row``, whose
+    ``last_seq`` was already advanced past them): a worker dying between the two cannot
+    leave a finished run without its final events."""
+    if events:
+        first = row["last_seq"] - len(events) + 1
+        stamp = now()
         await conn.execute(
-            run_events.insert().values(
-                run_id=row["id"],
-                seq=row["last_seq"],
-                namespace=row["namespace"],
-                type=event[0],
-                data=event[1],
-                created_at=now(),
-            )
+            run_events.insert(),
+            [
+                {
+                    "run_id": row["id"],
+                    "seq": first + i,
+                    "namespace": row["namespace"],
+                    "type": type,
+                    "data": data,
+                    "created_at": stamp,
+                }
+                for i, (type, data) in enumerate(events)
+            ],
         )
 
 
@@ -1052,7 +1086,12 @@ class SqlStore:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
 
     async def claim_run(
-        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+        self,
+        worker: str,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+        *,
+        started: dict[str, Any] | None = None,
     ) -> RunRecord | None:
         """Take the next run that is queued, or running under a lease that ran out (its
         worker died), or None. Next: the highest priority; among equals, the namespace
@@ -1063,7 +1102,9 @@ class SqlStore:
         at its next wake-up). One statement, so it is atomic on
         SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait
         on each other and never take the same run). The claimer holds the run for
-        ``lease_seconds``."""
+        ``lease_seconds``. With ``started``, the run's ``run_started`` event (that data,
+        plus ``resumed`` when the run had events before) is stored with the claim: the
+        returned run's ``last_seq`` is that event's."""
         stamp = now()
         params = {
             "now": stamp,
@@ -1074,15 +1115,20 @@ class SqlStore:
         if self.dialect == "postgresql":  # several times a run: the driver's own pool
             pool = await self._driver()
             record = await pool.fetchrow(
-                _claim_driver_statement(),
+                _claim_driver_statement(started is not None),
                 params["now"],
                 params["until"],
                 worker,
                 params["max_running"],
+                *(() if started is None else (json.dumps(started),)),
             )
             return None if record is None else _driver_run(record)
+        statement = _claim_statement(self.dialect, started is not None)
         async with self.engine.begin() as conn:
-            row = (await conn.execute(_claim_statement(self.dialect), params)).mappings().first()
+            row = (await conn.execute(statement, params)).mappings().first()
+            if row is not None and started is not None:
+                resumed = {"resumed": True} if row["last_seq"] > 1 else {}
+                await _event_with(conn, row, [(RUN_STARTED, {**started, **resumed})])
         return None if row is None else _run(row)
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
@@ -1118,7 +1164,7 @@ class SqlStore:
         usage: Usage | None = None,
         timing: dict[str, float] | None = None,
         holder: str | None = None,
-        event: tuple[str, dict[str, Any]] | None = None,
+        events: Events = (),
     ) -> RunRecord:
         values: dict[str, Any] = {"status": status.value, "reason": reason}
         if timing is not None:
@@ -1131,20 +1177,20 @@ class SqlStore:
             values["error"] = error
         if usage is not None:
             values["usage"] = usage.to_dict()
-        if self.dialect == "postgresql" and event is not None:
-            return await self._finish_run_postgres(run_id, values, holder, event)
-        if event is not None:
-            values["last_seq"] = runs.c.last_seq + 1
-        return await self._change_run(_held(run_id, holder), values, run_id, holder, event)
+        if self.dialect == "postgresql" and events:
+            return await self._finish_run_postgres(run_id, values, holder, events)
+        if events:
+            values["last_seq"] = runs.c.last_seq + len(events)
+        return await self._change_run(_held(run_id, holder), values, run_id, holder, events)
 
     async def _finish_run_postgres(
         self,
         run_id: str,
         values: dict[str, Any],
         holder: str | None,
-        event: tuple[str, dict[str, Any]],
+        events: Events,
     ) -> RunRecord:
-        """A run's end and its last event as one statement on the driver (as
+        """A run's end and its last events as one statement on the driver (as
         ``append_event``): through SQLAlchemy it took four round trips and a
         transaction of its own, the worker's costliest call per run."""
         pool = await self._driver()
@@ -1158,8 +1204,8 @@ class SqlStore:
             _json_or_none(values.get("output")),
             _json_or_none(values.get("error")),
             _json_or_none(values.get("usage")),
-            event[0],
-            json.dumps(event[1]),
+            [type for type, _ in events],
+            [json.dumps(data) for _, data in events],
             now(),
             *(() if holder is None else (holder,)),
         )
@@ -1197,17 +1243,17 @@ class SqlStore:
         run_id: str,
         usage: Usage,
         holder: str | None = None,
-        event: tuple[str, dict[str, Any]] | None = None,
+        events: Events = (),
     ) -> RunRecord:
         values: dict[str, Any] = {
             "status": RunStatus.WAITING_APPROVAL.value,
             "worker": None,
             "usage": usage.to_dict(),
         }
-        if event is not None:
-            values["last_seq"] = runs.c.last_seq + 1
+        if events:
+            values["last_seq"] = runs.c.last_seq + len(events)
         running = _held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
-        return await self._change_run(running, values, run_id, holder, event)
+        return await self._change_run(running, values, run_id, holder, events)
 
     async def _change_run(
         self,
@@ -1215,9 +1261,9 @@ class SqlStore:
         values: dict[str, Any],
         run_id: str,
         holder: str | None,
-        event: tuple[str, dict[str, Any]] | None,
+        events: Events,
     ) -> RunRecord:
-        """Update the run (only as its holder) and store ``event`` in the same transaction."""
+        """Update the run (only as its holder) and store ``events`` in the same transaction."""
         async with self.engine.begin() as conn:
             row = (
                 (await conn.execute(runs.update().where(where).values(**values).returning(*runs.c)))
@@ -1226,7 +1272,7 @@ class SqlStore:
             )
             if row is None:
                 _not_held(run_id, holder)
-            await _event_with(conn, row, event)
+            await _event_with(conn, row, events)
         return _run(row)
 
     async def requeue_run(self, namespace: str, run_id: str) -> bool:

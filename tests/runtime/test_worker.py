@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from hangar.config import Settings
 from hangar.runtime.bus import Doorbell, EventBus
@@ -20,9 +21,14 @@ class CancelOnClaim(SqlStore):
     worker: Worker
 
     async def claim_run(
-        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+        self,
+        worker: str,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+        *,
+        started: dict[str, Any] | None = None,
     ) -> RunRecord | None:
-        run = await super().claim_run(worker, lease_seconds, max_running)
+        run = await super().claim_run(worker, lease_seconds, max_running, started=started)
         if run is not None:
             asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
         return run
@@ -60,10 +66,15 @@ class CountClaims(SqlStore):
     claims = 0
 
     async def claim_run(
-        self, worker: str, lease_seconds: float = 30.0, max_running: int | None = None
+        self,
+        worker: str,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+        *,
+        started: dict[str, Any] | None = None,
     ) -> RunRecord | None:
         self.claims += 1
-        return await super().claim_run(worker, lease_seconds, max_running)
+        return await super().claim_run(worker, lease_seconds, max_running, started=started)
 
 
 async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:

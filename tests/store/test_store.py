@@ -412,3 +412,30 @@ async def test_spans_are_kept_by_trace_in_time_order_across_flushes(store: SqlSt
     assert kept[0].to_dict()["durationMs"] == 2.0
     assert [s.trace_id for s in await store.list_spans(second)] == [second]
     assert await store.list_spans("c" * 32) == []
+
+
+async def test_a_claim_can_store_the_runs_start_and_a_finish_its_last_events(
+    store: SqlStore,
+) -> None:
+    run = await store.create_run(queued_run())
+    claimed = await store.claim_run("w1/0", 0.2, started={"worker": "w1"})
+    assert claimed is not None and claimed.last_seq == 1
+    await store.append_event(run.id, "default", "model_request", {}, holder="w1/0")
+    await asyncio.sleep(0.5)  # w1 died: its lease runs out
+    taken = await store.claim_run("w2/0", 30, started={"worker": "w2"})
+    assert taken is not None and taken.last_seq == 3
+    done = await store.finish_run(
+        run.id,
+        RunStatus.SUCCEEDED,
+        holder="w2/0",
+        events=[("final", {"text": "done"}), ("run_finished", {"status": "succeeded"})],
+    )
+    assert done.last_seq == 5
+    events = await store.list_events("default", run.id)
+    assert [(e.seq, e.type, e.data) for e in events] == [
+        (1, "run_started", {"worker": "w1"}),
+        (2, "model_request", {}),
+        (3, "run_started", {"worker": "w2", "resumed": True}),
+        (4, "final", {"text": "done"}),
+        (5, "run_finished", {"status": "succeeded"}),
+    ]

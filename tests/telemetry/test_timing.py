@@ -40,7 +40,10 @@ def test_a_run_says_how_long_the_model_the_tools_and_hangar_took(
     # children of the span they ran in (the run's, a model call's, a tool call's),
     # within it, with their own ids.
     writes = [s for s in spans if s["name"] == "store append_event"]
-    assert len(writes) == len(events) - 1  # all but run_finished, stored by finish_run
+    # All but run_started (stored by the claim, before the run's span), and final and
+    # run_finished (stored together by finish_run, which has a span of its own).
+    assert len(writes) == len(events) - 3
+    assert [s["name"] for s in spans].count("store finish_run") == 1
     by_id = {s["spanId"]: s for s in spans}
     for write in writes:
         parent = by_id[write["parentSpanId"]]
