@@ -15,10 +15,8 @@ from hangar.store import RunRecord, RunStatus, SqlStore
 from tests.helpers import agent, queued_run, scripted_model
 
 
-class CancelOnClaim(SqlStore):
-    """Cancels each run the moment it is claimed: before its task has taken a step."""
-
-    worker: Worker
+class WatchedClaims(SqlStore):
+    """A store that tells ``claimed`` of every claim its workers make."""
 
     async def claim_run(
         self,
@@ -29,18 +27,35 @@ class CancelOnClaim(SqlStore):
         started: dict[str, Any] | None = None,
     ) -> RunRecord | None:
         run = await super().claim_run(worker, lease_seconds, max_running, started=started)
-        if run is not None:
-            asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
+        self.claimed(run)
         return run
 
+    def claimed(self, run: RunRecord | None) -> None:
+        return None
 
-async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_path: Path) -> None:
-    store = CancelOnClaim(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+
+class CancelOnClaim(WatchedClaims):
+    """Cancels each run the moment it is claimed: before its task has taken a step."""
+
+    worker: Worker
+
+    def claimed(self, run: RunRecord | None) -> None:
+        if run is not None:
+            asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
+
+
+async def with_agent(store: SqlStore) -> None:
+    """Migrated, with agent ``a`` on a scripted model that answers at once."""
     await store.migrate()
     for document in (scripted_model("m", {"text": "hi"}), agent("a", "m")):
         resource, _ = parse_document(document)
         assert resource is not None
         await store.apply_resource("default", resource)
+
+
+async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_path: Path) -> None:
+    store = CancelOnClaim(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await with_agent(store)
     worker = Worker(store, EventBus(), Settings(home=tmp_path))
     store.worker = worker
     run = await store.create_run(queued_run(agent="a"))
@@ -62,28 +77,16 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_pa
         await store.close()
 
 
-class CountClaims(SqlStore):
+class CountClaims(WatchedClaims):
     claims = 0
 
-    async def claim_run(
-        self,
-        worker: str,
-        lease_seconds: float = 30.0,
-        max_running: int | None = None,
-        *,
-        started: dict[str, Any] | None = None,
-    ) -> RunRecord | None:
+    def claimed(self, run: RunRecord | None) -> None:
         self.claims += 1
-        return await super().claim_run(worker, lease_seconds, max_running, started=started)
 
 
 async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:
     store = CountClaims(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
-    await store.migrate()
-    for document in (scripted_model("m", {"text": "hi"}), agent("a", "m")):
-        resource, _ = parse_document(document)
-        assert resource is not None
-        await store.apply_resource("default", resource)
+    await with_agent(store)
     bus = EventBus()
     worker = Worker(store, bus, Settings(home=tmp_path))
     worker.start(4)
