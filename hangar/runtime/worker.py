@@ -44,7 +44,15 @@ from hangar.runtime.sandboxes import RunSandbox
 from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.agent import Agent, AgentSpec
-from hangar.store.base import LedgerEntry, RunEvent, RunRecord, RunStatus, Store, Usage
+from hangar.store.base import (
+    LedgerEntry,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    Store,
+    Usage,
+    started_data,
+)
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
@@ -212,10 +220,10 @@ class Worker:
             if run is None:
                 await self.bus.doorbell.wait(POLL_SECONDS)
                 continue
-            resumed = {"resumed": True} if run.last_seq > 1 else {}
-            started = {"worker": self.id, **resumed}  # as the claim stored it
+            resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
+            started = started_data({"worker": self.id}, resumed)
             self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
-            task = asyncio.create_task(self.execute(run, started=True), name=f"run-{run.id}")
+            task = asyncio.create_task(self.execute(run, resumed=resumed), name=f"run-{run.id}")
             self.running[run.id] = task
             self._last_busy = time.monotonic()
             self.holders[run.id] = run.worker or ""
@@ -269,9 +277,10 @@ class Worker:
         )
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
-    async def execute(self, run: RunRecord, *, started: bool = False) -> None:
+    async def execute(self, run: RunRecord, *, resumed: bool | None = None) -> None:
         """Drive one claimed run to a final state; never raises for the run's own failures.
-        ``started``: its ``run_started`` event was stored with its claim. Its span
+        ``resumed`` is given when its ``run_started`` event was stored with its claim
+        (None: it is stored here, a child run's say). Its span
         continues the trace the run was started in (a child run's, the calling tool's
         span, which is current already)."""
         continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
@@ -289,7 +298,7 @@ class Worker:
                 },
             ) as span,
         ):
-            outcome = await self._execute(run, started)
+            outcome = await self._execute(run, resumed)
             span.set_attributes(
                 {
                     genai.INPUT_TOKENS: outcome.usage.input_tokens,
@@ -302,7 +311,7 @@ class Worker:
             if outcome.status in (RunStatus.FAILED, RunStatus.CANCELLED):
                 span.set_status(StatusCode.ERROR, outcome.reason.value)
 
-    async def _execute(self, run: RunRecord, started: bool = False) -> Outcome:
+    async def _execute(self, run: RunRecord, resumed: bool | None = None) -> Outcome:
         spent = _Spent()
 
         def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
@@ -312,12 +321,10 @@ class Worker:
             return Outcome(RunStatus.FAILED, reason, spent.usage, {}, error)
 
         try:
-            if started:  # stored with the claim, as the run's last_seq
-                resumed = run.last_seq > 1
-            else:
+            if resumed is None:  # not claimed from the queue: its start is stored here
                 resumed = run.last_seq > 0
-                data = {"worker": self.id, **({"resumed": True} if resumed else {})}
-                await self.record(run, EventType.RUN_STARTED, data)
+                started = started_data({"worker": self.id}, resumed)
+                await self.record(run, EventType.RUN_STARTED, started)
             outcome = await self._drive(run, spent, resumed)
         except (asyncio.CancelledError, RunCancelled):
             outcome = _cancelled(spent.usage)

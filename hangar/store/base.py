@@ -301,6 +301,13 @@ class ToolAudit:
         }
 
 
+def started_data(started: dict[str, Any], resumed: bool) -> dict[str, Any]:
+    """A run's ``run_started`` event: who took it (``started``), marked ``resumed`` when
+    it goes on from events of an earlier start. (The claim's own statement builds the
+    same on PostgreSQL.)"""
+    return {**started, "resumed": True} if resumed else dict(started)
+
+
 def stored_span(
     trace_id: str,
     span_id: str,

@@ -63,6 +63,7 @@ from hangar.store.base import (
     ToolAudit,
     Usage,
     WriteSpans,
+    started_data,
     trace_id_of,
 )
 from hangar.store.notices import listen_postgres
@@ -421,14 +422,21 @@ def _ledger_values(entry: LedgerEntry) -> tuple[Any, ...]:
     )
 
 
-_FINISH_PG = """
+_RUN_COLUMNS = ", ".join(column.name for column in runs.c)
+
+
+@functools.cache
+def _finish_pg(held: bool) -> str:
+    """End a run and store its last events (types ``$9``, data ``$10``, in order) in one
+    statement; while held by ``$12`` if ``held``."""
+    return f"""
 WITH changed AS (
     UPDATE runs SET status = $2, reason = $3, last_seq = last_seq + cardinality($9::text[]),
         finished_at = coalesce($4, finished_at), timing = coalesce($5::jsonb, timing),
         output = coalesce($6::jsonb, output), error = coalesce($7::jsonb, error),
         usage = coalesce($8::jsonb, usage)
-    WHERE id = $1{held}
-    RETURNING {columns}
+    WHERE id = $1{" AND worker = $12" if held else ""}
+    RETURNING {_RUN_COLUMNS}
 ), stored AS (
     INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
     SELECT c.id, c.last_seq - cardinality($9::text[]) + e.n, c.namespace, e.type, e.data, $11
@@ -436,11 +444,8 @@ WITH changed AS (
 )
 SELECT * FROM changed
 """
-_RUN_COLUMNS = ", ".join(column.name for column in runs.c)
-_FINISH_HELD_PG = _FINISH_PG.replace("{held}", " AND worker = $12").replace(
-    "{columns}", _RUN_COLUMNS
-)
-_FINISH_PG = _FINISH_PG.replace("{held}", "").replace("{columns}", _RUN_COLUMNS)
+
+
 _JSON_RUN_COLUMNS = tuple(c.name for c in runs.c if isinstance(c.type, sa.JSON))
 
 
@@ -1127,8 +1132,8 @@ class SqlStore:
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement, params)).mappings().first()
             if row is not None and started is not None:
-                resumed = {"resumed": True} if row["last_seq"] > 1 else {}
-                await _event_with(conn, row, [(RUN_STARTED, {**started, **resumed})])
+                data = started_data(started, resumed=row["last_seq"] > 1)
+                await _event_with(conn, row, [(RUN_STARTED, data)])
         return None if row is None else _run(row)
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
@@ -1195,7 +1200,7 @@ class SqlStore:
         transaction of its own, the worker's costliest call per run."""
         pool = await self._driver()
         record = await pool.fetchrow(
-            _FINISH_PG if holder is None else _FINISH_HELD_PG,
+            _finish_pg(holder is not None),
             run_id,
             values["status"],
             values["reason"],
