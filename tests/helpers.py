@@ -43,6 +43,19 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "con
         time.sleep(0.02)
 
 
+def ingested(api: httpx.Client, base: str, name: str, content: bytes) -> dict[str, Any]:
+    """Upload one file into knowledge base ``base``; return its ingestion, succeeded."""
+    parts = [("file", (name, content))]
+    job = api.post(f"/v1/knowledgebases/{base}/ingestions", files=parts).json()
+    url = f"/v1/knowledgebases/{base}/ingestions/{job['id']}"
+
+    def succeeded() -> dict[str, Any] | None:
+        found: dict[str, Any] = api.get(url).json()
+        return found if found["status"] == "succeeded" else None
+
+    return wait_until(succeeded, what=f"the ingestion of {name} into {base}")
+
+
 async def eventually(
     predicate: Callable[[], T | Awaitable[T]], timeout: float = 30, what: str = "condition"
 ) -> T:

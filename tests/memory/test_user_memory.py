@@ -19,7 +19,7 @@ import pytest
 from hangar.memory.users import parse_facts
 from hangar.telemetry.tracing import FLUSH_SECONDS
 from tests.conftest import POSTGRES_URL
-from tests.helpers import ServerThread, agent, doc, scripted_model, wait_until
+from tests.helpers import ServerThread, agent, doc, ingested, scripted_model, wait_until
 
 USER = "alice-7f3"
 
@@ -172,15 +172,7 @@ def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
     with backend.client() as api:
         setup(api, "The user keeps bees.")  # (in the Model's spec: a trace of no user)
         api.post("/v1/apply", json=doc("KnowledgeBase", "hives", {}))
-        parts = [("file", ("hives.md", b"# Hives\n\nA hive holds one queen."))]
-        job = api.post("/v1/knowledgebases/hives/ingestions", files=parts).json()
-        wait_until(
-            lambda: (
-                api.get(f"/v1/knowledgebases/hives/ingestions/{job['id']}").json()["status"]
-                == "succeeded"
-            ),
-            what="the knowledge index written",
-        )
+        ingested(api, "hives", "hives.md", b"# Hives\n\nA hive holds one queen.")
         run(api, "I keep bees near Sintra, ask me about honey.")
         session = api.post("/v1/sessions", json={"agent": "assistant"}).json()["id"]
         run(api, "Zebulon is my beekeeping mentor.", session=session)

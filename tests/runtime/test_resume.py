@@ -18,7 +18,7 @@ import httpx
 
 from hangar.config import Settings
 from hangar.runtime.host import Runtime
-from tests.helpers import agent, doc, free_port, scripted_model, wait_until
+from tests.helpers import agent, doc, free_port, ingested, scripted_model, wait_until
 
 HANGAR = Path(sys.executable).parent / "hangar"
 
@@ -125,15 +125,7 @@ def test_a_resumed_run_keeps_the_passages_and_memories_it_was_given(tmp_path: Pa
                 ),
             ],
         ).raise_for_status()
-        parts = [("file", ("tides.md", b"# Tides\n\nThe moon pulls the sea into tides."))]
-        job = api.post("/v1/knowledgebases/kb/ingestions", files=parts).json()
-        wait_until(
-            lambda: (
-                api.get(f"/v1/knowledgebases/kb/ingestions/{job['id']}").json()["status"]
-                == "succeeded"
-            ),
-            what="ingestion",
-        )
+        ingested(api, "kb", "tides.md", b"# Tides\n\nThe moon pulls the sea into tides.")
         api.post("/v1/users/ada/memories", json={"text": "The user sails."}).raise_for_status()
         run = api.post(
             "/v1/agents/reader/runs",
