@@ -597,9 +597,11 @@ class Store(Protocol):
         *,
         holder: str | None = None,
         ledger: LedgerEntry | None = None,
+        before: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> RunEvent:
         """Append one event (a model response may bring its ``ledger`` line, stored
-        with it: both or neither)."""
+        with it: both or neither), after the events ``before`` (type, data: held back
+        by the caller, stored in the same statement as the seqs just before it)."""
         ...
 
     async def list_events(

@@ -86,7 +86,24 @@ runs = sa.Table(
     sa.Index("ix_runs_user", "namespace", "user_id"),
     sa.Index("ix_runs_session", "session_id", "created_at"),
     sa.Index("ix_runs_parent", "parent_id"),
-    sa.Index("ix_runs_claim", "status", "namespace", "priority", "created_at", "id"),
+    # The queue's own indexes hold only the runs a claim looks at (queued; running),
+    # so they stay small however many finished runs the table keeps.
+    sa.Index(
+        "ix_runs_queued",
+        "namespace",
+        "priority",
+        "created_at",
+        "id",
+        postgresql_where=sa.text("status = 'queued'"),
+        sqlite_where=sa.text("status = 'queued'"),
+    ),
+    sa.Index(
+        "ix_runs_running",
+        "namespace",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
 )
 

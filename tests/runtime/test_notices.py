@@ -99,6 +99,47 @@ async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str)
         await other.close()
 
 
+async def test_every_event_a_write_stores_is_announced_in_order(pg_schema: str) -> None:
+    """A claim that stores ``run_started``, an append with events held back before it,
+    a finish with the run's last events: one notice per event, with its own seq."""
+    store = SqlStore(POSTGRES_URL, schema=pg_schema)
+    other = SqlStore(POSTGRES_URL, schema=pg_schema)
+    await store.migrate()
+    heard: list[Notice] = []
+    task = asyncio.create_task(store.listen(heard.append))
+    try:
+        await eventually(lambda: listener_pid(other), what="the listener connected")
+        run = await other.create_run(queued_run(agent="a"))
+        claimed = await other.claim_run("w/0", started={"worker": "w"})
+        assert claimed is not None and claimed.id == run.id
+        await other.append_event(
+            run.id, "default", "model_response", {}, holder="w/0", before=[("model_request", {})]
+        )
+        await other.finish_run(
+            run.id,
+            RunStatus.SUCCEEDED,
+            holder="w/0",
+            events=[("final", {}), ("run_finished", {})],
+        )
+        await eventually(lambda: len(heard) == 6, what="a notice per event")
+        assert heard == [
+            Notice("queued", "default", run.id),
+            *(
+                Notice("event", "default", run.id, seq, type)
+                for seq, type in enumerate(
+                    ["run_started", "model_request", "model_response", "final", "run_finished"],
+                    start=1,
+                )
+            ),
+        ]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.close()
+        await other.close()
+
+
 async def test_a_client_on_one_gateway_follows_a_run_another_queued_and_a_worker_ran(
     pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

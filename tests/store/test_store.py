@@ -439,3 +439,33 @@ async def test_a_claim_can_store_the_runs_start_and_a_finish_its_last_events(
         (4, "final", {"text": "done"}),
         (5, "run_finished", {"status": "succeeded"}),
     ]
+
+
+async def test_events_held_back_are_stored_before_the_next_in_its_statement(
+    store: SqlStore,
+) -> None:
+    """A worker holds a model request back and stores it with the response: both or
+    neither, numbered in order; a worker that lost the run stores neither."""
+    run = await store.create_run(queued_run())
+    await store.claim_run("w1/0", 30, started={"worker": "w1"})
+    response = await store.append_event(
+        run.id,
+        "default",
+        "model_response",
+        {"step": 1},
+        holder="w1/0",
+        before=[("model_request", {"step": 1}), ("memory", {"recalled": []})],
+    )
+    assert (response.seq, response.type) == (4, "model_response")
+    with pytest.raises(LeaseLostError):
+        await store.append_event(
+            run.id, "default", "final", {}, holder="w2/0", before=[("model_request", {})]
+        )
+    events = await store.list_events("default", run.id)
+    assert [(e.seq, e.type, e.data) for e in events] == [
+        (1, "run_started", {"worker": "w1"}),
+        (2, "model_request", {"step": 1}),
+        (3, "memory", {"recalled": []}),
+        (4, "model_response", {"step": 1}),
+    ]
+    assert (await store.get_run("default", run.id)).last_seq == 4  # type: ignore[union-attr]
