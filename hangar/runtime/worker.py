@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -65,6 +65,52 @@ log = logging.getLogger("hangar.runtime")
 
 POLL_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 1.0
+HOLD_SECONDS = 0.05
+"""How long a model request is held back to be stored with the model's response (one
+statement for both); a slower model gets its request stored on its own after this."""
+
+Held = list[tuple[str, dict[str, Any]]]
+
+
+class _HeldEvents:
+    """A run's events held back to be stored with its next one, in its statement: a
+    model request with the response (a request lost with a worker costs nothing, the
+    call is made again), the loop's ``final`` with the run's end (the answer is in the
+    response). A write saved per model call.
+
+    A held request does not wait for a slow model: after ``HOLD_SECONDS`` it is stored
+    on its own (``store``), so followers see the call start, and a worker killed
+    during the call leaves it recorded."""
+
+    def __init__(self, store: Callable[[Held], Coroutine[Any, Any, None]]) -> None:
+        self._store = store
+        self._events: Held = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._storing: asyncio.Task[None] | None = None
+
+    def hold(self, type: EventType, data: dict[str, Any], *, at_most: float | None) -> None:
+        """Hold an event; ``at_most`` seconds before it is stored anyway (None: until the
+        next event)."""
+        self._events.append((type.value, data))
+        if at_most is not None and self._timer is None and self._storing is None:
+            self._timer = asyncio.get_running_loop().call_later(at_most, self._store_now)
+
+    def _store_now(self) -> None:
+        self._timer = None
+        events, self._events = self._events, []
+        self._storing = asyncio.create_task(self._store(events), name="hangar-held-events")
+
+    async def take(self) -> Held:
+        """The events still held, to be stored now with the caller's (in order after any
+        stored on their own, which this waits for: their failure is the caller's)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        storing, self._storing = self._storing, None
+        if storing is not None:
+            await storing
+        events, self._events = self._events, []
+        return events
 
 
 def caller_tools(raw: list[dict[str, Any]]) -> tuple[ToolDefinition, ...]:
@@ -93,10 +139,6 @@ class _Spent:
     """Per step, the longest tool call: calls of one step run side by side."""
     citations: list[dict[str, Any]] = field(default_factory=list)
     """Knowledge that reached the model (retrieved, or returned by a tool), in order."""
-    last: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    """Events held back to be stored with the run's end, in its statement (the loop's
-    ``final``: a run resumed before its end recovers the answer from the model's
-    response, so nothing is lost by holding it)."""
 
     def cite(self, data: dict[str, Any]) -> None:
         for citation in data.get("citations", ()):
@@ -264,9 +306,11 @@ class Worker:
         *,
         fenced: bool = True,
         ledger: LedgerEntry | None = None,
+        before: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> None:
-        """Store an event (with a model call's ledger line), then publish it. ``fenced``:
-        only while this worker holds the run (a parked run is held by no one)."""
+        """Store an event (with a model call's ledger line), after the held-back events
+        ``before``, then publish them. ``fenced``: only while this worker holds the run
+        (a parked run is held by no one)."""
         event = await self.store.append_event(
             run.id,
             run.namespace,
@@ -274,7 +318,10 @@ class Worker:
             data,
             holder=run.worker if fenced else None,
             ledger=ledger,
+            before=before,
         )
+        for seq, (kind, body) in enumerate(before, start=event.seq - len(before)):
+            self.bus.publish(BusItem(run.id, seq, kind, body))
         self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
 
     async def execute(self, run: RunRecord, *, resumed: bool | None = None) -> None:
@@ -314,6 +361,12 @@ class Worker:
     async def _execute(self, run: RunRecord, resumed: bool | None = None) -> Outcome:
         spent = _Spent()
 
+        async def store_held(events: Held) -> None:
+            (type, data), before = events[-1], events[:-1]
+            await self.record(run, EventType(type), data, before=before)
+
+        held = _HeldEvents(store_held)
+
         def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
             error: dict[str, Any] = {"code": reason.value, "message": message}
             if hint:
@@ -325,7 +378,7 @@ class Worker:
                 resumed = run.last_seq > 0
                 started = started_data({"worker": self.id}, resumed)
                 await self.record(run, EventType.RUN_STARTED, started)
-            outcome = await self._drive(run, spent, resumed)
+            outcome = await self._drive(run, spent, held, resumed)
         except (asyncio.CancelledError, RunCancelled):
             outcome = _cancelled(spent.usage)
         except TimeoutError:
@@ -342,14 +395,16 @@ class Worker:
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         outcome.timing = spent.timing(run)
         try:
-            await self._finish(run, outcome, spent.last)
+            await self._finish(run, outcome, await held.take())
         except LeaseLostError as exc:
             log.warning("run %s: %s; its new worker goes on with it", run.id, exc.message)
             return outcome
         await self._learn(run, outcome)
         return outcome
 
-    async def _drive(self, run: RunRecord, spent: _Spent, resumed: bool) -> Outcome:
+    async def _drive(
+        self, run: RunRecord, spent: _Spent, held: _HeldEvents, resumed: bool
+    ) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing, provider = await self.models.get(run.namespace, spec.model)
         declared = caller_tools(run.input.get("tools", []))
@@ -364,8 +419,11 @@ class Worker:
                 spent.cite(event.data)
 
         async def record(type: EventType, data: dict[str, Any]) -> None:
-            if type is EventType.FINAL:
-                spent.last.append((type.value, data))
+            if type is EventType.FINAL:  # stored with the run's end
+                held.hold(type, data, at_most=None)
+                return
+            if type is EventType.MODEL_REQUEST:  # stored with the response
+                held.hold(type, data, at_most=HOLD_SECONDS)
                 return
             spent.note(type, data)
             ledger = None
@@ -383,7 +441,7 @@ class Worker:
                 type in (EventType.TOOL_RESULT, EventType.MEMORY) and "usage" in data
             ):
                 spent.usage = spent.usage + Usage.from_dict(data["usage"])
-            await self.record(run, type, data, ledger=ledger)
+            await self.record(run, type, data, ledger=ledger, before=await held.take())
 
         async def on_delta(text: str) -> None:
             self.bus.publish(BusItem(run.id, 0, EventType.DELTA.value, {"text": text}))

@@ -116,7 +116,7 @@ ANNOUNCE = (
     "SELECT pg_notify($1, concat_ws(' ', current_schema(), 'event', payload)) "
     "FROM unnest($2::text[]) AS payload"
 )
-ANNOUNCE_SECONDS = 0.01
+ANNOUNCE_SECONDS = 0.05
 """How long events wait to be announced together: a few per statement under load, for
 news that followers would otherwise get from their poll (``FOLLOW_POLL_SECONDS``)."""
 

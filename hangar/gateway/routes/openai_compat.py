@@ -175,14 +175,14 @@ async def _chunks(
             text = item.data["text"]
             streamed += len(text)
             yield chunk({"content": text})
-        elif item.type == EventType.MODEL_REQUEST:
-            streamed = 0
         elif item.type == EventType.MODEL_RESPONSE:
+            # The step's end (its request may come just before it, stored together,
+            # after the deltas): the next step's deltas start from nothing.
             content = item.data["message"].get("content") or ""
             if len(content) > streamed:
                 # Deltas missed (the run executed elsewhere): send the rest at once.
                 yield chunk({"content": content[streamed:]})
-            streamed = len(content)
+            streamed = 0
         elif item.type == EventType.RUN_FINISHED:
             final = await rt.runs.get(namespace, run.id)
             try:
