@@ -320,9 +320,7 @@ class Worker:
             ledger=ledger,
             before=before,
         )
-        for seq, (kind, body) in enumerate(before, start=event.seq - len(before)):
-            self.bus.publish(BusItem(run.id, seq, kind, body))
-        self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
+        self._publish_last(run, event.seq, [*before, (event.type, event.data)])
 
     async def execute(self, run: RunRecord, *, resumed: bool | None = None) -> None:
         """Drive one claimed run to a final state; never raises for the run's own failures.
@@ -649,27 +647,30 @@ class Worker:
         assert finished is not None
         return finished
 
+    def _publish_last(
+        self, run: RunRecord, last_seq: int, events: Sequence[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Publish ``events``, stored as the run's last, up to ``last_seq``."""
+        for seq, (type, data) in enumerate(events, start=last_seq - len(events) + 1):
+            self.bus.publish(BusItem(run.id, seq, type, data))
+
     async def _finish(
         self, run: RunRecord, outcome: Outcome, held: Sequence[tuple[str, dict[str, Any]]] = ()
     ) -> None:
         """End the run and store its last events in one statement (or transaction):
         those held back (``held``), its error, and ``run_finished``; then announce them."""
+        last = list(held)
         if outcome.status is RunStatus.WAITING_APPROVAL:
             data: dict[str, Any] = {
                 "calls": outcome.output["pending"],
                 "usage": outcome.usage.to_dict(),
             }
+            last.append((EventType.APPROVAL_REQUESTED.value, data))
             parked = await self.store.park_run(
-                run.id,
-                outcome.usage,
-                holder=run.worker,
-                events=[(EventType.APPROVAL_REQUESTED.value, data)],
+                run.id, outcome.usage, holder=run.worker, events=last
             )
-            self.bus.publish(
-                BusItem(run.id, parked.last_seq, EventType.APPROVAL_REQUESTED.value, data)
-            )
+            self._publish_last(run, parked.last_seq, last)
             return
-        last = list(held)
         if outcome.error is not None:
             last.append((EventType.ERROR.value, outcome.error))
         finished_data: dict[str, Any] = {
@@ -679,6 +680,7 @@ class Worker:
         }
         if outcome.timing is not None:
             finished_data["timing"] = outcome.timing
+        last.append((EventType.RUN_FINISHED.value, finished_data))
         finished = await self.store.finish_run(
             run.id,
             outcome.status,
@@ -688,11 +690,9 @@ class Worker:
             usage=outcome.usage,
             timing=outcome.timing,
             holder=run.worker,
-            events=[*last, (EventType.RUN_FINISHED.value, finished_data)],
+            events=last,
         )
-        last.append((EventType.RUN_FINISHED.value, finished_data))
-        for seq, (type, data) in enumerate(last, start=finished.last_seq - len(last) + 1):
-            self.bus.publish(BusItem(run.id, seq, type, data))
+        self._publish_last(run, finished.last_seq, last)
         self.metrics.run_finished(
             run.namespace, run.agent, finished.status.value, finished.reason or "", outcome.timing
         )
