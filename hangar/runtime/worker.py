@@ -65,6 +65,8 @@ log = logging.getLogger("hangar.runtime")
 
 POLL_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 1.0
+STATISTICS_SECONDS = 2.0
+"""How often a worker process asks whether the queue's statistics are stale."""
 HOLD_SECONDS = 0.05
 """How long a model request is held back to be stored with the model's response (one
 statement for both); a slower model gets its request stored on its own after this."""
@@ -222,6 +224,18 @@ class Worker:
         for i in range(concurrency):
             self._slots.append(asyncio.create_task(self._slot(i), name=f"hangar-worker-{i}"))
         self._slots.append(asyncio.create_task(self._heartbeat(), name="hangar-heartbeat"))
+        self._slots.append(asyncio.create_task(self._statistics(), name="hangar-statistics"))
+
+    async def _statistics(self) -> None:
+        """Keep the database's picture of the queue current, so its plans for the claim
+        follow the queue's growth (``Store.refresh_queue_statistics``)."""
+        while True:
+            await asyncio.sleep(STATISTICS_SECONDS)
+            try:
+                if await self.store.refresh_queue_statistics():
+                    log.info("the runs table's statistics were stale; analysed it")
+            except Exception:
+                log.exception("refreshing the queue's statistics failed; retrying")
 
     async def _heartbeat(self) -> None:
         """Renew the leases of the runs held here, a third of a lease apart. A run whose

@@ -552,6 +552,11 @@ class Store(Protocol):
     async def renew_leases(
         self, holders: dict[str, str], lease_seconds: float = 30.0
     ) -> set[str]: ...
+    async def refresh_queue_statistics(self) -> bool:
+        """Have the database re-read the runs table's statistics if they are stale (as
+        its autovacuum would); True if it did. For the processes that claim runs."""
+        ...
+
     async def finish_run(
         self,
         run_id: str,

@@ -17,7 +17,7 @@ from hangar.store import RunStatus, SqlStore, Usage
 from hangar.store.base import stored_span
 from hangar.store.tables import metadata
 from tests.conftest import POSTGRES_URL
-from tests.helpers import agent, queued_run
+from tests.helpers import agent, eventually, queued_run
 
 
 def resource(name: str = "support", **spec: object) -> Resource:
@@ -469,3 +469,25 @@ async def test_events_held_back_are_stored_before_the_next_in_its_statement(
         (4, "model_response", {"step": 1}),
     ]
     assert (await store.get_run("default", run.id)).last_seq == 4  # type: ignore[union-attr]
+
+
+async def test_the_queues_statistics_are_refreshed_once_they_are_stale(store: SqlStore) -> None:
+    """On PostgreSQL, when the runs table has changed by more than autovacuum's rule
+    allows since its last analyse, the store analyses it (new plans for the claim);
+    not again until it has changed that much once more. SQLite has nothing to do."""
+    for _ in range(60):
+        await store.create_run(queued_run())
+    if store.dialect != "postgresql":
+        assert await store.refresh_queue_statistics() is False
+        return
+    await eventually(store.refresh_queue_statistics, what="stale statistics analysed")
+    async with store.engine.connect() as conn:
+        analysed = (
+            await conn.execute(
+                sa.text(
+                    "SELECT last_analyze FROM pg_stat_user_tables WHERE relid = 'runs'::regclass"
+                )
+            )
+        ).scalar()
+    assert analysed is not None
+    assert await store.refresh_queue_statistics() is False
