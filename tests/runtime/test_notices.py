@@ -6,6 +6,8 @@ comes back and says so (everyone catches up from the store)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
 from hangar.store.base import Notice, RunStatus
-from hangar.store.notices import APPLICATION, parse_notice
+from hangar.store.notices import ANNOUNCE_SECONDS, APPLICATION, parse_notice
 from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run, scripted_model, tool_step
@@ -44,23 +46,20 @@ async def listener_pid(store: SqlStore) -> int | None:
         ).scalar()
 
 
-async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> None:
-    """It streams no run to anyone: every event of every run would be work for nothing."""
-    store = SqlStore(POSTGRES_URL, schema=pg_schema)
-    other = SqlStore(POSTGRES_URL, schema=pg_schema)
+@contextlib.asynccontextmanager
+async def listening(
+    schema: str, *, events: bool = True
+) -> AsyncIterator[tuple[SqlStore, list[Notice], int]]:
+    """A store listening for notices, and another (another process, as it were) that
+    writes: yields the writer, the notices heard, and the listening backend's pid."""
+    store = SqlStore(POSTGRES_URL, schema=schema)
+    other = SqlStore(POSTGRES_URL, schema=schema)
     await store.migrate()
     heard: list[Notice] = []
-    task = asyncio.create_task(store.listen(heard.append, events=False))
+    task = asyncio.create_task(store.listen(heard.append, events=events))
     try:
-        await eventually(lambda: listener_pid(other), what="the listener connected")
-        run = await other.create_run(queued_run(agent="a"))
-        await other.append_event(run.id, "default", "run_started", {})
-        second = await other.create_run(queued_run(agent="a"))
-        await eventually(lambda: len(heard) == 2, what="two notices")
-        assert heard == [
-            Notice("queued", "default", run.id),
-            Notice("queued", "default", second.id),
-        ]
+        pid = await eventually(lambda: listener_pid(other), what="the listener connected")
+        yield other, heard, pid
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -69,14 +68,22 @@ async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> Non
         await other.close()
 
 
+async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> None:
+    """It streams no run to anyone: every event of every run would be work for nothing."""
+    async with listening(pg_schema, events=False) as (other, heard, _):
+        run = await other.create_run(queued_run(agent="a"))
+        await other.append_event(run.id, "default", "run_started", {})
+        await asyncio.sleep(ANNOUNCE_SECONDS * 4)  # the event's announcement has gone
+        second = await other.create_run(queued_run(agent="a"))
+        await eventually(lambda: len(heard) == 2, what="two notices")
+        assert heard == [
+            Notice("queued", "default", run.id),
+            Notice("queued", "default", second.id),
+        ]
+
+
 async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str) -> None:
-    store = SqlStore(POSTGRES_URL, schema=pg_schema)
-    other = SqlStore(POSTGRES_URL, schema=pg_schema)  # another process, as it were
-    await store.migrate()
-    heard: list[Notice] = []
-    task = asyncio.create_task(store.listen(heard.append))
-    try:
-        pid = await eventually(lambda: listener_pid(other), what="the listener connected")
+    async with listening(pg_schema) as (other, heard, pid):
         run = await other.create_run(queued_run(agent="a"))
         await other.append_event(run.id, "default", "run_started", {})
         await eventually(lambda: len(heard) == 2, what="two notices")
@@ -91,24 +98,12 @@ async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str)
         await other.append_event(run.id, "default", "run_finished", {})
         await eventually(lambda: len(heard) == 4, what="notices after reconnecting")
         assert heard[-1] == Notice("event", "default", run.id, 2, "run_finished")
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await store.close()
-        await other.close()
 
 
 async def test_every_event_a_write_stores_is_announced_in_order(pg_schema: str) -> None:
     """A claim that stores ``run_started``, an append with events held back before it,
     a finish with the run's last events: one notice per event, with its own seq."""
-    store = SqlStore(POSTGRES_URL, schema=pg_schema)
-    other = SqlStore(POSTGRES_URL, schema=pg_schema)
-    await store.migrate()
-    heard: list[Notice] = []
-    task = asyncio.create_task(store.listen(heard.append))
-    try:
-        await eventually(lambda: listener_pid(other), what="the listener connected")
+    async with listening(pg_schema) as (other, heard, _):
         run = await other.create_run(queued_run(agent="a"))
         claimed = await other.claim_run("w/0", started={"worker": "w"})
         assert claimed is not None and claimed.id == run.id
@@ -132,12 +127,6 @@ async def test_every_event_a_write_stores_is_announced_in_order(pg_schema: str) 
                 )
             ),
         ]
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await store.close()
-        await other.close()
 
 
 async def test_a_client_on_one_gateway_follows_a_run_another_queued_and_a_worker_ran(
