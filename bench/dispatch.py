@@ -461,7 +461,8 @@ The floor: W bare processes ({SLOTS} connections each on PostgreSQL) claiming wi
 `SKIP LOCKED` (SQLite: `BEGIN IMMEDIATE`) and writing the same {events} event rows per
 run and the end, in autocommit, one statement each (7 per run; Hangar's run takes 3 on
 PostgreSQL: its claim stores `run_started`, the model's response its request, its
-finish `final` and `run_finished`); "claim only" is that loop with no work at all. The
+finish `final` and `run_finished`; 2 while a slot is busy, whose finish claims its
+next run); "claim only" is that loop with no work at all. The
 target, at least 0.5× the floor, is PostgreSQL's, where both sides pay the same round
 trips; SQLite's floor runs in-process, in C, and does a whole run in less time than
 Hangar's agent loop takes in Python.

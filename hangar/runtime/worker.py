@@ -45,6 +45,7 @@ from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.store.base import (
+    ClaimRequest,
     LedgerEntry,
     RunEvent,
     RunRecord,
@@ -211,7 +212,7 @@ class Worker:
         self.models = ModelCache(store, settings)
         self.agents = AgentSpecs(store)
         self.id = f"{socket.gethostname()}-{os.getpid()}"
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.running: dict[str, asyncio.Task[RunRecord | None]] = {}
         self.holders: dict[str, str] = {}
         self._last_busy = time.monotonic()
         """Run id to the worker name that holds its lease here (renewed by the heartbeat)."""
@@ -261,42 +262,57 @@ class Worker:
         await asyncio.gather(*self._slots, return_exceptions=True)
         self._slots.clear()
 
+    def _claim_request(self, index: int) -> ClaimRequest:
+        return ClaimRequest(
+            f"{self.id}/{index}",
+            self.settings.lease_seconds,
+            self.settings.namespace_max_running,
+            started={"worker": self.id},
+        )
+
     async def _slot(self, index: int) -> None:
+        claim = self._claim_request(index)
+        run: RunRecord | None = None
         while True:
-            try:
-                run = await self.store.claim_run(
-                    f"{self.id}/{index}",
-                    self.settings.lease_seconds,
-                    self.settings.namespace_max_running,
-                    started={"worker": self.id},
-                )
-            except Exception:
-                log.exception("claiming a run failed; retrying")
-                run = None
             if run is None:
-                await self.bus.doorbell.wait(POLL_SECONDS)
-                continue
-            resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
-            started = started_data({"worker": self.id}, resumed)
-            self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
-            task = asyncio.create_task(self.execute(run, resumed=resumed), name=f"run-{run.id}")
-            self.running[run.id] = task
+                try:
+                    run = await self.store.claim_run(
+                        claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
+                    )
+                except Exception:
+                    log.exception("claiming a run failed; retrying")
+                if run is None:
+                    await self.bus.doorbell.wait(POLL_SECONDS)
+                    continue
+            run = await self._take(run, claim)
+
+    async def _take(self, run: RunRecord, claim: ClaimRequest) -> RunRecord | None:
+        """Execute a claimed run to its end; returns the slot's next run when its end
+        claimed one (``Store.finish_and_claim``)."""
+        resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
+        started = started_data({"worker": self.id}, resumed)
+        self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
+        task = asyncio.create_task(
+            self.execute(run, resumed=resumed, then=claim), name=f"run-{run.id}"
+        )
+        self.running[run.id] = task
+        self._last_busy = time.monotonic()
+        self.holders[run.id] = run.worker or ""
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()  # this slot is stopping: take the run down with it
+                raise
+            if task.cancelled():
+                # Cancelled before ``execute`` could catch it (before its first
+                # step): the run must still end, recorded as cancelled.
+                await self._finish(run, _cancelled(Usage()))
+            return None
+        finally:
+            self.running.pop(run.id, None)
+            self.holders.pop(run.id, None)
             self._last_busy = time.monotonic()
-            self.holders[run.id] = run.worker or ""
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if not task.done():
-                    task.cancel()  # this slot is stopping: take the run down with it
-                    raise
-                if task.cancelled():
-                    # Cancelled before ``execute`` could catch it (before its first
-                    # step): the run must still end, recorded as cancelled.
-                    await self._finish(run, _cancelled(Usage()))
-            finally:
-                self.running.pop(run.id, None)
-                self.holders.pop(run.id, None)
-                self._last_busy = time.monotonic()
 
     def idle_seconds(self) -> float:
         """How long this process has had no run to execute (0 while it has one)."""
@@ -336,12 +352,20 @@ class Worker:
         )
         self._publish_last(run, event.seq, [*before, (event.type, event.data)])
 
-    async def execute(self, run: RunRecord, *, resumed: bool | None = None) -> None:
+    async def execute(
+        self,
+        run: RunRecord,
+        *,
+        resumed: bool | None = None,
+        then: ClaimRequest | None = None,
+    ) -> RunRecord | None:
         """Drive one claimed run to a final state; never raises for the run's own failures.
         ``resumed`` is given when its ``run_started`` event was stored with its claim
-        (None: it is stored here, a child run's say). Its span
-        continues the trace the run was started in (a child run's, the calling tool's
-        span, which is current already)."""
+        (None: it is stored here, a child run's say). With ``then``, the run's end
+        claims the slot's next run, returned (when nothing follows the end: a run that
+        learns about its user does that first). Its span continues the trace the run
+        was started in (a child run's, the calling tool's span, which is current
+        already)."""
         continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
         with (
             continued,
@@ -357,7 +381,7 @@ class Worker:
                 },
             ) as span,
         ):
-            outcome = await self._execute(run, resumed)
+            outcome, following = await self._execute(run, resumed, then)
             span.set_attributes(
                 {
                     genai.INPUT_TOKENS: outcome.usage.input_tokens,
@@ -369,8 +393,11 @@ class Worker:
             )
             if outcome.status in (RunStatus.FAILED, RunStatus.CANCELLED):
                 span.set_status(StatusCode.ERROR, outcome.reason.value)
+        return following
 
-    async def _execute(self, run: RunRecord, resumed: bool | None = None) -> Outcome:
+    async def _execute(
+        self, run: RunRecord, resumed: bool | None = None, then: ClaimRequest | None = None
+    ) -> tuple[Outcome, RunRecord | None]:
         spent = _Spent()
 
         async def store_held(events: Held) -> None:
@@ -406,13 +433,16 @@ class Worker:
             log.exception("run %s failed unexpectedly", run.id)
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         outcome.timing = spent.timing(run)
+        learns = run.user is not None and run.parent_id is None
         try:
-            await self._finish(run, outcome, await held.take())
+            following = await self._finish(
+                run, outcome, await held.take(), None if learns else then
+            )
         except LeaseLostError as exc:
             log.warning("run %s: %s; its new worker goes on with it", run.id, exc.message)
-            return outcome
+            return outcome, None
         await self._learn(run, outcome)
-        return outcome
+        return outcome, following
 
     async def _drive(
         self, run: RunRecord, spent: _Spent, held: _HeldEvents, resumed: bool
@@ -669,10 +699,16 @@ class Worker:
             self.bus.publish(BusItem(run.id, seq, type, data))
 
     async def _finish(
-        self, run: RunRecord, outcome: Outcome, held: Sequence[tuple[str, dict[str, Any]]] = ()
-    ) -> None:
+        self,
+        run: RunRecord,
+        outcome: Outcome,
+        held: Sequence[tuple[str, dict[str, Any]]] = (),
+        then: ClaimRequest | None = None,
+    ) -> RunRecord | None:
         """End the run and store its last events in one statement (or transaction):
-        those held back (``held``), its error, and ``run_finished``; then announce them."""
+        those held back (``held``), its error, and ``run_finished``; then announce them.
+        With ``then``, claim the slot's next run with it and return that (a parked
+        run claims nothing)."""
         last = list(held)
         if outcome.status is RunStatus.WAITING_APPROVAL:
             data: dict[str, Any] = {
@@ -684,7 +720,7 @@ class Worker:
                 run.id, outcome.usage, holder=run.worker, events=last
             )
             self._publish_last(run, parked.last_seq, last)
-            return
+            return None
         if outcome.error is not None:
             last.append((EventType.ERROR.value, outcome.error))
         finished_data: dict[str, Any] = {
@@ -695,18 +731,25 @@ class Worker:
         if outcome.timing is not None:
             finished_data["timing"] = outcome.timing
         last.append((EventType.RUN_FINISHED.value, finished_data))
-        finished = await self.store.finish_run(
-            run.id,
-            outcome.status,
-            reason=outcome.reason.value,
-            output=outcome.output,
-            error=outcome.error,
-            usage=outcome.usage,
-            timing=outcome.timing,
-            holder=run.worker,
-            events=last,
-        )
+        ending: dict[str, Any] = {
+            "reason": outcome.reason.value,
+            "output": outcome.output,
+            "error": outcome.error,
+            "usage": outcome.usage,
+            "timing": outcome.timing,
+            "events": last,
+        }
+        following = None
+        if then is not None and run.worker:
+            finished, following = await self.store.finish_and_claim(
+                run.id, outcome.status, then, holder=run.worker, **ending
+            )
+        else:
+            finished = await self.store.finish_run(
+                run.id, outcome.status, holder=run.worker, **ending
+            )
         self._publish_last(run, finished.last_seq, last)
         self.metrics.run_finished(
             run.namespace, run.agent, finished.status.value, finished.reason or "", outcome.timing
         )
+        return following

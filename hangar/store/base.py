@@ -448,6 +448,16 @@ class NoWriteSpans:
         return None
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """A worker slot's claim (``Store.claim_run``'s arguments)."""
+
+    worker: str
+    lease_seconds: float = 30.0
+    max_running: int | None = None
+    started: dict[str, Any] | None = None
+
+
 class Store(Protocol):
     """Persistence for resources, keys, runs and their events, scoped by namespace."""
 
@@ -555,6 +565,25 @@ class Store(Protocol):
     async def refresh_queue_statistics(self) -> bool:
         """Have the database re-read the runs table's statistics if they are stale (as
         its autovacuum would); True if it did. For the processes that claim runs."""
+        ...
+
+    async def finish_and_claim(
+        self,
+        run_id: str,
+        status: RunStatus,
+        claim: ClaimRequest,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
+        holder: str,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> tuple[RunRecord, RunRecord | None]:
+        """``finish_run``, then ``claim_run`` for the same worker slot (only if the run
+        was still held): its next run comes back with its last one's end (on
+        PostgreSQL in the same statement, a round trip saved per run)."""
         ...
 
     async def finish_run(

@@ -49,6 +49,7 @@ from hangar.store.base import (
     ApplyOutcome,
     BatchItem,
     BudgetLine,
+    ClaimRequest,
     LedgerEntry,
     MemoryRecord,
     Notice,
@@ -466,11 +467,83 @@ SELECT * FROM changed
 """
 
 
+@functools.cache
+def _finish_and_claim_pg() -> str:
+    """A held run's end (``_finish_pg``'s parameters, ``$1``-``$12``) and the slot's
+    next claim (the claim's, from ``$13``) in one statement. The claim happens only if
+    the end did (the run was still held); rows come back marked ``finished`` or not."""
+    finish = _finish_pg(True)
+    ctes = finish[finish.index("changed AS") : finish.rindex("SELECT * FROM changed")].rstrip()
+    claim = re.sub(
+        r"\$(\d+)\b", lambda m: f"${int(m.group(1)) + 12}", _claim_driver_statement(True)
+    )
+    for part, joined in (
+        ("WITH RECURSIVE ", f"WITH RECURSIVE {ctes},\n"),
+        # Only if the run was ended here; never the run being ended (its lease may
+        # have run out while it was still held).
+        (
+            ") AND (status = 'queued' OR",
+            ") AND EXISTS (SELECT 1 FROM changed) AND (status = 'queued' OR",
+        ),
+        ("o.lease_expires_at < $13", "o.lease_expires_at < $13 AND o.id <> $1"),
+        (
+            "SELECT * FROM claimed",
+            "SELECT true AS finished, * FROM changed UNION ALL SELECT false, * FROM claimed",
+        ),
+    ):
+        assert claim.count(part) == 1, f"the claim's text changed: {part!r}"
+        claim = claim.replace(part, joined)
+    return claim
+
+
 _JSON_RUN_COLUMNS = tuple(c.name for c in runs.c if isinstance(c.type, sa.JSON))
 
 
 async def _keep_session(connection: Any) -> None:
     return None
+
+
+def _ending(
+    status: RunStatus,
+    reason: str | None,
+    output: dict[str, Any] | None,
+    error: dict[str, Any] | None,
+    usage: Usage | None,
+    timing: dict[str, float] | None,
+) -> dict[str, Any]:
+    """A run's end as the column values to set."""
+    values: dict[str, Any] = {"status": status.value, "reason": reason}
+    if timing is not None:
+        values["timing"] = timing
+    if status.finished:
+        values["finished_at"] = now()
+    if output is not None:
+        values["output"] = output
+    if error is not None:
+        values["error"] = error
+    if usage is not None:
+        values["usage"] = usage.to_dict()
+    return values
+
+
+def _finish_pg_args(
+    run_id: str, values: dict[str, Any], holder: str | None, events: Events
+) -> tuple[Any, ...]:
+    """``_finish_pg``'s parameters."""
+    return (
+        run_id,
+        values["status"],
+        values["reason"],
+        values.get("finished_at"),
+        _json_or_none(values.get("timing")),
+        _json_or_none(values.get("output")),
+        _json_or_none(values.get("error")),
+        _json_or_none(values.get("usage")),
+        [type for type, _ in events],
+        [json.dumps(data) for _, data in events],
+        now(),
+        *(() if holder is None else (holder,)),
+    )
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -1209,6 +1282,47 @@ class SqlStore:
                 await conn.fetchval(_ANALYSING, False)
         return True
 
+    async def finish_and_claim(
+        self,
+        run_id: str,
+        status: RunStatus,
+        claim: ClaimRequest,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
+        holder: str,
+        events: Events = (),
+    ) -> tuple[RunRecord, RunRecord | None]:
+        ending = _ending(status, reason, output, error, usage, timing)
+        if self.dialect != "postgresql" or not events:
+            finished = await self._finish(run_id, ending, holder, events)
+            return finished, await self.claim_run(
+                claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
+            )
+        pool = await self._driver()
+        stamp = now()
+        records = await pool.fetch(
+            _finish_and_claim_pg(),
+            *_finish_pg_args(run_id, ending, holder, events),
+            stamp,
+            stamp + timedelta(seconds=claim.lease_seconds),
+            claim.worker,
+            NO_LIMIT if claim.max_running is None else claim.max_running,
+            json.dumps(claim.started or {}),
+        )
+        row = next((r for r in records if r["finished"]), None)
+        if row is None:
+            _not_held(run_id, holder)
+        done = _driver_run(row)
+        self._announce(done.namespace, done.id, done.last_seq, [type for type, _ in events])
+        claimed = next((_driver_run(r) for r in records if not r["finished"]), None)
+        if claimed is not None:
+            self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
+        return done, claimed
+
     async def finish_run(
         self,
         run_id: str,
@@ -1222,17 +1336,12 @@ class SqlStore:
         holder: str | None = None,
         events: Events = (),
     ) -> RunRecord:
-        values: dict[str, Any] = {"status": status.value, "reason": reason}
-        if timing is not None:
-            values["timing"] = timing
-        if status.finished:
-            values["finished_at"] = now()
-        if output is not None:
-            values["output"] = output
-        if error is not None:
-            values["error"] = error
-        if usage is not None:
-            values["usage"] = usage.to_dict()
+        ending = _ending(status, reason, output, error, usage, timing)
+        return await self._finish(run_id, ending, holder, events)
+
+    async def _finish(
+        self, run_id: str, values: dict[str, Any], holder: str | None, events: Events
+    ) -> RunRecord:
         if self.dialect == "postgresql" and events:
             return await self._finish_run_postgres(run_id, values, holder, events)
         if events:
@@ -1251,19 +1360,7 @@ class SqlStore:
         transaction of its own, the worker's costliest call per run."""
         pool = await self._driver()
         record = await pool.fetchrow(
-            _finish_pg(holder is not None),
-            run_id,
-            values["status"],
-            values["reason"],
-            values.get("finished_at"),
-            _json_or_none(values.get("timing")),
-            _json_or_none(values.get("output")),
-            _json_or_none(values.get("error")),
-            _json_or_none(values.get("usage")),
-            [type for type, _ in events],
-            [json.dumps(data) for _, data in events],
-            now(),
-            *(() if holder is None else (holder,)),
+            _finish_pg(holder is not None), *_finish_pg_args(run_id, values, holder, events)
         )
         if record is None:
             _not_held(run_id, holder)

@@ -14,7 +14,7 @@ from hangar.runtime.bus import EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store import RunEvent, RunRecord, RunStatus, SqlStore, Usage
-from hangar.store.base import LedgerEntry
+from hangar.store.base import ClaimRequest, LedgerEntry
 from tests.helpers import agent, eventually, queued_run, scripted_model
 
 
@@ -44,6 +44,13 @@ class Statements(SqlStore):
         run = await super().finish_run(run_id, status, **kwargs)
         self.stored.append([kind for kind, _ in kwargs.get("events", ())])
         return run
+
+    async def finish_and_claim(
+        self, run_id: str, status: RunStatus, claim: ClaimRequest, **kwargs: Any
+    ) -> tuple[RunRecord, RunRecord | None]:
+        ended = await super().finish_and_claim(run_id, status, claim, **kwargs)
+        self.stored.append([kind for kind, _ in kwargs.get("events", ())])
+        return ended
 
 
 async def run_on(tmp_path: Path, *steps: dict[str, Any]) -> tuple[Statements, Worker, str]:

@@ -7,12 +7,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hangar.config import Settings
+from hangar.runtime import worker as worker_module
 from hangar.runtime.bus import Doorbell, EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store import RunRecord, RunStatus, SqlStore
-from tests.helpers import agent, queued_run, scripted_model
+from tests.conftest import POSTGRES_URL
+from tests.helpers import agent, eventually, queued_run, scripted_model
 
 
 class WatchedClaims(SqlStore):
@@ -123,3 +127,30 @@ async def test_a_ring_while_no_slot_waits_is_kept_for_the_next_that_does() -> No
     started = time.monotonic()
     await bell.wait(0.2)
     assert time.monotonic() - started >= 0.2
+
+
+async def test_a_busy_slot_claims_its_next_run_with_the_last_ones_end(
+    pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the statement that ends a run claims the slot's next one: three
+    queued runs, one slot, one claim of its own (and one more once the queue is empty)."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600)
+    store = CountClaims(POSTGRES_URL, schema=pg_schema)
+    await with_agent(store)
+    queued = [await store.create_run(queued_run(agent="a")) for _ in range(3)]
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker.start(1)
+    try:
+        for run in queued:
+
+            async def succeeded(run_id: str = run.id) -> RunRecord | None:
+                current = await store.get_run("default", run_id)
+                done = current is not None and current.status is RunStatus.SUCCEEDED
+                return current if done else None
+
+            done = await eventually(succeeded, what="the run's end")
+            assert done.worker == f"{worker.id}/0"
+        assert store.claims <= 2  # each end took the next: no claim of its own
+    finally:
+        await worker.stop()
+        await store.close()

@@ -14,7 +14,7 @@ from hangar.errors import LeaseLostError
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
 from hangar.store import RunStatus, SqlStore, Usage
-from hangar.store.base import stored_span
+from hangar.store.base import ClaimRequest, stored_span
 from hangar.store.tables import metadata
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run
@@ -491,3 +491,33 @@ async def test_the_queues_statistics_are_refreshed_once_they_are_stale(store: Sq
         ).scalar()
     assert analysed is not None
     assert await store.refresh_queue_statistics() is False
+
+
+async def test_a_runs_end_can_claim_the_slots_next_run(store: SqlStore) -> None:
+    """One call (on PostgreSQL one statement) ends a held run and claims the next for
+    the same slot, with its run_started; a worker that lost its run claims nothing."""
+    first = await store.create_run(queued_run())
+    second = await store.create_run(queued_run())
+    claim = ClaimRequest("w1/0", 30, started={"worker": "w1"})
+    taken = await store.claim_run(claim.worker, claim.lease_seconds, started=claim.started)
+    assert taken is not None and taken.id == first.id
+    finished, following = await store.finish_and_claim(
+        first.id,
+        RunStatus.SUCCEEDED,
+        claim,
+        holder="w1/0",
+        events=[("final", {"text": "done"}), ("run_finished", {"status": "succeeded"})],
+    )
+    assert (finished.id, finished.status, finished.last_seq) == (first.id, RunStatus.SUCCEEDED, 3)
+    assert following is not None
+    assert (following.id, following.worker, following.last_seq) == (second.id, "w1/0", 1)
+    events = await store.list_events("default", second.id)
+    assert [(e.seq, e.type, e.data) for e in events] == [(1, "run_started", {"worker": "w1"})]
+
+    third = await store.create_run(queued_run())
+    with pytest.raises(LeaseLostError):
+        await store.finish_and_claim(
+            second.id, RunStatus.SUCCEEDED, claim, holder="w9/0", events=[("run_finished", {})]
+        )
+    still = await store.get_run("default", third.id)
+    assert still is not None and still.status is RunStatus.QUEUED
