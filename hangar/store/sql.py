@@ -644,6 +644,7 @@ TRACED = frozenset(
         "claim_run",
         "renew_leases",
         "finish_run",
+        "finish_and_claim",
         "request_cancel",
         "park_run",
         "requeue_run",

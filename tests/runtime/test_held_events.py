@@ -88,7 +88,9 @@ async def test_a_quick_models_request_is_stored_with_its_response(tmp_path: Path
             "final",
             "run_finished",
         ]
-        # The claim stored run_started; then two statements for the other four.
+        # The claim stored run_started; then two statements for the other four (the
+        # second is noted once the slot's next claim, with it, has returned).
+        await eventually(lambda: len(store.stored) == 2, what="the end's statement noted")
         assert store.stored == [["model_request", "model_response"], ["final", "run_finished"]]
     finally:
         await worker.stop()
@@ -106,6 +108,7 @@ async def test_a_slow_models_request_is_stored_while_the_model_works(tmp_path: P
         assert await eventually(asked, what="the request") == ["run_started", "model_request"]
         assert store.stored == [["model_request"]]  # the model has not answered yet
         await ended(store, run_id)
+        await eventually(lambda: len(store.stored) == 3, what="the end's statement noted")
         assert store.stored[1:] == [["model_response"], ["final", "run_finished"]]
     finally:
         await worker.stop()
@@ -117,6 +120,7 @@ async def test_a_request_whose_call_failed_is_stored_with_the_runs_end(tmp_path:
     try:
         events = await ended(store, run_id)
         assert [e.type for e in events] == ["run_started", "model_request", "error", "run_finished"]
+        await eventually(lambda: store.stored, what="the end's statement noted")
         assert store.stored == [["model_request", "error", "run_finished"]]
         run = await store.get_run("default", run_id)
         assert run is not None and run.status is RunStatus.FAILED

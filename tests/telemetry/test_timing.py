@@ -41,9 +41,10 @@ def test_a_run_says_how_long_the_model_the_tools_and_hangar_took(
     # within it, with their own ids.
     writes = [s for s in spans if s["name"] == "store append_event"]
     # All but run_started (stored by the claim, before the run's span), and final and
-    # run_finished (stored together by finish_run, which has a span of its own).
+    # run_finished (stored together by the run's end, which has a span of its own: it
+    # claims the worker slot's next run too).
     assert len(writes) == len(events) - 3
-    assert [s["name"] for s in spans].count("store finish_run") == 1
+    assert [s["name"] for s in spans].count("store finish_and_claim") == 1
     by_id = {s["spanId"]: s for s in spans}
     for write in writes:
         parent = by_id[write["parentSpanId"]]
