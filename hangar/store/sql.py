@@ -356,10 +356,34 @@ def _claim_statement(dialect: str, started: bool) -> sa.TextualSelect:
 def _claim_driver_statement(started: bool) -> str:
     """The claim for asyncpg on PostgreSQL: the same text, numbered parameters."""
     statement = _claim_text("postgresql", started)
-    names = ("now", "until", "worker", "max_running", "started")
-    for number, name in enumerate(names, start=1):
+    for number, name in enumerate(_CLAIM_PARAMETERS, start=1):
         statement = re.sub(rf":{name}\b", f"${number}", statement)
     return statement
+
+
+_CLAIM_PARAMETERS = ("now", "until", "worker", "max_running", "started")
+"""The claim's parameters, in the driver statement's order."""
+
+
+def _claim_params(
+    worker: str, lease_seconds: float, max_running: int | None, started: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The claim's parameters by name (``started`` as JSON, only when given)."""
+    stamp = now()
+    params = {
+        "now": stamp,
+        "until": stamp + timedelta(seconds=lease_seconds),
+        "worker": worker,
+        "max_running": NO_LIMIT if max_running is None else max_running,
+    }
+    if started is not None:
+        params["started"] = json.dumps(started)
+    return params
+
+
+def _claim_driver_args(params: dict[str, Any]) -> tuple[Any, ...]:
+    """``_claim_params`` in the driver statement's order."""
+    return tuple(params[name] for name in _CLAIM_PARAMETERS if name in params)
 
 
 # The statements of the hottest store call (several per run step), built once: building
@@ -1208,22 +1232,11 @@ class SqlStore:
         ``lease_seconds``. With ``started``, the run's ``run_started`` event (that data,
         plus ``resumed`` when the run had events before) is stored with the claim: the
         returned run's ``last_seq`` is that event's."""
-        stamp = now()
-        params = {
-            "now": stamp,
-            "until": stamp + timedelta(seconds=lease_seconds),
-            "worker": worker,
-            "max_running": NO_LIMIT if max_running is None else max_running,
-        }
+        params = _claim_params(worker, lease_seconds, max_running, started)
         if self.dialect == "postgresql":  # several times a run: the driver's own pool
             pool = await self._driver()
             record = await pool.fetchrow(
-                _claim_driver_statement(started is not None),
-                params["now"],
-                params["until"],
-                worker,
-                params["max_running"],
-                *(() if started is None else (json.dumps(started),)),
+                _claim_driver_statement(started is not None), *_claim_driver_args(params)
             )
             if record is None:
                 return None
@@ -1304,15 +1317,13 @@ class SqlStore:
                 claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
             )
         pool = await self._driver()
-        stamp = now()
+        params = _claim_params(
+            claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}
+        )
         records = await pool.fetch(
             _finish_and_claim_pg(),
             *_finish_pg_args(run_id, ending, holder, events),
-            stamp,
-            stamp + timedelta(seconds=claim.lease_seconds),
-            claim.worker,
-            NO_LIMIT if claim.max_running is None else claim.max_running,
-            json.dumps(claim.started or {}),
+            *_claim_driver_args(params),
         )
         row = next((r for r in records if r["finished"]), None)
         if row is None:
