@@ -259,13 +259,25 @@ def _held(run_id: str, holder: str | None) -> Any:
 NO_LIMIT = 2**31 - 1
 
 _CLAIM = """
-WITH RECURSIVE ns(namespace) AS (
+WITH RECURSIVE {choose}
+{update}UPDATE runs
+SET status = 'running', worker = :worker, started_at = coalesce(started_at, :now),
+    lease_expires_at = :until, last_seq = last_seq + {started}
+WHERE id = {choice}
+    AND (status = 'queued' OR (status = 'running' AND lease_expires_at < :now))
+RETURNING {columns}{recorded}
+"""
+"""Take a run (``claim_run``): the one ``choice`` names, found by the CTEs ``choose``
+in small steps, each an index probe, never a sort of the whole queue. PostgreSQL
+skips rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time."""
+
+_CHOOSE_FAIRLY = """ns(namespace) AS (
     SELECT (SELECT r.namespace FROM runs r {queued} WHERE r.status = 'queued'
-            ORDER BY r.namespace, r.priority, r.created_at, r.id LIMIT 1)
+            ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     UNION ALL
     SELECT (SELECT r.namespace FROM runs r {queued}
             WHERE r.status = 'queued' AND r.namespace > ns.namespace
-            ORDER BY r.namespace, r.priority, r.created_at, r.id LIMIT 1)
+            ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     FROM ns WHERE ns.namespace IS NOT NULL
 ),
 heads AS MATERIALIZED (
@@ -282,33 +294,57 @@ heads AS MATERIALIZED (
 chosen AS (
     SELECT namespace, p FROM heads WHERE n < coalesce(cap, :max_running)
     ORDER BY p DESC, n, namespace LIMIT 1
-)
-{update}UPDATE runs
-SET status = 'running', worker = :worker, started_at = coalesce(started_at, :now),
-    lease_expires_at = :until, last_seq = last_seq + {started}
-WHERE id = coalesce(
+)"""
+_FAIR_CHOICE = """coalesce(
     (SELECT o.id FROM runs o WHERE o.status = 'running' AND o.lease_expires_at < :now
      ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1 {lock}),
     (SELECT q.id FROM runs q
      WHERE q.status = 'queued' AND q.namespace = (SELECT namespace FROM chosen)
        AND q.priority = (SELECT p FROM chosen)
      ORDER BY q.created_at, q.id LIMIT 1 {lock})
-) AND (status = 'queued' OR (status = 'running' AND lease_expires_at < :now))
-RETURNING {columns}{recorded}
+)"""
+"""The fair choice: a run whose worker died comes first (it was claimed before
+anything queued now); else the namespaces with queued runs, walked one index probe
+each (a loose index scan: a recursive CTE, as PostgreSQL and SQLite both lack a skip
+scan); for each its best priority, its count of runs running and its limit (its
+Quota, else the default); among those under their limit the namespace with the
+highest priority, then the fewest running (fair share); then its oldest run at that
+priority. (One query ordering every queued run by its namespace's count of running
+runs took 4.6 s per claim at 20,000 queued.) The walk orders by all of
+``ix_runs_queued``'s columns, so PostgreSQL's planner takes that index (of queued runs
+only) over any other that leads with the namespace; SQLite's, without statistics, is
+told to (``INDEXED BY``)."""
+
+_CHOOSE_NEXT_OF = """head AS (
+    SELECT r.id FROM runs r {queued} WHERE r.status = 'queued' AND r.namespace = :namespace
+    ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1 {lock}
+)"""
+_NEXT_OF_CHOICE = "(SELECT id FROM head)"
+"""The choice while one namespace alone has queued runs and nothing limits it (see
+``SqlStore._claimable``): the fair choice then comes down to that namespace's next
+run, its first entry in ``ix_runs_queued``. Under four busy worker processes the fair
+choice's probes cost a third of their throughput; this is one."""
+
+FAIR_SHARE_SECONDS = 0.1
+"""How long a look at the queue (``SqlStore._claimable``) stands. Within it, a
+namespace that starts queueing waits at most this long to be part of the fair choice
+(at once for runs queued through this process, or announced to it on PostgreSQL), and
+so does a Quota's new limit applied through another process, or a run whose worker
+died (its lease ran out up to this long ago)."""
+
+_QUEUE_VIEW = """
+SELECT f.namespace,
+    EXISTS (SELECT 1 FROM runs r {queued}
+            WHERE r.status = 'queued' AND r.namespace > f.namespace) AS others,
+    EXISTS (SELECT 1 FROM runs o
+            WHERE o.status = 'running' AND o.lease_expires_at < :now) AS expired,
+    (SELECT min({max_running_of_quota}) FROM resources q
+     WHERE q.namespace = f.namespace AND q.kind = 'Quota') IS NOT NULL AS limited
+FROM (SELECT r.namespace FROM runs r {queued} WHERE r.status = 'queued'
+      ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1) f
 """
-"""Take a run (``claim_run``). The choice is made in small steps, each an index probe,
-never a sort of the whole queue (a single query ordering every queued run by its
-namespace's count of running runs took 4.6 s per claim at 20,000 queued): a run whose
-worker died comes first (it was claimed before anything queued now); else the
-namespaces with queued runs, walked one index probe each (a loose index scan: a
-recursive CTE, as PostgreSQL and SQLite both lack a skip scan); for each its best
-priority, its count of runs running and its limit (its Quota, else the default);
-among those under their limit the namespace with the highest priority, then the
-fewest running (fair share); then its oldest run at that priority. PostgreSQL skips
-rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time. The walk
-orders by all of ``ix_runs_queued``'s columns, so PostgreSQL's planner takes that index
-(of queued runs only) over any other that leads with the namespace; SQLite's, without
-statistics, is told to (``INDEXED BY``)."""
+"""What the fair choice depends on: the first namespace with queued runs, whether
+another has any, whether a run's lease ran out, whether the namespace has a limit."""
 
 
 _CLAIM_STARTED_PG = """
@@ -324,60 +360,91 @@ SELECT * FROM claimed"""
 (marked ``resumed`` when the run had events before), in the same statement."""
 
 
-def _claim_text(dialect: str, started: bool = False) -> str:
-    lock = "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else ""
-    quota = (
-        "CAST(q.spec ->> 'maxRunning' AS INTEGER)"
-        if dialect == "postgresql"
-        else "json_extract(q.spec, '$.maxRunning')"
+def _dialect_parts(dialect: str) -> dict[str, str]:
+    """The queue statements' words that differ between PostgreSQL and SQLite."""
+    return {
+        "lock": "FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else "",
+        "queued": "INDEXED BY ix_runs_queued" if dialect == "sqlite" else "",
+        "max_running_of_quota": (
+            "CAST(q.spec ->> 'maxRunning' AS INTEGER)"
+            if dialect == "postgresql"
+            else "json_extract(q.spec, '$.maxRunning')"
+        ),
+    }
+
+
+@functools.cache
+def _queue_view_statement(dialect: str) -> sa.TextClause:
+    return sa.text(_QUEUE_VIEW.format(**_dialect_parts(dialect))).bindparams(
+        sa.bindparam("now", type_=tables.TS)
     )
+
+
+def _claim_text(dialect: str, started: bool = False, next_of: bool = False) -> str:
+    """The claim's text: the fair choice, or the next run of the namespace
+    ``:namespace`` (``next_of``); storing the run's start in the same statement on
+    PostgreSQL (``started``)."""
+    parts = _dialect_parts(dialect)
     in_one = started and dialect == "postgresql"
+    choose, choice = (
+        (_CHOOSE_NEXT_OF, _NEXT_OF_CHOICE) if next_of else (_CHOOSE_FAIRLY, _FAIR_CHOICE)
+    )
     return _CLAIM.format(
-        lock=lock,
-        queued="INDEXED BY ix_runs_queued" if dialect == "sqlite" else "",
-        columns=_RUN_COLUMNS,
-        max_running_of_quota=quota,
-        started=int(started),
+        choose=choose.format(**parts),
+        choice=choice.format(**parts),
         update=", claimed AS (" if in_one else "",
+        columns=_RUN_COLUMNS,
+        started=int(started),
         recorded=_CLAIM_STARTED_PG if in_one else "",
     )
 
 
 @functools.cache
-def _claim_statement(dialect: str, started: bool) -> sa.TextualSelect:
+def _claim_statement(dialect: str, started: bool, next_of: bool) -> sa.TextualSelect:
     return (
-        sa.text(_claim_text(dialect, started))
+        sa.text(_claim_text(dialect, started, next_of))
         .bindparams(sa.bindparam("now", type_=tables.TS), sa.bindparam("until", type_=tables.TS))
         .columns(*runs.c)
     )
 
 
 @functools.cache
-def _claim_driver_statement(started: bool) -> str:
-    """The claim for asyncpg on PostgreSQL: the same text, numbered parameters."""
-    statement = _claim_text("postgresql", started)
-    for number, name in enumerate(_CLAIM_PARAMETERS, start=1):
+def _claim_driver_statement(started: bool, next_of: bool) -> str:
+    """The claim for asyncpg on PostgreSQL: the same text, its parameters numbered in
+    ``_CLAIM_PARAMETERS``' order (those it has)."""
+    statement = _claim_text("postgresql", started, next_of)
+    present = [name for name in _CLAIM_PARAMETERS if re.search(rf":{name}\b", statement)]
+    for number, name in enumerate(present, start=1):
         statement = re.sub(rf":{name}\b", f"${number}", statement)
     return statement
 
 
-_CLAIM_PARAMETERS = ("now", "until", "worker", "max_running", "started")
+_CLAIM_PARAMETERS = ("now", "until", "worker", "max_running", "started", "namespace")
 """The claim's parameters, in the driver statement's order."""
 
 
 def _claim_params(
-    worker: str, lease_seconds: float, max_running: int | None, started: dict[str, Any] | None
+    worker: str,
+    lease_seconds: float,
+    max_running: int | None,
+    started: dict[str, Any] | None,
+    next_of: str | None = None,
 ) -> dict[str, Any]:
-    """The claim's parameters by name (``started`` as JSON, only when given)."""
+    """The claim's parameters by name, those of its text only: ``started`` (as JSON)
+    when given; the namespace whose next run to take (``next_of``), or the limit the
+    fair choice applies."""
     stamp = now()
-    params = {
+    params: dict[str, Any] = {
         "now": stamp,
         "until": stamp + timedelta(seconds=lease_seconds),
         "worker": worker,
-        "max_running": NO_LIMIT if max_running is None else max_running,
     }
+    if next_of is None:
+        params["max_running"] = NO_LIMIT if max_running is None else max_running
     if started is not None:
         params["started"] = json.dumps(started)
+    if next_of is not None:
+        params["namespace"] = next_of
     return params
 
 
@@ -492,29 +559,36 @@ SELECT * FROM changed
 
 
 @functools.cache
-def _finish_and_claim_pg() -> str:
+def _finish_and_claim_pg(next_of: bool) -> str:
     """A held run's end (``_finish_pg``'s parameters, ``$1``-``$12``) and the slot's
-    next claim (the claim's, from ``$13``) in one statement. The claim happens only if
-    the end did (the run was still held); rows come back marked ``finished`` or not."""
+    next claim (the claim's, from ``$13``; ``next_of`` as for ``_claim_text``) in one
+    statement. The claim happens only if the end did (the run was still held); rows
+    come back marked ``finished`` or not."""
     finish = _finish_pg(True)
     ctes = finish[finish.index("changed AS") : finish.rindex("SELECT * FROM changed")].rstrip()
     claim = re.sub(
-        r"\$(\d+)\b", lambda m: f"${int(m.group(1)) + 12}", _claim_driver_statement(True)
+        r"\$(\d+)\b",
+        lambda m: f"${int(m.group(1)) + 12}",
+        _claim_driver_statement(True, next_of),
     )
-    for part, joined in (
+    parts = [
         ("WITH RECURSIVE ", f"WITH RECURSIVE {ctes},\n"),
-        # Only if the run was ended here; never the run being ended (its lease may
-        # have run out while it was still held).
+        # Only if the run was ended here.
         (
-            ") AND (status = 'queued' OR",
-            ") AND EXISTS (SELECT 1 FROM changed) AND (status = 'queued' OR",
+            "    AND (status = 'queued' OR",
+            "    AND EXISTS (SELECT 1 FROM changed) AND (status = 'queued' OR",
         ),
-        ("o.lease_expires_at < $13", "o.lease_expires_at < $13 AND o.id <> $1"),
         (
             "SELECT * FROM claimed",
             "SELECT true AS finished, * FROM changed UNION ALL SELECT false, * FROM claimed",
         ),
-    ):
+    ]
+    if not next_of:
+        # Never the run being ended (its lease may have run out while it was held);
+        # nor is it counted as running (the statement sees the table as it was).
+        parts.append(("o.lease_expires_at < $13", "o.lease_expires_at < $13 AND o.id <> $1"))
+        parts.append(("r.lease_expires_at >= $13", "r.lease_expires_at >= $13 AND r.id <> $1"))
+    for part, joined in parts:
         assert claim.count(part) == 1, f"the claim's text changed: {part!r}"
         claim = claim.replace(part, joined)
     return claim
@@ -713,6 +787,11 @@ class SqlStore:
         self._sqlite_path: str | None = None
         """The SQLite file, for the span writer's own connection (None in memory)."""
         self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        self._queue_view: tuple[float, str | None] = (0.0, None)
+        """Until when (monotonic) the claim takes the next run of a namespace without
+        choosing fairly, and which (``_claimable``)."""
+        self._queue_changes = 0
+        """Changes to what the fair choice depends on, seen here (``_queue_changed``)."""
         """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
         self.spans: WriteSpans = NoWriteSpans()
         """A span for each write; set by the runtime's telemetry."""
@@ -766,8 +845,15 @@ class SqlStore:
         await self.engine.dispose()
 
     async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:
-        if self.dialect == "postgresql":
-            await listen_postgres(self.url, self.schema, on_notice, events=events)
+        if self.dialect != "postgresql":
+            return
+
+        def noted(notice: Notice) -> None:
+            if notice.kind != "event":  # a run queued elsewhere, or maybe missed ones
+                self._queue_changed(notice.namespace if notice.kind == "queued" else None)
+            on_notice(notice)
+
+        await listen_postgres(self.url, self.schema, noted, events=events)
 
     # --- API keys -----------------------------------------------------------------------
 
@@ -902,6 +988,9 @@ class SqlStore:
                 f"{kind} {name!r} was changed by another request at the same time",
                 hint="apply again",
             ) from exc
+        finally:
+            if kind == "Quota":  # committed: a limit may apply now
+                self._queue_changed(None)
 
     async def get_resource(self, namespace: str, kind: str, name: str) -> StoredResource | None:
         query = sa.select(resources).where(
@@ -1176,6 +1265,8 @@ class SqlStore:
                     user_id=run.user,
                 )
             )
+        if run.status is RunStatus.QUEUED:
+            self._queue_changed(run.namespace)
         return run
 
     @staticmethod
@@ -1232,11 +1323,28 @@ class SqlStore:
         ``lease_seconds``. With ``started``, the run's ``run_started`` event (that data,
         plus ``resumed`` when the run had events before) is stored with the claim: the
         returned run's ``last_seq`` is that event's."""
-        params = _claim_params(worker, lease_seconds, max_running, started)
+        next_of = await self._claimable(max_running)
+        if next_of is not None:
+            run = await self._claim(worker, lease_seconds, max_running, started, next_of)
+            if run is not None:
+                return run
+            self._queue_changed(None)  # its runs are taken: look again
+        return await self._claim(worker, lease_seconds, max_running, started, None)
+
+    async def _claim(
+        self,
+        worker: str,
+        lease_seconds: float,
+        max_running: int | None,
+        started: dict[str, Any] | None,
+        next_of: str | None,
+    ) -> RunRecord | None:
+        params = _claim_params(worker, lease_seconds, max_running, started, next_of)
         if self.dialect == "postgresql":  # several times a run: the driver's own pool
             pool = await self._driver()
             record = await pool.fetchrow(
-                _claim_driver_statement(started is not None), *_claim_driver_args(params)
+                _claim_driver_statement(started is not None, next_of is not None),
+                *_claim_driver_args(params),
             )
             if record is None:
                 return None
@@ -1244,13 +1352,44 @@ class SqlStore:
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
             return run
-        statement = _claim_statement(self.dialect, started is not None)
+        statement = _claim_statement(self.dialect, started is not None, next_of is not None)
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement, params)).mappings().first()
             if row is not None and started is not None:
                 data = started_data(started, resumed=row["last_seq"] > 1)
                 await _event_with(conn, row, [(RUN_STARTED, data)])
         return None if row is None else _run(row)
+
+    async def _claimable(self, max_running: int | None) -> str | None:
+        """The namespace whose next run the fair choice comes down to, or None (choose
+        fairly). It does when one namespace alone has queued runs, no limit applies to
+        it (neither ``max_running`` nor a Quota's) and no run's lease ran out: fair
+        share then has nothing to share, and taking that namespace's next run is the
+        same choice for a fraction of the work. Looked at afresh every
+        ``FAIR_SHARE_SECONDS`` at most, or at once when a change seen here may have
+        made it wrong."""
+        if max_running is not None:
+            return None
+        until, namespace = self._queue_view
+        if time.monotonic() < until:
+            return namespace
+        changes = self._queue_changes
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_queue_view_statement(self.dialect), {"now": now()})).first()
+        namespace = None
+        if row is not None and not (row.others or row.expired or row.limited):
+            namespace = row.namespace
+        if changes == self._queue_changes:  # else it may be stale already
+            self._queue_view = (time.monotonic() + FAIR_SHARE_SECONDS, namespace)
+        return namespace
+
+    def _queue_changed(self, namespace: str | None) -> None:
+        """A run was queued in ``namespace`` (None: anything the fair choice depends on
+        may have changed): the next claim looks at the queue again, unless the
+        namespace is the one it takes from already."""
+        self._queue_changes += 1
+        if namespace is None or namespace != self._queue_view[1]:
+            self._queue_view = (0.0, None)
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
         """Extend the leases of runs (id to holding worker) still held by that worker;
@@ -1316,12 +1455,13 @@ class SqlStore:
             return finished, await self.claim_run(
                 claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
             )
+        next_of = await self._claimable(claim.max_running)
         pool = await self._driver()
         params = _claim_params(
-            claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}
+            claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}, next_of
         )
         records = await pool.fetch(
-            _finish_and_claim_pg(),
+            _finish_and_claim_pg(next_of is not None),
             *_finish_pg_args(run_id, ending, holder, events),
             *_claim_driver_args(params),
         )
@@ -1333,6 +1473,8 @@ class SqlStore:
         claimed = next((_driver_run(r) for r in records if not r["finished"]), None)
         if claimed is not None:
             self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
+        elif next_of is not None:
+            self._queue_changed(None)  # its runs are taken: look again
         return done, claimed
 
     async def finish_run(
@@ -1458,6 +1600,8 @@ class SqlStore:
                     .returning(runs.c.id)
                 )
             ).first()
+        if done is not None:
+            self._queue_changed(namespace)
         return done is not None
 
     async def append_event(

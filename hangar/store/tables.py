@@ -89,15 +89,6 @@ runs = sa.Table(
     # The queue's own indexes hold only the runs a claim looks at (queued; running),
     # so they stay small however many finished runs the table keeps.
     sa.Index(
-        "ix_runs_queued",
-        "namespace",
-        "priority",
-        "created_at",
-        "id",
-        postgresql_where=sa.text("status = 'queued'"),
-        sqlite_where=sa.text("status = 'queued'"),
-    ),
-    sa.Index(
         "ix_runs_running",
         "namespace",
         "lease_expires_at",
@@ -105,6 +96,18 @@ runs = sa.Table(
         sqlite_where=sa.text("status = 'running'"),
     ),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
+)
+
+# Each namespace's queued runs in the order the claim takes them (the first entry is
+# the namespace's next run).
+sa.Index(
+    "ix_runs_queued",
+    runs.c.namespace,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    postgresql_where=sa.text("status = 'queued'"),
+    sqlite_where=sa.text("status = 'queued'"),
 )
 
 run_events = sa.Table(

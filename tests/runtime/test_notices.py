@@ -18,6 +18,7 @@ from hangar.runtime import service, worker
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
+from hangar.store import sql
 from hangar.store.base import Notice, RunStatus
 from hangar.store.notices import ANNOUNCE_SECONDS, APPLICATION, parse_notice
 from hangar.store.sql import SqlStore
@@ -49,9 +50,10 @@ async def listener_pid(store: SqlStore) -> int | None:
 @contextlib.asynccontextmanager
 async def listening(
     schema: str, *, events: bool = True
-) -> AsyncIterator[tuple[SqlStore, list[Notice], int]]:
+) -> AsyncIterator[tuple[SqlStore, list[Notice], int, SqlStore]]:
     """A store listening for notices, and another (another process, as it were) that
-    writes: yields the writer, the notices heard, and the listening backend's pid."""
+    writes: yields the writer, the notices heard, the listening backend's pid and the
+    listening store."""
     store = SqlStore(POSTGRES_URL, schema=schema)
     other = SqlStore(POSTGRES_URL, schema=schema)
     await store.migrate()
@@ -59,7 +61,7 @@ async def listening(
     task = asyncio.create_task(store.listen(heard.append, events=events))
     try:
         pid = await eventually(lambda: listener_pid(other), what="the listener connected")
-        yield other, heard, pid
+        yield other, heard, pid, store
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -70,7 +72,7 @@ async def listening(
 
 async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> None:
     """It streams no run to anyone: every event of every run would be work for nothing."""
-    async with listening(pg_schema, events=False) as (other, heard, _):
+    async with listening(pg_schema, events=False) as (other, heard, _, _):
         run = await other.create_run(queued_run(agent="a"))
         await other.append_event(run.id, "default", "run_started", {})
         await asyncio.sleep(ANNOUNCE_SECONDS * 4)  # the event's announcement has gone
@@ -82,8 +84,25 @@ async def test_a_worker_process_hears_of_queued_runs_only(pg_schema: str) -> Non
         ]
 
 
+async def test_a_run_queued_by_another_process_gets_its_namespaces_share_at_once(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker taking the next runs of the one namespace with queued runs weighs
+    namespaces again as soon as it hears of a run queued in another."""
+    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)  # only a notice ends the look
+    async with listening(pg_schema, events=False) as (gateway, heard, _, worker_store):
+        for _ in range(3):
+            await gateway.create_run(queued_run("team-a", agent="a"))
+        first = await worker_store.claim_run("w")
+        assert first is not None and first.namespace == "team-a"
+        other = await gateway.create_run(queued_run("team-b", agent="a"))
+        await eventually(lambda: Notice("queued", "team-b", other.id) in heard, what="notice")
+        second = await worker_store.claim_run("w")
+        assert second is not None and second.id == other.id
+
+
 async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str) -> None:
-    async with listening(pg_schema) as (other, heard, pid):
+    async with listening(pg_schema) as (other, heard, pid, _):
         run = await other.create_run(queued_run(agent="a"))
         await other.append_event(run.id, "default", "run_started", {})
         await eventually(lambda: len(heard) == 2, what="two notices")
@@ -103,7 +122,7 @@ async def test_the_store_announces_queued_runs_and_stored_events(pg_schema: str)
 async def test_every_event_a_write_stores_is_announced_in_order(pg_schema: str) -> None:
     """A claim that stores ``run_started``, an append with events held back before it,
     a finish with the run's last events: one notice per event, with its own seq."""
-    async with listening(pg_schema) as (other, heard, _):
+    async with listening(pg_schema) as (other, heard, _, _):
         run = await other.create_run(queued_run(agent="a"))
         claimed = await other.claim_run("w/0", started={"worker": "w"})
         assert claimed is not None and claimed.id == run.id

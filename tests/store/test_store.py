@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from hangar.errors import LeaseLostError
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
-from hangar.store import RunStatus, SqlStore, Usage
+from hangar.store import RunStatus, SqlStore, Usage, sql
 from hangar.store.base import ClaimRequest, stored_span
 from hangar.store.tables import metadata
 from tests.conftest import POSTGRES_URL
@@ -265,6 +265,59 @@ async def test_namespaces_share_workers_fairly_and_within_their_limit(store: Sql
     # Team b's two runs, queued after team a's six, are not left to the end.
     assert order == ["team-a", "team-b", "team-a", "team-b", "team-a", "team-a", "team-a", "team-a"]
     assert len(order) == len(big) + len(small)  # all eight were taken
+
+
+async def test_a_namespace_queueing_beside_a_lone_one_gets_its_share_at_once(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one namespace alone has queued runs, claims take its next run without
+    weighing namespaces, and that look at the queue stands a while; a run queued in
+    another namespace through the same store ends it before the next claim."""
+    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)  # only a change ends the look
+    for _ in range(3):
+        await store.create_run(queued_run("team-a"))
+    first = await store.claim_run("w")
+    assert first is not None and first.namespace == "team-a"
+    await store.create_run(queued_run("team-b"))
+    second = await store.claim_run("w")
+    assert second is not None and second.namespace == "team-b"  # a: one running, b: none
+
+
+async def test_a_quota_applied_binds_the_next_claim(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)
+    for _ in range(3):
+        await store.create_run(queued_run("team-a"))
+    assert await store.claim_run("w") is not None  # team-a alone, with no limit
+    quota, _ = parse_document(
+        {
+            "apiVersion": "hangar.dev/v1alpha1",
+            "kind": "Quota",
+            "metadata": {"name": "workers"},
+            "spec": {"maxRunning": 1},
+        }
+    )
+    assert quota is not None
+    await store.apply_resource("team-a", quota)
+    assert await store.claim_run("w") is None  # team-a has its one run running
+
+
+async def test_a_runs_end_claims_fairly_when_namespaces_share_the_queue(store: SqlStore) -> None:
+    """The run being ended no longer counts as running in its namespace."""
+    for namespace in ("team-a", "team-a", "team-a", "team-b", "team-b"):
+        await store.create_run(queued_run(namespace))
+    held = await store.claim_run("w0/0")  # another slot's, running throughout
+    assert held is not None and held.namespace == "team-a"
+    claim = ClaimRequest("w1/0", 30, started={"worker": "w1"})
+    run = await store.claim_run(claim.worker, claim.lease_seconds, started=claim.started)
+    order = []
+    while run is not None:
+        order.append(run.namespace)
+        _, run = await store.finish_and_claim(
+            run.id, RunStatus.SUCCEEDED, claim, holder="w1/0", events=[("run_finished", {})]
+        )
+    assert order == ["team-b", "team-b", "team-a", "team-a"]
 
 
 async def test_a_namespace_at_its_limit_waits_while_others_go_on(store: SqlStore) -> None:
