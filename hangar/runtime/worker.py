@@ -8,6 +8,7 @@ on, then fanned out to live subscribers through the bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -214,8 +215,10 @@ class Worker:
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[RunRecord | None]] = {}
         self.holders: dict[str, str] = {}
-        self._last_busy = time.monotonic()
         """Run id to the worker name that holds its lease here (renewed by the heartbeat)."""
+        self._last_busy = time.monotonic()
+        self._ending: set[str] = set()
+        """Runs whose end is being stored: too late to cancel (``cancel_local``)."""
         self._slots: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------
@@ -307,7 +310,8 @@ class Worker:
             if task.cancelled():
                 # Cancelled before ``execute`` could catch it (before its first
                 # step): the run must still end, recorded as cancelled.
-                await self._finish(run, _cancelled(Usage()))
+                with contextlib.suppress(LeaseLostError):  # unless it ended after all
+                    await self._finish(run, _cancelled(Usage()))
             return None
         finally:
             self.running.pop(run.id, None)
@@ -319,11 +323,14 @@ class Worker:
         return 0.0 if self.running else time.monotonic() - self._last_busy
 
     def cancel_local(self, run_id: str) -> bool:
-        """Cancel a run executing in this process at once; False if it runs elsewhere."""
+        """Cancel a run executing in this process at once; False if it runs elsewhere.
+        A run whose end is being stored ends as it was going to: cancelled then, the
+        end would be stored twice, and the next run its statement claimed, lost."""
         task = self.running.get(run_id)
         if task is None:
             return False
-        task.cancel()
+        if run_id not in self._ending:
+            task.cancel()
         return True
 
     # --- one run ------------------------------------------------------------------------
@@ -366,6 +373,14 @@ class Worker:
         learns about its user does that first). Its span continues the trace the run
         was started in (a child run's, the calling tool's span, which is current
         already)."""
+        try:
+            return await self._execute_traced(run, resumed, then)
+        finally:
+            self._ending.discard(run.id)
+
+    async def _execute_traced(
+        self, run: RunRecord, resumed: bool | None, then: ClaimRequest | None
+    ) -> RunRecord | None:
         continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
         with (
             continued,
@@ -434,6 +449,7 @@ class Worker:
             outcome = failed(StopReason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         outcome.timing = spent.timing(run)
         learns = run.user is not None and run.parent_id is None
+        self._ending.add(run.id)
         try:
             following = await self._finish(
                 run, outcome, await held.take(), None if learns else then

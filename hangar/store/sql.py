@@ -252,8 +252,11 @@ def _event(row: RowMapping) -> RunEvent:
 
 
 def _held(run_id: str, holder: str | None) -> Any:
+    """The run, if ``holder`` still holds it (is running it)."""
     where = runs.c.id == run_id
-    return where if holder is None else where & (runs.c.worker == holder)
+    if holder is None:
+        return where
+    return where & (runs.c.worker == holder) & (runs.c.status == RunStatus.RUNNING.value)
 
 
 NO_LIMIT = 2**31 - 1
@@ -547,7 +550,7 @@ WITH changed AS (
         finished_at = coalesce($4, finished_at), timing = coalesce($5::jsonb, timing),
         output = coalesce($6::jsonb, output), error = coalesce($7::jsonb, error),
         usage = coalesce($8::jsonb, usage)
-    WHERE id = $1{" AND worker = $12" if held else ""}
+    WHERE id = $1{" AND worker = $12 AND status = 'running'" if held else ""}
     RETURNING {_RUN_COLUMNS}
 ), stored AS (
     INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
@@ -660,7 +663,8 @@ def _driver_run(record: Any) -> RunRecord:
 def _not_held(run_id: str, holder: str | None) -> NoReturn:
     if holder is not None:
         raise LeaseLostError(
-            f"run {run_id!r} is no longer held by {holder}: another worker took it over"
+            f"run {run_id!r} is no longer held by {holder}: it has ended, or another "
+            "worker took it over"
         )
     raise RunNotFoundError(f"run {run_id!r} not found")
 

@@ -81,6 +81,49 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_pa
         await store.close()
 
 
+class CancelJustAfterTheEnd(SqlStore):
+    """Cancels a run the moment its end is stored, before its worker hears back."""
+
+    worker: Worker
+
+    async def finish_and_claim(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        ended = await super().finish_and_claim(run_id, *args, **kwargs)
+        self.worker.cancel_local(run_id)
+        await asyncio.sleep(0)  # where a cancel would reach the run's task
+        return ended
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_cancel_that_lands_as_the_run_ends_changes_nothing(
+    kind: str, tmp_path: Path, pg_schema: str
+) -> None:
+    """The run ends once, as it was ending, and the next run its end claimed runs."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else POSTGRES_URL
+    store = CancelJustAfterTheEnd(url, schema=None if kind == "sqlite" else pg_schema)
+    await with_agent(store)
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    store.worker = worker
+    runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
+    worker.start(1)
+    try:
+        for run in runs:
+
+            async def ended(run_id: str = run.id) -> list[str] | None:
+                events = await store.list_events("default", run_id)
+                types = [e.type for e in events]
+                return types if "run_finished" in types else None
+
+            types = await eventually(ended, what="the run's end")
+            await asyncio.sleep(0.2)  # time for a second end, were one coming
+            assert [e.type for e in await store.list_events("default", run.id)] == types
+            assert types.count("run_finished") == 1
+            current = await store.get_run("default", run.id)
+            assert current is not None and current.status is RunStatus.SUCCEEDED
+    finally:
+        await worker.stop()
+        await store.close()
+
+
 class CountClaims(WatchedClaims):
     claims = 0
 
