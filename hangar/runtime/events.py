@@ -44,6 +44,9 @@ class StopReason(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    PARENT_LOST = "parent_lost"
+    """Cancelled: a child run whose parent's worker died while it ran. The parent,
+    resumed elsewhere, is told the call was interrupted; no one awaits this run."""
     MODEL_ERROR = "model_error"
     CONFIGURATION_ERROR = "configuration_error"
     INTERNAL_ERROR = "internal_error"

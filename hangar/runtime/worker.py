@@ -175,6 +175,21 @@ class _Spent:
         return timing
 
 
+def _parent_lost(run: RunRecord, usage: Usage) -> Outcome:
+    return Outcome(
+        RunStatus.CANCELLED,
+        StopReason.PARENT_LOST,
+        usage,
+        {},
+        {
+            "code": StopReason.PARENT_LOST.value,
+            "message": f"its parent run {run.parent_id} lost its worker while this run "
+            "ran; the parent, resumed, was told the call was interrupted, so this run "
+            "was stopped rather than finished for no one",
+        },
+    )
+
+
 def _cancelled(usage: Usage) -> Outcome:
     return Outcome(
         RunStatus.CANCELLED,
@@ -295,6 +310,17 @@ class Worker:
         resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
         started = started_data({"worker": self.id}, resumed)
         self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
+        if run.parent_id is not None:
+            # A child run is never queued: it runs inline in its parent's task. Claimed,
+            # its lease ran out with its parent's worker; finishing it would spend for
+            # no one (its parent takes the call as interrupted, and may make it again).
+            log.warning("run %s: its parent %s lost its worker; stopping it", run.id, run.parent_id)
+            spent = replay(await self.store.list_events(run.namespace, run.id), set())
+            outcome = _parent_lost(run, run.usage if spent is None else spent.usage)
+            try:
+                return await self._finish(run, outcome, then=claim)
+            except LeaseLostError:
+                return None
         task = asyncio.create_task(
             self.execute(run, resumed=resumed, then=claim), name=f"run-{run.id}"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hangar.runtime.bus import Doorbell, EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store import RunRecord, RunStatus, SqlStore
+from hangar.store.sql import now
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run, scripted_model
 
@@ -119,6 +121,41 @@ async def test_a_cancel_that_lands_as_the_run_ends_changes_nothing(
             assert types.count("run_finished") == 1
             current = await store.get_run("default", run.id)
             assert current is not None and current.status is RunStatus.SUCCEEDED
+    finally:
+        await worker.stop()
+        await store.close()
+
+
+async def test_a_child_run_whose_parent_lost_its_worker_is_stopped_not_finished(
+    tmp_path: Path,
+) -> None:
+    """A child run runs inline in its parent's task. When their worker dies, both
+    leases run out: the parent is taken over and goes on (an agent-tool call in flight
+    is reported to it as interrupted); the child, taken over too, is stopped at once,
+    without another model call, as no one awaits its answer."""
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await with_agent(store)
+    gone = now() - timedelta(minutes=1)
+    crashed = {"status": RunStatus.RUNNING, "started_at": gone, "lease_expires_at": gone}
+    parent = await store.create_run(queued_run(agent="a", worker="gone/0", **crashed))
+    child = await store.create_run(
+        queued_run(agent="a", worker="gone/child", parent_id=parent.id, depth=1, **crashed)
+    )
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker.start(1)
+    try:
+
+        async def ended(run_id: str) -> RunRecord | None:
+            current = await store.get_run("default", run_id)
+            return current if current is not None and current.status.finished else None
+
+        stopped = await eventually(lambda: ended(child.id), what="the child's end")
+        assert (stopped.status, stopped.reason) == (RunStatus.CANCELLED, "parent_lost")
+        assert stopped.error is not None and stopped.error["code"] == "parent_lost"
+        types = [e.type for e in await store.list_events("default", child.id)]
+        assert types == ["run_started", "error", "run_finished"]  # no model call
+        resumed = await eventually(lambda: ended(parent.id), what="the parent's end")
+        assert resumed.status is RunStatus.SUCCEEDED
     finally:
         await worker.stop()
         await store.close()
