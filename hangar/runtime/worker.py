@@ -317,6 +317,7 @@ class Worker:
             log.warning("run %s: its parent %s lost its worker; stopping it", run.id, run.parent_id)
             spent = replay(await self.store.list_events(run.namespace, run.id), set())
             outcome = _parent_lost(run, run.usage if spent is None else spent.usage)
+            await self.budgets.release(run.id)
             try:
                 return await self._finish(run, outcome, then=claim)
             except LeaseLostError:
@@ -495,6 +496,8 @@ class Worker:
         resume = None
         # Events exist: go on from them (after an approval, or another worker's death).
         events = await self.store.list_events(run.namespace, run.id) if resumed else []
+        if resumed:
+            await self.budgets.release(run.id)  # a model call out when its worker died
         if events:
             resume = replay(events, {d.name for d in declared})
             if resume is not None:
@@ -585,7 +588,7 @@ class Worker:
             retrieved=retrieved,
             spent_before=spent_before,
             budget=RunBudget(
-                self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens
+                self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens, run.id
             ),
         )
         try:

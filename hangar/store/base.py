@@ -681,10 +681,12 @@ class Store(Protocol):
 
     # budgets
     async def reserve_budget(
-        self, lines: Sequence[BudgetLine], tokens: int, cost: float
+        self, lines: Sequence[BudgetLine], tokens: int, cost: float, *, run_id: str | None = None
     ) -> BudgetLine | None:
         """Reserve ``tokens`` and ``cost`` on every line at once, or on none: returns the
-        first line with no room left (spent plus reserved at its limit), else None."""
+        first line with no room left (spent plus reserved at its limit), else None.
+        With ``run_id``, the reservation is recorded as that run's, to be given back
+        (``release_budget_holds``) if its worker dies before settling it."""
         ...
 
     async def settle_budget(
@@ -694,8 +696,17 @@ class Store(Protocol):
         reserved_cost: float,
         tokens: int,
         cost: float,
+        *,
+        run_id: str | None = None,
     ) -> None:
-        """Replace a reservation by what was really spent."""
+        """Replace a reservation by what was really spent. With ``run_id``, the run's
+        recorded reservation, unless it was given back already (the run was taken
+        over): what was spent still counts."""
+        ...
+
+    async def release_budget_holds(self, run_id: str) -> int:
+        """Give back what a run has reserved and not settled (its worker died during a
+        model call); returns how many reservations."""
         ...
 
     async def budget_spent(self, key: str) -> tuple[int, float]: ...

@@ -755,6 +755,7 @@ TRACED = frozenset(
         "record_usage",
         "reserve_budget",
         "settle_budget",
+        "release_budget_holds",
         "create_batch",
     }
 )
@@ -1883,11 +1884,26 @@ class SqlStore:
         return [(str(ns), str(status), int(count)) for ns, status, count in rows]
 
     async def reserve_budget(
-        self, lines: Sequence[BudgetLine], tokens: int, cost: float
+        self, lines: Sequence[BudgetLine], tokens: int, cost: float, *, run_id: str | None = None
     ) -> BudgetLine | None:
         try:
             async with self.engine.begin() as conn:
                 await self._reserve(conn, lines, tokens, cost)
+                if run_id is not None:
+                    stamp = now()
+                    await conn.execute(
+                        tables.budget_holds.insert(),
+                        [
+                            {
+                                "run_id": run_id,
+                                "key": line.key,
+                                "tokens": tokens,
+                                "cost": cost,
+                                "created_at": stamp,
+                            }
+                            for line in lines
+                        ],
+                    )
         except _NoRoom as full:
             return full.line  # the whole reservation was rolled back
         return None
@@ -1923,20 +1939,54 @@ class SqlStore:
         reserved_cost: float,
         tokens: int,
         cost: float,
+        *,
+        run_id: str | None = None,
     ) -> None:
-        counters = tables.budget_counters
+        holds = tables.budget_holds
         async with self.engine.begin() as conn:
             for line in lines:
+                held = (reserved_tokens, reserved_cost)
+                if run_id is not None:
+                    row = (
+                        await conn.execute(
+                            holds.delete()
+                            .where((holds.c.run_id == run_id) & (holds.c.key == line.key))
+                            .returning(holds.c.tokens, holds.c.cost)
+                        )
+                    ).first()
+                    held = (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+                await self._change_counter(conn, line.key, -held[0], -held[1], tokens, cost)
+
+    async def release_budget_holds(self, run_id: str) -> int:
+        holds = tables.budget_holds
+        async with self.engine.begin() as conn:
+            released = (
                 await conn.execute(
-                    counters.update()
-                    .where(counters.c.key == line.key)
-                    .values(
-                        reserved_tokens=counters.c.reserved_tokens - reserved_tokens,
-                        reserved_cost=counters.c.reserved_cost - reserved_cost,
-                        spent_tokens=counters.c.spent_tokens + tokens,
-                        spent_cost=counters.c.spent_cost + cost,
-                    )
+                    holds.delete()
+                    .where(holds.c.run_id == run_id)
+                    .returning(holds.c.key, holds.c.tokens, holds.c.cost)
                 )
+            ).all()
+            for key, tokens, cost in released:
+                await self._change_counter(conn, key, -int(tokens), -float(cost), 0, 0.0)
+        return len(released)
+
+    @staticmethod
+    async def _change_counter(
+        conn: Any, key: str, reserved_tokens: int, reserved_cost: float, tokens: int, cost: float
+    ) -> None:
+        """Add to a budget line's reserved and spent totals (negative: take away)."""
+        counters = tables.budget_counters
+        await conn.execute(
+            counters.update()
+            .where(counters.c.key == key)
+            .values(
+                reserved_tokens=counters.c.reserved_tokens + reserved_tokens,
+                reserved_cost=counters.c.reserved_cost + reserved_cost,
+                spent_tokens=counters.c.spent_tokens + tokens,
+                spent_cost=counters.c.spent_cost + cost,
+            )
+        )
 
     async def budget_spent(self, key: str) -> tuple[int, float]:
         counters = tables.budget_counters

@@ -174,6 +174,18 @@ budget_counters = sa.Table(
     sa.Column("reserved_cost", sa.Float, nullable=False, default=0.0),
 )
 
+budget_holds = sa.Table(
+    "budget_holds",
+    metadata,
+    # A run's reservation on a budget line while its model call is out: given back by
+    # the worker that takes the run over if its worker died before settling.
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
 batches = sa.Table(
     "batches",
     metadata,

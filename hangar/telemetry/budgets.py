@@ -41,11 +41,13 @@ class _Applied:
 
 @dataclass(frozen=True)
 class Hold:
-    """A reservation on some budget lines, to settle after the call."""
+    """A reservation on some budget lines, to settle after the call (the run's, when
+    ``run_id`` is set)."""
 
     lines: tuple[BudgetLine, ...]
     tokens: int
     cost: float
+    run_id: str | None = None
 
 
 class Budgets:
@@ -95,22 +97,36 @@ class Budgets:
             ):
                 raise self._exceeded(applied, tokens, cost)
 
-    async def reserve(self, namespace: str, agent: str, tokens: int, cost: float) -> Hold | None:
+    async def reserve(
+        self, namespace: str, agent: str, tokens: int, cost: float, run_id: str | None = None
+    ) -> Hold | None:
+        """Reserve a call's estimate on every budget that applies (recorded as the run
+        ``run_id``'s, when given), or raise ``BudgetExceededError``."""
         applied = await self.applying(namespace, agent)
         if not applied:
             return None
         lines = tuple(a.line for a in applied)
-        full = await self.store.reserve_budget(lines, tokens, cost)
+        full = await self.store.reserve_budget(lines, tokens, cost, run_id=run_id)
         if full is not None:
             which = next(a for a in applied if a.line == full)
             spent_tokens, spent_cost = await self.store.budget_spent(full.key)
             raise self._exceeded(which, spent_tokens, spent_cost)
-        return Hold(lines, tokens, cost)
+        return Hold(lines, tokens, cost, run_id)
+
+    async def release(self, run_id: str) -> None:
+        """Give back what a run taken over had reserved: its worker died during a model
+        call, and the call's estimate would stay reserved for the rest of the period."""
+        await self.store.release_budget_holds(run_id)
 
     async def settle(self, hold: Hold | None, usage: Usage) -> None:
         if hold is not None:
             await self.store.settle_budget(
-                hold.lines, hold.tokens, hold.cost, usage.total_tokens, usage.cost
+                hold.lines,
+                hold.tokens,
+                hold.cost,
+                usage.total_tokens,
+                usage.cost,
+                run_id=hold.run_id,
             )
 
 
@@ -124,10 +140,12 @@ class RunBudget:
         agent: str,
         pricing: Pricing,
         max_output_tokens: int | None,
+        run_id: str | None = None,
     ) -> None:
         self.budgets = budgets
         self.namespace = namespace
         self.agent = agent
+        self.run_id = run_id
         self.pricing = pricing
         self.max_output = max_output_tokens or DEFAULT_OUTPUT_ESTIMATE
         self._unbudgeted = False
@@ -140,7 +158,7 @@ class RunBudget:
             return None
         estimate = priced(Usage(estimate_request_tokens(request), self.max_output), self.pricing)
         hold = await self.budgets.reserve(
-            self.namespace, self.agent, estimate.total_tokens, estimate.cost
+            self.namespace, self.agent, estimate.total_tokens, estimate.cost, self.run_id
         )
         self._unbudgeted = hold is None
         return hold

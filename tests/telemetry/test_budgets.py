@@ -6,6 +6,7 @@ on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,9 @@ from hangar.errors import BudgetExceededError
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
-from hangar.store.sql import SqlStore
-from tests.helpers import agent, doc, scripted_model
+from hangar.store import RunStatus
+from hangar.store.sql import SqlStore, now
+from tests.helpers import agent, doc, queued_run, scripted_model
 
 MAX_OUTPUT = 30
 TOOL_STEP = {"toolCalls": [{"name": "current_time", "arguments": {}}]}
@@ -134,5 +136,51 @@ async def test_a_run_cost_limit_and_an_agent_budget_in_dollars(
                 "default", "other", RunInput([{"role": "user", "content": "b"}])
             )
         await runtime.runs.start("default", "capped", RunInput([{"role": "user", "content": "c"}]))
+    finally:
+        await runtime.stop()
+
+
+async def test_what_a_dead_workers_call_reserved_is_given_back_when_its_run_is_taken_over(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    """A worker killed during a model call leaves the call's estimate reserved; the
+    worker that takes the run over gives it back. Had the old worker only stalled, its
+    late settle counts what its call spent and gives nothing back twice."""
+    runtime = Runtime(Settings(home=tmp_path / "home", telemetry="off"), store=store)
+    await runtime.start(workers=0)
+    try:
+        await apply(
+            runtime,
+            scripted_model("m", {"text": "done"}),
+            agent("a", "m", maxOutputTokens=MAX_OUTPUT),
+            doc("Budget", "daily", {"period": "day", "maxTokens": 100_000}),
+        )
+        lines = tuple(a.line for a in await runtime.worker.budgets.applying("default", "a"))
+        gone = now() - timedelta(minutes=1)
+        run = await store.create_run(
+            queued_run(
+                agent="a",
+                status=RunStatus.RUNNING,
+                worker="gone/0",
+                started_at=gone,
+                lease_expires_at=gone,
+            )
+        )
+        await store.append_event(run.id, "default", "run_started", {"worker": "gone"})
+        assert await store.reserve_budget(lines, 500, 0.0, run_id=run.id) is None  # its call
+        runtime.worker.start(1)
+        done = await runtime.runs.wait("default", run.id, timeout=60)
+        assert done.status is RunStatus.SUCCEEDED
+        called = sum(
+            e.data["usage"]["input_tokens"] + e.data["usage"]["output_tokens"]
+            for e in await store.list_events("default", run.id)
+            if e.type == "model_response"
+        )
+        assert await _keys(store) == [lines[0].key]  # nothing left reserved
+        assert (await store.budget_spent(lines[0].key))[0] == called
+
+        await store.settle_budget(lines, 500, 0.0, 42, 0.0, run_id=run.id)  # the old worker
+        assert await _keys(store) == [lines[0].key]  # still nothing reserved, not -500
+        assert (await store.budget_spent(lines[0].key))[0] == called + 42
     finally:
         await runtime.stop()
