@@ -792,12 +792,12 @@ class SqlStore:
         self._sqlite_path: str | None = None
         """The SQLite file, for the span writer's own connection (None in memory)."""
         self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
+        """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
         self._queue_view: tuple[float, str | None] = (0.0, None)
         """Until when (monotonic) the claim takes the next run of a namespace without
         choosing fairly, and which (``_claimable``)."""
         self._queue_changes = 0
         """Changes to what the fair choice depends on, seen here (``_queue_changed``)."""
-        """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
         self.spans: WriteSpans = NoWriteSpans()
         """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
