@@ -10,11 +10,12 @@ recall is an exact comparison with each of them: no index to keep in step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hangar.errors import InvalidRequestError, NotFoundError
@@ -112,10 +113,21 @@ class Learnt:
     usage: Usage
 
 
+@dataclass
+class _Turns:
+    """A lock and how many hold it or wait for it (forgotten when none)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    takers: int = 0
+
+
 class UserMemories:
     def __init__(self, store: Store, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
+        self._learning: dict[tuple[str, str], _Turns] = {}
+        """Per user, taken while learning from a run: a user's runs one after another
+        were learnt from at once, each keeping a fact the other had just kept."""
 
     async def recall(self, namespace: str, user: str, query: str, k: int) -> list[MemoryRecord]:
         """The user's ``k`` facts nearest the query, nearest first."""
@@ -166,10 +178,27 @@ class UserMemories:
         conversation: Sequence[dict[str, Any]],
         run_id: str,
     ) -> Learnt:
-        """Ask the model for the facts a finished conversation taught, and keep them."""
+        """Ask the model for the facts a finished conversation taught, and keep them.
+        One run at a time per user in this process, each told what the last one kept.
+        (Across processes, two runs of one user learnt from at the same moment may both
+        keep a fact.)"""
         said = transcript(conversation)
         if not said:
             return Learnt(0, 0, Usage())
+        key = (namespace, user)
+        turns = self._learning.setdefault(key, _Turns())
+        turns.takers += 1
+        try:
+            async with turns.lock:
+                return await self._learn(namespace, user, model, said, run_id)
+        finally:
+            turns.takers -= 1
+            if not turns.takers:
+                del self._learning[key]
+
+    async def _learn(
+        self, namespace: str, user: str, model: ChatModel, said: str, run_id: str
+    ) -> Learnt:
         kept = {m.id: m for m in await self.store.list_memories(namespace, user)}
         known = "\n".join(f"- [{m.id}] {m.text}" for m in kept.values()) or "(none)"
         prompt = EXTRACT.format(known=known, conversation=said)

@@ -16,10 +16,22 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
-from hangar.memory.users import parse_facts
+from hangar.memory.embedders import LocalEmbedder
+from hangar.memory.users import UserMemories, parse_facts
+from hangar.models.scripted import ScriptedModel
+from hangar.spec.model import ScriptStep
+from hangar.store.sql import SqlStore
 from hangar.telemetry.tracing import FLUSH_SECONDS
 from tests.conftest import POSTGRES_URL
-from tests.helpers import ServerThread, agent, doc, ingested, scripted_model, wait_until
+from tests.helpers import (
+    ServerThread,
+    agent,
+    doc,
+    ingested,
+    queued_run,
+    scripted_model,
+    wait_until,
+)
 
 USER = "alice-7f3"
 
@@ -164,6 +176,24 @@ async def _database_text(server: ServerThread) -> str:
         return "\n".join(dumped)
     finally:
         await conn.close()
+
+
+async def test_runs_of_one_user_learnt_from_at_once_keep_a_fact_once(tmp_path: Path) -> None:
+    """Learning comes after a run's end: a user's next run may end while the model is
+    still reading the last one. Each is told what the one before kept."""
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    await store.migrate()
+    try:
+        learner = UserMemories(store, LocalEmbedder())
+        answer = json.dumps({"facts": ["The user keeps bees."], "updates": []})
+        slow = ScriptedModel("extractor", [ScriptStep(text=answer, delay_seconds=0.3)])
+        said = [{"role": "user", "content": "I keep bees."}, {"role": "assistant", "content": "Ok"}]
+        runs = [await store.create_run(queued_run(agent="a", user=USER)) for _ in range(2)]
+        await asyncio.gather(*(learner.learn("default", USER, slow, said, run.id) for run in runs))
+        kept = await store.list_memories("default", USER)
+        assert [m.text for m in kept] == ["The user keeps bees."]
+    finally:
+        await store.close()
 
 
 def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
