@@ -59,9 +59,17 @@ async def bootstrap(runtime: Runtime) -> str:
 def serve(settings: Settings, *, workers: int | None = None) -> None:
     """Run the gateway (and ``workers`` run slots; default: ``HANGAR_WORKERS``; 0: a
     gateway only, for a deployment with separate worker processes)."""
-    runtime = Runtime(settings)
-    secret = asyncio.run(bootstrap(runtime))
-    # bootstrap ran on its own event loop; the server gets a fresh store on its loop.
+
+    async def bootstrapped() -> str:
+        # On a runtime of its own, closed after: its store's connections belong to
+        # this event loop, and the server gets a fresh one on its own loop.
+        first = Runtime(settings)
+        try:
+            return await bootstrap(first)
+        finally:
+            await first.stop()
+
+    secret = asyncio.run(bootstrapped())
     runtime = Runtime(settings)
     host = settings.host
     url = f"http://{host}:{settings.port}"
