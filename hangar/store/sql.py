@@ -274,7 +274,7 @@ RETURNING {columns}{recorded}
 in small steps, each an index probe, never a sort of the whole queue. PostgreSQL
 skips rows other claimers hold (``SKIP LOCKED``); SQLite has one writer at a time."""
 
-_CHOOSE_FAIRLY = """ns(namespace) AS (
+_HEADS = """ns(namespace) AS (
     SELECT (SELECT r.namespace FROM runs r {queued} WHERE r.status = 'queued'
             ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     UNION ALL
@@ -293,11 +293,17 @@ heads AS MATERIALIZED (
            (SELECT min({max_running_of_quota}) FROM resources q
             WHERE q.namespace = ns.namespace AND q.kind = 'Quota') AS cap
     FROM ns WHERE ns.namespace IS NOT NULL
-),
+)"""
+"""Each namespace with queued runs: its best priority ``p``, its runs running ``n``
+and its limit ``cap`` (its Quota's; None: the default)."""
+_CHOOSE_FAIRLY = (
+    _HEADS
+    + """,
 chosen AS (
     SELECT namespace, p FROM heads WHERE n < coalesce(cap, :max_running)
     ORDER BY p DESC, n, namespace LIMIT 1
 )"""
+)
 _FAIR_CHOICE = """coalesce(
     (SELECT o.id FROM runs o WHERE o.status = 'running' AND o.lease_expires_at < :now
      ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1 {lock}),
@@ -323,31 +329,31 @@ _CHOOSE_NEXT_OF = """head AS (
     ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1 {lock}
 )"""
 _NEXT_OF_CHOICE = "(SELECT id FROM head)"
-"""The choice while one namespace alone has queued runs and nothing limits it (see
-``SqlStore._claimable``): the fair choice then comes down to that namespace's next
-run, its first entry in ``ix_runs_queued``. Under four busy worker processes the fair
-choice's probes cost a third of their throughput; this is one."""
+"""The next run of the namespace the process chose from its look at the queue (see
+``SqlStore._claimable``): one probe, its first entry in ``ix_runs_queued``. Under four
+busy worker processes the fair choice's probes in every claim cost a third of their
+throughput."""
 
 FAIR_SHARE_SECONDS = 0.1
 """How long a look at the queue (``SqlStore._claimable``) stands. Within it, a
 namespace that starts queueing waits at most this long to be part of the fair choice
 (at once for runs queued through this process, or announced to it on PostgreSQL), and
-so does a Quota's new limit applied through another process, or a run whose worker
-died (its lease ran out up to this long ago)."""
+so do a namespace's higher priority, a Quota's new limit applied through another
+process, a run whose worker died (its lease ran out up to this long ago), and runs
+other processes claimed or ended."""
 
-_QUEUE_VIEW = """
-SELECT f.namespace,
-    EXISTS (SELECT 1 FROM runs r {queued}
-            WHERE r.status = 'queued' AND r.namespace > f.namespace) AS others,
+_QUEUE_VIEW = (
+    "WITH RECURSIVE "
+    + _HEADS
+    + """
+SELECT h.namespace, h.p, h.n, h.cap,
     EXISTS (SELECT 1 FROM runs o
-            WHERE o.status = 'running' AND o.lease_expires_at < :now) AS expired,
-    (SELECT min({max_running_of_quota}) FROM resources q
-     WHERE q.namespace = f.namespace AND q.kind = 'Quota') IS NOT NULL AS limited
-FROM (SELECT r.namespace FROM runs r {queued} WHERE r.status = 'queued'
-      ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1) f
+            WHERE o.status = 'running' AND o.lease_expires_at < :now) AS expired
+FROM heads h
 """
-"""What the fair choice depends on: the first namespace with queued runs, whether
-another has any, whether a run's lease ran out, whether the namespace has a limit."""
+)
+"""What the fair choice depends on: the namespaces' heads, and whether a run's lease
+ran out."""
 
 
 _CLAIM_STARTED_PG = """
@@ -793,9 +799,11 @@ class SqlStore:
         """The SQLite file, for the span writer's own connection (None in memory)."""
         self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
         """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
-        self._queue_view: tuple[float, str | None] = (0.0, None)
-        """Until when (monotonic) the claim takes the next run of a namespace without
-        choosing fairly, and which (``_claimable``)."""
+        self._queue_view: tuple[float, dict[str, list[int]] | None] = (0.0, None)
+        """Until when (monotonic) claims choose their namespace from the last look at
+        the queue, and its namespaces' ``[priority, running]`` (``_claimable``)."""
+        self._claimed_here: dict[str, str] = {}
+        """Runs claimed through this store and running, to their namespaces."""
         self._queue_changes = 0
         """Changes to what the fair choice depends on, seen here (``_queue_changed``)."""
         self.spans: WriteSpans = NoWriteSpans()
@@ -1332,9 +1340,10 @@ class SqlStore:
         if next_of is not None:
             run = await self._claim(worker, lease_seconds, max_running, started, next_of)
             if run is not None:
-                return run
+                return self._running_here(run)
             self._queue_changed(None)  # its runs are taken: look again
-        return await self._claim(worker, lease_seconds, max_running, started, None)
+        run = await self._claim(worker, lease_seconds, max_running, started, None)
+        return None if run is None else self._running_here(run)
 
     async def _claim(
         self,
@@ -1366,35 +1375,56 @@ class SqlStore:
         return None if row is None else _run(row)
 
     async def _claimable(self, max_running: int | None) -> str | None:
-        """The namespace whose next run the fair choice comes down to, or None (choose
-        fairly). It does when one namespace alone has queued runs, no limit applies to
-        it (neither ``max_running`` nor a Quota's) and no run's lease ran out: fair
-        share then has nothing to share, and taking that namespace's next run is the
-        same choice for a fraction of the work. Looked at afresh every
+        """The namespace to take the next run of, or None (choose fairly in the claim's
+        own statement). Chosen here, as the claim's statement would, from a look at
+        the queue: the highest priority, then the fewest runs running, counting the
+        runs claimed and ended through this store since the look. Only while no limit
+        applies (neither ``max_running`` nor any namespace's Quota: limits are counted
+        exactly, by the claim) and no run's lease ran out. Looked at afresh every
         ``FAIR_SHARE_SECONDS`` at most, or at once when a change seen here may have
         made it wrong."""
         if max_running is not None:
             return None
-        until, namespace = self._queue_view
-        if time.monotonic() < until:
-            return namespace
-        changes = self._queue_changes
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(_queue_view_statement(self.dialect), {"now": now()})).first()
-        namespace = None
-        if row is not None and not (row.others or row.expired or row.limited):
-            namespace = row.namespace
-        if changes == self._queue_changes:  # else it may be stale already
-            self._queue_view = (time.monotonic() + FAIR_SHARE_SECONDS, namespace)
-        return namespace
+        until, heads = self._queue_view
+        if time.monotonic() >= until:
+            changes = self._queue_changes
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(_queue_view_statement(self.dialect), {"now": now()})
+                ).all()
+            heads = None
+            if rows and not any(row.expired or row.cap is not None for row in rows):
+                heads = {row.namespace: [int(row.p), int(row.n)] for row in rows}
+            if changes == self._queue_changes:  # else it may be stale already
+                self._queue_view = (time.monotonic() + FAIR_SHARE_SECONDS, heads)
+        if not heads:
+            return None
+        return min(
+            heads, key=lambda namespace: (-heads[namespace][0], heads[namespace][1], namespace)
+        )
 
     def _queue_changed(self, namespace: str | None) -> None:
         """A run was queued in ``namespace`` (None: anything the fair choice depends on
         may have changed): the next claim looks at the queue again, unless the
-        namespace is the one it takes from already."""
+        namespace is among those it chooses from already."""
         self._queue_changes += 1
-        if namespace is None or namespace != self._queue_view[1]:
+        heads = self._queue_view[1]
+        if namespace is None or heads is None or namespace not in heads:
             self._queue_view = (0.0, None)
+
+    def _running_here(self, run: RunRecord) -> RunRecord:
+        """Count a run claimed here as running in its namespace, until it ends here."""
+        self._claimed_here[run.id] = run.namespace
+        heads = self._queue_view[1]
+        if heads is not None and run.namespace in heads:
+            heads[run.namespace][1] += 1
+        return run
+
+    def _not_running_here(self, run_id: str) -> None:
+        namespace = self._claimed_here.pop(run_id, None)
+        heads = self._queue_view[1]
+        if namespace is not None and heads is not None and namespace in heads:
+            heads[namespace][1] -= 1
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
         """Extend the leases of runs (id to holding worker) still held by that worker;
@@ -1416,6 +1446,8 @@ class SqlStore:
                 )
                 if done.rowcount:
                     renewed.add(run_id)
+        for run_id in set(holders) - renewed:  # taken over, or ended elsewhere
+            self._not_running_here(run_id)
         return renewed
 
     async def refresh_queue_statistics(self) -> bool:
@@ -1455,6 +1487,7 @@ class SqlStore:
         events: Events = (),
     ) -> tuple[RunRecord, RunRecord | None]:
         ending = _ending(status, reason, output, error, usage, timing)
+        self._not_running_here(run_id)  # before its slot's next claim is chosen
         if self.dialect != "postgresql" or not events:
             finished = await self._finish(run_id, ending, holder, events)
             return finished, await self.claim_run(
@@ -1478,8 +1511,14 @@ class SqlStore:
         claimed = next((_driver_run(r) for r in records if not r["finished"]), None)
         if claimed is not None:
             self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
-        elif next_of is not None:
-            self._queue_changed(None)  # its runs are taken: look again
+            self._running_here(claimed)
+        elif next_of is not None:  # its runs are taken: look again, and choose anew
+            self._queue_changed(None)
+            claimed = await self._claim(
+                claim.worker, claim.lease_seconds, claim.max_running, claim.started, None
+            )
+            if claimed is not None:
+                self._running_here(claimed)
         return done, claimed
 
     async def finish_run(
@@ -1496,6 +1535,8 @@ class SqlStore:
         events: Events = (),
     ) -> RunRecord:
         ending = _ending(status, reason, output, error, usage, timing)
+        if holder is not None:
+            self._not_running_here(run_id)
         return await self._finish(run_id, ending, holder, events)
 
     async def _finish(
@@ -1567,6 +1608,7 @@ class SqlStore:
         if events:
             values["last_seq"] = runs.c.last_seq + len(events)
         running = _held(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
+        self._not_running_here(run_id)
         return await self._change_run(running, values, run_id, holder, events)
 
     async def _change_run(

@@ -283,6 +283,22 @@ async def test_a_namespace_queueing_beside_a_lone_one_gets_its_share_at_once(
     assert second is not None and second.namespace == "team-b"  # a: one running, b: none
 
 
+async def test_claims_share_namespaces_from_one_look_counting_their_own_claims_and_ends(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between looks at the queue, claims choose the namespace as the claim itself would,
+    counting the runs claimed and ended through the same store since the look."""
+    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)  # one look for the whole test
+    for namespace in ("team-a", "team-b"):
+        for _ in range(3):
+            await store.create_run(queued_run(namespace))
+    taken = [await store.claim_run(f"w{i}") for i in range(4)]
+    assert [r.namespace for r in taken if r] == ["team-a", "team-b", "team-a", "team-b"]
+    await store.finish_run(taken[1].id, RunStatus.SUCCEEDED, holder="w1")  # a b run ends
+    following = await store.claim_run("w9")
+    assert following is not None and following.namespace == "team-b"  # b: 1 running, a: 2
+
+
 async def test_a_quota_applied_binds_the_next_claim(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
