@@ -184,8 +184,47 @@ async def _delete_runs(conn: AsyncConnection, ids: set[str]) -> dict[str, int]:
     await conn.execute(tables.batch_items.delete().where(tables.batch_items.c.run_id.in_(doomed)))
     if traces:
         await conn.execute(tables.spans.delete().where(tables.spans.c.trace_id.in_(traces)))
+    await _release_holds(conn, doomed)  # a crashed call's: no one will take these over
     await conn.execute(runs.delete().where(runs.c.id.in_(doomed)))
     return {"runs": len(doomed)}
+
+
+async def _release_holds(conn: AsyncConnection, run_ids: set[str]) -> int:
+    """Give back what runs reserved on budgets and did not settle; returns how many
+    reservations."""
+    holds = tables.budget_holds
+    released = (
+        await conn.execute(
+            holds.delete()
+            .where(holds.c.run_id.in_(run_ids))
+            .returning(holds.c.key, holds.c.tokens, holds.c.cost)
+        )
+    ).all()
+    for key, tokens, cost in released:
+        await _change_counter(conn, key, -int(tokens), -float(cost), 0, 0.0)
+    return len(released)
+
+
+async def _change_counter(
+    conn: AsyncConnection,
+    key: str,
+    reserved_tokens: int,
+    reserved_cost: float,
+    tokens: int,
+    cost: float,
+) -> None:
+    """Add to a budget line's reserved and spent totals (negative: take away)."""
+    counters = tables.budget_counters
+    await conn.execute(
+        counters.update()
+        .where(counters.c.key == key)
+        .values(
+            reserved_tokens=counters.c.reserved_tokens + reserved_tokens,
+            reserved_cost=counters.c.reserved_cost + reserved_cost,
+            spent_tokens=counters.c.spent_tokens + tokens,
+            spent_cost=counters.c.spent_cost + cost,
+        )
+    )
 
 
 def _users_memory(namespace: str, user: str, memory_id: str) -> sa.ColumnElement[bool]:
@@ -1997,38 +2036,11 @@ class SqlStore:
                         )
                     ).first()
                     held = (0, 0.0) if row is None else (int(row[0]), float(row[1]))
-                await self._change_counter(conn, line.key, -held[0], -held[1], tokens, cost)
+                await _change_counter(conn, line.key, -held[0], -held[1], tokens, cost)
 
     async def release_budget_holds(self, run_id: str) -> int:
-        holds = tables.budget_holds
         async with self.engine.begin() as conn:
-            released = (
-                await conn.execute(
-                    holds.delete()
-                    .where(holds.c.run_id == run_id)
-                    .returning(holds.c.key, holds.c.tokens, holds.c.cost)
-                )
-            ).all()
-            for key, tokens, cost in released:
-                await self._change_counter(conn, key, -int(tokens), -float(cost), 0, 0.0)
-        return len(released)
-
-    @staticmethod
-    async def _change_counter(
-        conn: Any, key: str, reserved_tokens: int, reserved_cost: float, tokens: int, cost: float
-    ) -> None:
-        """Add to a budget line's reserved and spent totals (negative: take away)."""
-        counters = tables.budget_counters
-        await conn.execute(
-            counters.update()
-            .where(counters.c.key == key)
-            .values(
-                reserved_tokens=counters.c.reserved_tokens + reserved_tokens,
-                reserved_cost=counters.c.reserved_cost + reserved_cost,
-                spent_tokens=counters.c.spent_tokens + tokens,
-                spent_cost=counters.c.spent_cost + cost,
-            )
-        )
+            return await _release_holds(conn, {run_id})
 
     async def budget_spent(self, key: str) -> tuple[int, float]:
         counters = tables.budget_counters

@@ -590,3 +590,29 @@ async def test_a_runs_end_can_claim_the_slots_next_run(store: SqlStore) -> None:
         )
     still = await store.get_run("default", third.id)
     assert still is not None and still.status is RunStatus.QUEUED
+
+
+async def test_a_deleted_run_gives_back_what_its_crashed_call_reserved(store: SqlStore) -> None:
+    """A worker that stalled past its lease, reserved for one more call and died holds a
+    reservation on a run another worker has ended since: forgetting the run's user
+    gives it back with the run (no one will take a deleted run over)."""
+    from hangar.store import tables
+    from hangar.store.base import BudgetLine
+
+    run = await store.create_run(queued_run(user="alice"))
+    line = BudgetLine("default/daily/2026-11-26", 1000, None)
+    assert await store.reserve_budget([line], 400, 0.0, run_id=run.id) is None
+    await store.finish_run(run.id, RunStatus.SUCCEEDED)
+    assert await store.forget_user("default", "alice")
+    async with store.engine.connect() as conn:
+        reserved = (
+            await conn.execute(
+                sa.select(tables.budget_counters.c.reserved_tokens).where(
+                    tables.budget_counters.c.key == line.key
+                )
+            )
+        ).scalar_one()
+        holds = (
+            await conn.execute(sa.select(sa.func.count()).select_from(tables.budget_holds))
+        ).scalar_one()
+    assert (reserved, holds) == (0, 0)
