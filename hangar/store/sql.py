@@ -489,10 +489,10 @@ def _claim_params(
     }
     if next_of is None:
         params["max_running"] = NO_LIMIT if max_running is None else max_running
+    else:
+        params["namespace"] = next_of
     if started is not None:
         params["started"] = json.dumps(started)
-    if next_of is not None:
-        params["namespace"] = next_of
     return params
 
 
@@ -1379,10 +1379,9 @@ class SqlStore:
         if next_of is not None:
             run = await self._claim(worker, lease_seconds, max_running, started, next_of)
             if run is not None:
-                return self._running_here(run)
+                return run
             self._queue_changed(None)  # its runs are taken: look again
-        run = await self._claim(worker, lease_seconds, max_running, started, None)
-        return None if run is None else self._running_here(run)
+        return await self._claim(worker, lease_seconds, max_running, started, None)
 
     async def _claim(
         self,
@@ -1392,6 +1391,8 @@ class SqlStore:
         started: dict[str, Any] | None,
         next_of: str | None,
     ) -> RunRecord | None:
+        """One claim statement: the fair choice, or ``next_of``'s next run. A run it
+        claims counts as running here (``_running_here``)."""
         params = _claim_params(worker, lease_seconds, max_running, started, next_of)
         if self.dialect == "postgresql":  # several times a run: the driver's own pool
             pool = await self._driver()
@@ -1404,14 +1405,14 @@ class SqlStore:
             run = _driver_run(record)
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
-            return run
+            return self._running_here(run)
         statement = _claim_statement(self.dialect, started is not None, next_of is not None)
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement, params)).mappings().first()
             if row is not None and started is not None:
                 data = started_data(started, resumed=row["last_seq"] > 1)
                 await _event_with(conn, row, [(RUN_STARTED, data)])
-        return None if row is None else _run(row)
+        return None if row is None else self._running_here(_run(row))
 
     async def _claimable(self, max_running: int | None) -> str | None:
         """The namespace to take the next run of, or None (choose fairly in the claim's
@@ -1556,8 +1557,6 @@ class SqlStore:
             claimed = await self._claim(
                 claim.worker, claim.lease_seconds, claim.max_running, claim.started, None
             )
-            if claimed is not None:
-                self._running_here(claimed)
         return done, claimed
 
     async def finish_run(
