@@ -14,7 +14,7 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from hangar.errors import InvalidRequestError, NotFoundError
 from hangar.memory.embedders import Embedder
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings
-from hangar.store.base import MemoryRecord, Store, Usage
+from hangar.store.base import MemoryChanges, MemoryRecord, Store, Usage
 from hangar.store.sql import new_id, now
 
 SAME_FACT = 0.85
@@ -141,34 +141,34 @@ class UserMemories:
         return ranked[:k]
 
     async def remember(
-        self, namespace: str, user: str, facts: Sequence[str], run_id: str | None = None
+        self,
+        namespace: str,
+        user: str,
+        facts: Sequence[str],
+        run_id: str | None = None,
+        rewordings: Mapping[str, str] | None = None,
     ) -> tuple[int, int]:
-        """Keep facts: each replaces a kept fact it restates, or is added. Returns
-        (added, updated)."""
-        if not facts:
+        """Keep facts: each replaces a kept fact it restates, or is added; and give
+        kept facts the new wordings ``rewordings`` has for their ids. Returns (added,
+        updated). The embeddings come first: what is kept is read and changed in one
+        step of the store, which other processes learning for this user wait for."""
+        rewordings = rewordings or {}
+        if not facts and not rewordings:
             return 0, 0
-        kept = await self.store.list_memories(namespace, user)
-        vectors = await self.embedder.embed(list(facts))
-        added = updated = 0
-        for fact, vector in zip(facts, vectors, strict=True):
-            nearest = max(kept, key=lambda m: _cosine(vector, m.embedding), default=None)
-            if nearest is not None and _cosine(vector, nearest.embedding) >= SAME_FACT:
-                if nearest.text != fact:
-                    changed = await self.store.update_memory(
-                        namespace, user, nearest.id, fact, vector
-                    )
-                    if changed is not None:
-                        kept = [changed if m.id == nearest.id else m for m in kept]
-                        updated += 1
-                continue
-            stamp = now()
-            memory = MemoryRecord(
-                new_id("mem"), namespace, user, fact, vector, stamp, stamp, run_id
-            )
-            await self.store.add_memory(memory)
-            kept.append(memory)
-            added += 1
-        return added, updated
+        texts = [*rewordings.values(), *facts]
+        vectors = await self.embedder.embed(texts) if texts else []
+        split = len(rewordings)
+        reworded = {
+            memory_id: (text, vector)
+            for (memory_id, text), vector in zip(rewordings.items(), vectors[:split], strict=True)
+        }
+        new = list(zip(facts, vectors[split:], strict=True))
+
+        def change(kept: list[MemoryRecord]) -> MemoryChanges:
+            return _changes(namespace, user, kept, reworded, new, run_id)
+
+        changes = await self.store.change_memories(namespace, user, change)
+        return len(changes.added), len(changes.updated)
 
     async def learn(
         self,
@@ -179,9 +179,9 @@ class UserMemories:
         run_id: str,
     ) -> Learnt:
         """Ask the model for the facts a finished conversation taught, and keep them.
-        One run at a time per user in this process, each told what the last one kept.
-        (Across processes, two runs of one user learnt from at the same moment may both
-        keep a fact.)"""
+        One run at a time per user in this process, each told what the last one kept;
+        across processes, the model of one may not be told what another just kept, but
+        the keeping itself waits its turn and finds the fact there (and keeps it once)."""
         said = transcript(conversation)
         if not said:
             return Learnt(0, 0, Usage())
@@ -209,15 +209,9 @@ class UserMemories:
         if await self.store.get_run(namespace, run_id) is None:
             return Learnt(0, 0, response.usage)  # the user was forgotten meanwhile
         facts, rewordings = parse_facts(response.message.content or "")
-        changed = [
-            (i, text) for i, text in rewordings.items() if i in kept and kept[i].text != text
-        ]
-        if changed:
-            vectors = await self.embedder.embed([text for _, text in changed])
-            for (memory_id, text), vector in zip(changed, vectors, strict=True):
-                await self.store.update_memory(namespace, user, memory_id, text, vector)
-        added, updated = await self.remember(namespace, user, facts, run_id)
-        return Learnt(added, updated + len(changed), response.usage)
+        changed = {i: text for i, text in rewordings.items() if i in kept and kept[i].text != text}
+        added, updated = await self.remember(namespace, user, facts, run_id, changed)
+        return Learnt(added, updated, response.usage)
 
     # --- by hand (REST, CLI) --------------------------------------------------------------
 
@@ -240,6 +234,37 @@ class UserMemories:
     async def delete(self, namespace: str, user: str, memory_id: str) -> None:
         if not await self.store.delete_memory(namespace, user, memory_id):
             raise _missing(user, memory_id)
+
+
+def _changes(
+    namespace: str,
+    user: str,
+    kept: list[MemoryRecord],
+    reworded: Mapping[str, tuple[str, list[float]]],
+    facts: Sequence[tuple[str, list[float]]],
+    run_id: str | None,
+) -> MemoryChanges:
+    """What keeping ``facts`` and ``reworded`` does to the memories ``kept`` now: a
+    fact as near as ``SAME_FACT`` to a kept one gives it its wording (once per fact,
+    the nearest), the others are added; rewordings of memories deleted since are
+    dropped."""
+    current = {m.id: (m.text, m.embedding) for m in kept}
+    updated: dict[str, tuple[str, list[float]]] = {}
+    for memory_id, (text, vector) in reworded.items():
+        if memory_id in current and current[memory_id][0] != text:
+            current[memory_id] = updated[memory_id] = (text, vector)
+    added: list[MemoryRecord] = []
+    for fact, vector in facts:
+        nearest = max(current, key=lambda i: _cosine(vector, current[i][1]), default=None)
+        if nearest is not None and _cosine(vector, current[nearest][1]) >= SAME_FACT:
+            if current[nearest][0] != fact:
+                current[nearest] = updated[nearest] = (fact, vector)
+            continue
+        stamp = now()
+        memory = MemoryRecord(new_id("mem"), namespace, user, fact, vector, stamp, stamp, run_id)
+        current[memory.id] = (fact, vector)
+        added.append(memory)
+    return MemoryChanges([(i, t, v) for i, (t, v) in updated.items()], added)
 
 
 def _fact(text: str) -> str:

@@ -227,6 +227,15 @@ class MemoryRecord:
 
 
 @dataclass(frozen=True)
+class MemoryChanges:
+    """What learning from a run does to a user's memories: new wordings of kept ones
+    (id, text, embedding) and new ones."""
+
+    updated: Sequence[tuple[str, str, list[float]]] = ()
+    added: Sequence[MemoryRecord] = ()
+
+
+@dataclass(frozen=True)
 class SessionRecord:
     """A conversation with one agent: its runs, in order, are its turns."""
 
@@ -498,6 +507,15 @@ class Store(Protocol):
     async def update_memory(
         self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
     ) -> MemoryRecord | None: ...
+    async def change_memories(
+        self, namespace: str, user: str, change: Callable[[list[MemoryRecord]], MemoryChanges]
+    ) -> MemoryChanges:
+        """Apply what ``change`` decides from the user's memories as they are now, in one
+        transaction that any process changing the same user's memories waits for: two
+        runs of one user learnt from at the same moment on two workers would otherwise
+        both read the memories without the other's fact, and both add it."""
+        ...
+
     async def delete_memory(self, namespace: str, user: str, memory_id: str) -> bool: ...
     async def forget_user(self, namespace: str, user: str) -> dict[str, int]:
         """Remove every trace of an end user: their memories, their runs (and the runs

@@ -51,6 +51,7 @@ from hangar.store.base import (
     BudgetLine,
     ClaimRequest,
     LedgerEntry,
+    MemoryChanges,
     MemoryRecord,
     Notice,
     NoWriteSpans,
@@ -234,6 +235,28 @@ def _users_memory(namespace: str, user: str, memory_id: str) -> sa.ColumnElement
         & (user_memories.c.user_id == user)
         & (user_memories.c.id == memory_id)
     )
+
+
+async def _memories_of(conn: AsyncConnection, namespace: str, user: str) -> list[MemoryRecord]:
+    query = (
+        sa.select(user_memories)
+        .where((user_memories.c.namespace == namespace) & (user_memories.c.user_id == user))
+        .order_by(user_memories.c.created_at, user_memories.c.id)
+    )
+    return [_memory(row) for row in (await conn.execute(query)).mappings()]
+
+
+def _memory_row(memory: MemoryRecord) -> dict[str, Any]:
+    return {
+        "id": memory.id,
+        "namespace": memory.namespace,
+        "user_id": memory.user,
+        "text": memory.text,
+        "embedding": memory.embedding,
+        "run_id": memory.run_id,
+        "created_at": memory.created_at,
+        "updated_at": memory.updated_at,
+    }
 
 
 def _memory(row: RowMapping) -> MemoryRecord:
@@ -1206,27 +1229,39 @@ class SqlStore:
 
     async def add_memory(self, memory: MemoryRecord) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                user_memories.insert().values(
-                    id=memory.id,
-                    namespace=memory.namespace,
-                    user_id=memory.user,
-                    text=memory.text,
-                    embedding=memory.embedding,
-                    run_id=memory.run_id,
-                    created_at=memory.created_at,
-                    updated_at=memory.updated_at,
-                )
-            )
+            await conn.execute(user_memories.insert().values(_memory_row(memory)))
 
     async def list_memories(self, namespace: str, user: str) -> list[MemoryRecord]:
-        query = (
-            sa.select(user_memories)
-            .where((user_memories.c.namespace == namespace) & (user_memories.c.user_id == user))
-            .order_by(user_memories.c.created_at, user_memories.c.id)
-        )
         async with self.engine.connect() as conn:
-            return [_memory(row) for row in (await conn.execute(query)).mappings()]
+            return await _memories_of(conn, namespace, user)
+
+    async def change_memories(
+        self, namespace: str, user: str, change: Callable[[list[MemoryRecord]], MemoryChanges]
+    ) -> MemoryChanges:
+        async with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                await conn.execute(
+                    sa.text(
+                        "SELECT pg_advisory_xact_lock("
+                        "hashtext('hangar memories ' || current_schema() || :user))"
+                    ),
+                    {"user": f"/{namespace}/{user}"},
+                )
+            else:  # SQLite's one write lock, taken before reading, not upgraded to after
+                await conn.execute(
+                    user_memories.update().where(sa.false()).values(id=user_memories.c.id)
+                )
+            changes = change(await _memories_of(conn, namespace, user))
+            stamp = now()
+            for memory_id, text, embedding in changes.updated:
+                await conn.execute(
+                    user_memories.update()
+                    .where(_users_memory(namespace, user, memory_id))
+                    .values(text=text, embedding=embedding, updated_at=stamp)
+                )
+            if changes.added:
+                await conn.execute(user_memories.insert(), [_memory_row(m) for m in changes.added])
+        return changes
 
     async def update_memory(
         self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]

@@ -9,6 +9,7 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,53 @@ async def test_runs_of_one_user_learnt_from_at_once_keep_a_fact_once(tmp_path: P
         assert [m.text for m in kept] == ["The user keeps bees."]
     finally:
         await store.close()
+
+
+class _MeetingEmbedder:
+    """The local embedder, made to wait until every learner has embedded its facts:
+    all of them have read the memories before any keeps what it learnt."""
+
+    def __init__(self, embedder: LocalEmbedder, learners: int) -> None:
+        self.embedder = embedder
+        self.max_tokens = embedder.max_tokens
+        self.count_tokens = embedder.count_tokens
+        self.barrier = asyncio.Barrier(learners)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = await self.embedder.embed(texts)
+        await self.barrier.wait()
+        return vectors
+
+
+async def test_two_processes_learning_one_users_fact_at_once_keep_it_once(
+    store: SqlStore,
+) -> None:
+    """Two workers each end a run of the same user and learn from it at the same
+    moment: neither model was told of the other's fact, yet it is kept once."""
+    twin = SqlStore(store.url, schema=store.schema)  # the other process's own store
+    try:
+        embedder = _MeetingEmbedder(LocalEmbedder(), learners=2)
+        answer = json.dumps({"facts": ["The user keeps bees."], "updates": []})
+        said = [{"role": "user", "content": "I keep bees."}, {"role": "assistant", "content": "Ok"}]
+        learners = [UserMemories(s, embedder) for s in (store, twin)]  # type: ignore[arg-type]
+        runs = [await store.create_run(queued_run(agent="a", user=USER)) for _ in learners]
+        learnt = await asyncio.gather(
+            *(
+                learner.learn(
+                    "default",
+                    USER,
+                    ScriptedModel("extractor", [ScriptStep(text=answer)]),
+                    said,
+                    r.id,
+                )
+                for learner, r in zip(learners, runs, strict=True)
+            )
+        )
+        assert sorted(x.added for x in learnt) == [0, 1]
+        kept = await store.list_memories("default", USER)
+        assert [m.text for m in kept] == ["The user keeps bees."]
+    finally:
+        await twin.close()
 
 
 def test_forgetting_a_user_leaves_nothing_of_theirs_in_any_table(
