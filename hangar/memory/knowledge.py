@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-
 from hangar.errors import (
     ConfigurationError,
     DocumentError,
+    DocumentTooLargeError,
     HangarError,
     InvalidRequestError,
     ResourceNotFoundError,
+    ToolError,
     ToolNotAllowedError,
 )
 from hangar.memory.chunking import chunk_text
@@ -38,12 +38,11 @@ from hangar.memory.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
 from hangar.memory.index import Hit, KnowledgeIndex, SourceInfo, hybrid_search
 from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase, KnowledgeBaseSpec, SourceSpec
 from hangar.store.base import Store
-from hangar.tools.egress import check_url
+from hangar.tools.egress import fetch
 
 log = logging.getLogger(__name__)
 
 SearchMode = Literal["hybrid", "vector", "text"]
-MAX_REDIRECTS = 5
 HEARTBEAT_SECONDS = 10.0
 """How often a running job says it is alive, even inside one long file."""
 STALE_SECONDS = 60.0
@@ -385,43 +384,29 @@ def _file_reader(name: str, path: Path) -> Reader:
     return in_thread
 
 
-def _check_url(source: str, url: str, allow_hosts: tuple[str, ...]) -> None:
-    try:
-        check_url(url, allow_hosts)
-    except ToolNotAllowedError as exc:
-        raise DocumentError(
-            f"{source} is not fetched: {exc.message.replace(' this agent', ' the base')}",
-            hint="add the host to the KnowledgeBase's spec.egress.allowHosts",
-            details={"source": source, "url": url},
-        ) from None
-
-
 def _url_reader(url: str, allow_hosts: tuple[str, ...]) -> Reader:
     async def read() -> Document:
-        target = url
-        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as client:
-            for _ in range(MAX_REDIRECTS + 1):
-                _check_url(url, target, allow_hosts)  # every hop: no escape by redirect
-                try:
-                    async with client.stream("GET", target) as response:
-                        if response.is_redirect and "location" in response.headers:
-                            target = str(response.url.join(response.headers["location"]))
-                            continue
-                        if response.status_code >= 400:
-                            raise DocumentError(
-                                f"GET {url} answered HTTP {response.status_code}",
-                                details={"source": url, "status": response.status_code},
-                            )
-                        data = bytearray()
-                        async for piece in response.aiter_bytes():
-                            data += piece
-                            check_size(url, len(data), MAX_BYTES)
-                        kind = response.headers.get("content-type")
-                        return await asyncio.to_thread(read_document, url, bytes(data), kind)
-                except httpx.HTTPError as exc:
-                    raise DocumentError(
-                        f"GET {url} failed: {exc}", details={"source": url}
-                    ) from None
-        raise DocumentError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+        try:
+            answer = await fetch(url, allow_hosts, limit=MAX_BYTES, timeout=30)
+        except ToolNotAllowedError as exc:
+            raise DocumentError(
+                f"{url} is not fetched: {exc.message.replace(' this agent', ' the base')}",
+                hint="add the host to the KnowledgeBase's spec.egress.allowHosts",
+                details={"source": url},
+            ) from None
+        except ToolError as exc:
+            raise DocumentError(exc.message, details={"source": url}) from None
+        if answer.status >= 400:
+            raise DocumentError(
+                f"GET {url} answered HTTP {answer.status}",
+                details={"source": url, "status": answer.status},
+            )
+        if answer.truncated:
+            raise DocumentTooLargeError(
+                f"{url} is more than the {MAX_BYTES // 1024 // 1024} MiB a file may have",
+                hint="split it into smaller files and ingest those",
+                details={"source": url, "max_bytes": MAX_BYTES},
+            )
+        return await asyncio.to_thread(read_document, url, answer.body, answer.content_type)
 
     return read

@@ -6,17 +6,14 @@ from datetime import UTC, datetime
 from typing import get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import httpx
-
 from hangar.errors import ToolError
 from hangar.spec.agent import BuiltinToolName
 from hangar.tools.base import Tool, ToolContext
-from hangar.tools.egress import check_url
+from hangar.tools.egress import fetch
 from hangar.tools.function import FunctionTool
 from hangar.tools.sandbox import SANDBOX_TOOLS
 
 MAX_BODY_CHARS = 20_000
-MAX_REDIRECTS = 5
 
 
 def current_time(timezone: str = "UTC") -> str:
@@ -33,22 +30,12 @@ def current_time(timezone: str = "UTC") -> str:
 async def http_get(url: str, ctx: ToolContext) -> str:
     """Fetch a URL with HTTP GET and return its status and text. Only hosts on the
     agent's egress allow-list can be reached."""
-    async with httpx.AsyncClient(timeout=20, follow_redirects=False) as client:
-        for _ in range(MAX_REDIRECTS + 1):
-            check_url(url, ctx.allow_hosts)
-            try:
-                response = await client.get(url)
-            except httpx.HTTPError as exc:
-                raise ToolError(f"GET {url} failed: {exc}") from None
-            if response.is_redirect and "location" in response.headers:
-                # Each hop is checked: a redirect must not escape the allow-list.
-                url = str(response.url.join(response.headers["location"]))
-                continue
-            body = response.text
-            if len(body) > MAX_BODY_CHARS:
-                body = body[:MAX_BODY_CHARS] + f"\n[truncated at {MAX_BODY_CHARS} characters]"
-            return f"HTTP {response.status_code}\n\n{body}"
-    raise ToolError(f"GET {url}: more than {MAX_REDIRECTS} redirects")
+    # A character is at most 4 bytes of UTF-8: this many bytes hold the characters kept.
+    answer = await fetch(url, ctx.allow_hosts, limit=4 * MAX_BODY_CHARS, timeout=20)
+    body = answer.text()
+    if answer.truncated or len(body) > MAX_BODY_CHARS:
+        body = body[:MAX_BODY_CHARS] + f"\n[truncated at {MAX_BODY_CHARS} characters]"
+    return f"HTTP {answer.status}\n\n{body}"
 
 
 BUILTIN_TOOLS: dict[str, Tool] = {

@@ -11,6 +11,7 @@ import pytest
 
 from hangar.errors import ToolError, ToolNotAllowedError
 from hangar.tools import BUILTIN_TOOLS, ToolContext
+from hangar.tools.builtin import MAX_BODY_CHARS
 from hangar.tools.egress import host_allowed
 
 
@@ -24,6 +25,15 @@ def site() -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/endless":  # a body with no end, sent until the reader goes
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.end_headers()
+                try:
+                    while True:
+                        self.wfile.write(b"all work and no play " * 1000)
+                except OSError:
+                    return
             if self.path == "/away":
                 self.send_response(302)
                 self.send_header("Location", "http://elsewhere.invalid/")
@@ -55,6 +65,15 @@ async def test_current_time_in_a_named_zone() -> None:
 async def test_http_get_reaches_an_allowed_host(site: str) -> None:
     result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx("127.0.0.1"))
     assert result == "HTTP 200\n\nhello from the site"
+
+
+async def test_http_get_reads_no_more_of_a_body_than_it_returns(site: str) -> None:
+    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/endless"}, ctx("127.0.0.1"))
+    head, body = result.split("\n\n", 1)
+    assert head == "HTTP 200"
+    assert body.startswith("all work and no play all work")
+    assert body.endswith(f"\n[truncated at {MAX_BODY_CHARS} characters]")
+    assert len(body) == MAX_BODY_CHARS + len(f"\n[truncated at {MAX_BODY_CHARS} characters]")
 
 
 async def test_http_get_refuses_hosts_off_the_list_before_connecting(site: str) -> None:
