@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from croniter import croniter
@@ -18,17 +19,29 @@ from hangar.errors import ConflictError, HangarError
 from hangar.runtime.service import RunInput, RunService
 from hangar.runtime.triggers import run_id_for
 from hangar.spec.trigger import Trigger, TriggerSpec
-from hangar.store.base import Store
+from hangar.store.base import Store, StoredResource
 
 log = logging.getLogger("hangar.schedules")
 TICK_SECONDS = 0.5
+
+
+@dataclass
+class _Plan:
+    """One Trigger as this clock last read it: which version, its schedule if it has
+    one, and the next time that schedule fires."""
+
+    uid: str
+    generation: int
+    spec: TriggerSpec | None
+    """None: the stored spec is not one this version reads (logged once)."""
+    next_at: datetime | None
 
 
 class Schedules:
     def __init__(self, store: Store, runs: RunService) -> None:
         self.store = store
         self.runs = runs
-        self._since: dict[tuple[str, str, str], datetime] = {}
+        self._plans: dict[tuple[str, str], _Plan] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -49,20 +62,27 @@ class Schedules:
             await asyncio.sleep(TICK_SECONDS)
 
     async def tick(self, now: datetime) -> list[str]:
-        """Start the runs whose times came since the last tick; return their ids."""
+        """Start the runs whose times came since the last tick; return their ids.
+
+        A Trigger's spec is read and its next time worked out when this clock first
+        sees it or a new version of it, not on every tick: a tick over unchanged
+        Triggers none of which is due compares times and nothing else."""
         started = []
+        seen = set()
         for stored in await self.store.list_all_resources(Trigger.KIND):
-            spec = TriggerSpec.model_validate(stored.spec)
-            if spec.schedule is None:
-                continue
-            key = (stored.namespace, stored.name, spec.schedule)
-            since = self._since.setdefault(key, now)
-            times = croniter(spec.schedule, since)
-            while (at := times.get_next(datetime)) <= now:
-                run_id = await self._fire(stored.namespace, stored.name, spec, at)
+            key = (stored.namespace, stored.name)
+            seen.add(key)
+            plan = self._plans.get(key)
+            if plan is None or (plan.uid, plan.generation) != (stored.uid, stored.generation):
+                plan = self._plans[key] = _plan(stored, plan, now)
+            while plan.spec is not None and plan.next_at is not None and plan.next_at <= now:
+                at = plan.next_at
+                run_id = await self._fire(stored.namespace, stored.name, plan.spec, at)
                 if run_id is not None:
                     started.append(run_id)
-            self._since[key] = now
+                plan.next_at = _next(plan.spec, at)
+        for gone in self._plans.keys() - seen:
+            del self._plans[gone]
         return started
 
     async def _fire(self, namespace: str, name: str, spec: TriggerSpec, at: datetime) -> str | None:
@@ -78,3 +98,30 @@ class Schedules:
             log.warning("schedule %s/%s at %s: %s", namespace, name, at, exc.message)
             return None
         return run_id
+
+
+def _next(spec: TriggerSpec | None, after: datetime) -> datetime | None:
+    if spec is None or spec.schedule is None:
+        return None
+    return croniter(spec.schedule, after).get_next(datetime)
+
+
+def _plan(stored: StoredResource, last: _Plan | None, now: datetime) -> _Plan:
+    """The plan of a Trigger first seen now or changed since ``last``: a schedule
+    counts from now (times before this clock saw it are not caught up), unless only
+    something else about the Trigger changed."""
+    try:
+        spec: TriggerSpec | None = TriggerSpec.model_validate(stored.spec)
+    except ValueError as exc:  # one unreadable Trigger must not stop the others' clocks
+        log.warning("trigger %s/%s is not read: %s", stored.namespace, stored.name, exc)
+        spec = None
+    if (
+        last is not None
+        and last.spec is not None
+        and spec is not None
+        and (last.spec.schedule == spec.schedule)
+    ):
+        next_at = last.next_at
+    else:
+        next_at = _next(spec, now)
+    return _Plan(stored.uid, stored.generation, spec, next_at)

@@ -89,3 +89,70 @@ async def test_a_worker_process_keeps_the_clock(tmp_path: Path) -> None:
         assert len(runs) >= 2 and all(r.status.value == "succeeded" for r in runs)
     finally:
         await runtime.stop()
+
+
+async def test_a_trigger_the_clock_cannot_read_stops_no_other(tmp_path: Path) -> None:
+    """A stored spec this version does not read (written by a newer one, or by hand)
+    is left out with a warning; the other schedules keep their times."""
+    import sqlalchemy as sa
+
+    from hangar.store.tables import resources
+
+    runtime = Runtime(Settings(home=tmp_path / "home", telemetry="off"))
+    await runtime.start(workers=0)
+    try:
+        for document in (
+            scripted_model("m", {"text": "done"}),
+            agent("reporter", "m"),
+            doc("Trigger", "a-broken-one", {"agent": "reporter", "schedule": "* * * * * *"}),
+            doc("Trigger", "hourly", {"agent": "reporter", "schedule": "0 * * * *"}),
+        ):
+            resource, problems = parse_document(document)
+            assert resource is not None, problems
+            await runtime.store.apply_resource("default", resource)
+        async with runtime.store.engine.begin() as conn:  # type: ignore[attr-defined]
+            await conn.execute(
+                sa.update(resources)
+                .where(resources.c.name == "a-broken-one")
+                .values(spec={"agent": "reporter", "schedule": "every so often"})
+            )
+        clock = Schedules(runtime.store, runtime.runs)
+        start = datetime(2026, 11, 25, 12, 59, 50, tzinfo=UTC)
+        assert await clock.tick(start) == []
+        started = await clock.tick(start + timedelta(seconds=20))
+        assert len(started) == 1
+        (run,) = await runtime.store.list_runs("default")
+        assert run.id == started[0] and run.input["messages"][0]["content"].endswith(
+            "13:00:00+00:00"
+        )
+    finally:
+        await runtime.stop()
+
+
+async def test_a_changed_schedule_counts_from_the_change(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(home=tmp_path / "home", telemetry="off"))
+    await runtime.start(workers=0)
+    try:
+
+        async def apply(schedule: str) -> None:
+            for document in (
+                scripted_model("m", {"text": "done"}),
+                agent("reporter", "m"),
+                doc("Trigger", "report", {"agent": "reporter", "schedule": schedule}),
+            ):
+                resource, problems = parse_document(document)
+                assert resource is not None, problems
+                await runtime.store.apply_resource("default", resource)
+
+        await apply("0 * * * *")  # hourly
+        clock = Schedules(runtime.store, runtime.runs)
+        start = datetime(2026, 11, 25, 12, 10, tzinfo=UTC)
+        assert await clock.tick(start) == []
+        await apply("30 * * * *")  # now at half past: 12:30 is its first time
+        assert await clock.tick(start + timedelta(minutes=5)) == []
+        assert len(await clock.tick(start + timedelta(minutes=25))) == 1  # 12:35 ≥ 12:30
+        assert await clock.tick(start + timedelta(minutes=55)) == []  # 13:05: 13:00 is no more
+        runs = await runtime.store.list_runs("default")
+        assert [r.input["messages"][0]["content"] for r in runs] == ["2026-11-25T12:30:00+00:00"]
+    finally:
+        await runtime.stop()
