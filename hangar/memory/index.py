@@ -79,11 +79,20 @@ class KnowledgeIndex(Protocol):
 
     async def delete_base(self, namespace: str, kb: str) -> int: ...
     async def sources(self, namespace: str, kb: str) -> list[SourceInfo]: ...
-    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
-        """Store an ingestion job's state (a JSON object), replacing the last one."""
+    async def save_job(
+        self, namespace: str, job_id: str, body: dict[str, Any], saved: str | None = None
+    ) -> bool:
+        """Store an ingestion job's state (a JSON object), replacing the last one; with
+        ``saved``, only if the stored state is still the one saved at that time (its
+        ``updatedAt``). False when it is not: another process took the job over."""
         ...
 
     async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None: ...
+    async def stale_jobs(self, before: str) -> list[tuple[str, dict[str, Any]]]:
+        """Running jobs whose last save was before ``before`` (an ISO time): their
+        processes died. (namespace, state) each."""
+        ...
+
     async def vector_search(
         self, namespace: str, kb: str, vector: Sequence[float], k: int
     ) -> list[Hit]: ...
@@ -420,15 +429,36 @@ class SqliteKnowledgeIndex:
 
         return list(await self._call(read))
 
-    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
-        def write(db: Any) -> None:
-            db.execute(
-                "INSERT INTO ingestion_jobs (id, namespace, body) VALUES (?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-                (job_id, namespace, json.dumps(body)),
+    async def save_job(
+        self, namespace: str, job_id: str, body: dict[str, Any], saved: str | None = None
+    ) -> bool:
+        def write(db: Any) -> bool:
+            if saved is None:
+                db.execute(
+                    "INSERT INTO ingestion_jobs (id, namespace, body) VALUES (?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                    (job_id, namespace, json.dumps(body)),
+                )
+                return True
+            done = db.execute(
+                "UPDATE ingestion_jobs SET body = ? WHERE namespace = ? AND id = ?"
+                " AND json_extract(body, '$.updatedAt') = ?",
+                (json.dumps(body), namespace, job_id, saved),
             )
+            return bool(done.rowcount)
 
-        await self._call(write)
+        return bool(await self._call(write))
+
+    async def stale_jobs(self, before: str) -> list[tuple[str, dict[str, Any]]]:
+        def read(db: Any) -> Any:
+            return db.execute(
+                "SELECT namespace, body FROM ingestion_jobs"
+                " WHERE json_extract(body, '$.status') = 'running'"
+                " AND json_extract(body, '$.updatedAt') < ?",
+                (before,),
+            ).fetchall()
+
+        return [(namespace, json.loads(body)) for namespace, body in await self._call(read)]
 
     async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         def read(db: Any) -> Any:
@@ -706,15 +736,37 @@ class PostgresKnowledgeIndex:
         )
         return [SourceInfo(*row) for row in rows]
 
-    async def save_job(self, namespace: str, job_id: str, body: dict[str, Any]) -> None:
+    async def save_job(
+        self, namespace: str, job_id: str, body: dict[str, Any], saved: str | None = None
+    ) -> bool:
         pool = await self._connection_pool()
-        await pool.execute(
-            "INSERT INTO ingestion_jobs (id, namespace, body) VALUES ($1, $2, $3::jsonb)"
-            " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
-            job_id,
+        if saved is None:
+            await pool.execute(
+                "INSERT INTO ingestion_jobs (id, namespace, body) VALUES ($1, $2, $3::jsonb)"
+                " ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                job_id,
+                namespace,
+                json.dumps(body),
+            )
+            return True
+        done = await pool.execute(
+            "UPDATE ingestion_jobs SET body = $3::jsonb WHERE namespace = $1 AND id = $2"
+            " AND body->>'updatedAt' = $4",
             namespace,
+            job_id,
             json.dumps(body),
+            saved,
         )
+        return bool(done != "UPDATE 0")
+
+    async def stale_jobs(self, before: str) -> list[tuple[str, dict[str, Any]]]:
+        pool = await self._connection_pool()
+        rows = await pool.fetch(
+            "SELECT namespace, body::text FROM ingestion_jobs"
+            " WHERE body->>'status' = 'running' AND body->>'updatedAt' < $1",
+            before,
+        )
+        return [(row[0], json.loads(row[1])) for row in rows]
 
     async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         pool = await self._connection_pool()

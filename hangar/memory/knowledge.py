@@ -6,19 +6,27 @@ its progress in the index beside the chunks (so any gateway can report it). A so
 whose content has not changed since it was indexed is skipped; one that changed has
 its chunks replaced in one transaction; a file gone from a folder source loses its
 chunks. One unreadable source is an error on the job's list, never the job's end.
+
+A job over the base's declared sources outlives its process: a worker process that
+finds it silent for ``STALE_SECONDS`` takes it over (one process wins; the state is
+replaced only if it is still the one the silent process saved last) and runs it again,
+which skips what was indexed already. The process that lost it, if it was only slow,
+finds its next save refused and stops. Uploaded files are not kept: such a job is
+reported interrupted, to be sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +54,25 @@ SearchMode = Literal["hybrid", "vector", "text"]
 HEARTBEAT_SECONDS = 10.0
 """How often a running job says it is alive, even inside one long file."""
 STALE_SECONDS = 60.0
-"""A running job silent this long died with its process: it is reported interrupted."""
+"""A running job silent this long died with its process: it is resumed, or reported
+interrupted when it cannot be."""
+RESUME_SECONDS = 15.0
+"""How often a worker process looks for jobs to resume."""
+
+
+class _TakenOver(Exception):
+    """The job's stored state is no longer the one this process saved last."""
+
+
+@dataclass
+class _Job:
+    """A job running here: its state, and the lock its saves take turns with."""
+
+    namespace: str
+    kb: str
+    body: dict[str, Any]
+    saving: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lost: bool = False
 
 
 class KnowledgeBaseNotFoundError(ResourceNotFoundError):
@@ -93,6 +119,7 @@ class Knowledge:
         self.local: Embedder = local or LocalEmbedder()
         self._embedders: dict[EmbedderSpec, Embedder] = {}
         self._jobs: set[asyncio.Task[None]] = set()
+        self._resuming: asyncio.Task[None] | None = None
 
     @property
     def index(self) -> KnowledgeIndex:
@@ -171,22 +198,73 @@ class Knowledge:
             "id": new_id("ing"),
             "knowledgeBase": kb,
             "status": "running",
-            "total": len(readers),
-            "done": 0,
-            "indexed": 0,
-            "unchanged": 0,
-            "removed": 0,
-            "chunks": 0,
-            "errors": [],
+            **_progress(len(readers)),
+            "resumable": uploads is None,
             "createdAt": _now(),
             "updatedAt": _now(),
             "finishedAt": None,
         }
         await self.index.save_job(namespace, job["id"], job)
-        task = asyncio.create_task(self._run(namespace, kb, spec, readers, folders, job))
+        self._start(_Job(namespace, kb, job), spec, readers, folders)
+        return dict(job)
+
+    def _start(
+        self,
+        job: _Job,
+        spec: KnowledgeBaseSpec,
+        readers: dict[str, Reader],
+        folders: dict[str, set[str]],
+    ) -> None:
+        task = asyncio.create_task(self._run(job, spec, readers, folders))
         self._jobs.add(task)
         task.add_done_callback(self._jobs.discard)
-        return dict(job)
+
+    async def resume_stale(self) -> list[str]:
+        """Take over the jobs over declared sources whose processes went silent, and
+        run them again here; the ids of those this process won. A job whose base is
+        gone, or whose sources can no longer be listed, fails instead."""
+        if not await self.store.list_all_resources(KnowledgeBase.KIND):
+            return []  # no base, no job: the index is not even opened
+        before = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat()
+        resumed = []
+        for namespace, body in await self.index.stale_jobs(before):
+            if not body.get("resumable"):
+                continue
+            kb = body["knowledgeBase"]
+            try:
+                spec = await self.base(namespace, kb)
+                readers, folders = _declared(spec)
+            except HangarError as exc:
+                failed = body | {
+                    "status": "failed",
+                    "error": {"code": exc.code, "message": exc.message, "hint": exc.hint},
+                    "updatedAt": _now(),
+                    "finishedAt": _now(),
+                }
+                await self.index.save_job(namespace, body["id"], failed, saved=body["updatedAt"])
+                continue
+            again = body | {
+                **_progress(len(readers)),
+                "resumed": body.get("resumed", 0) + 1,
+                "updatedAt": _now(),
+            }
+            if await self.index.save_job(namespace, body["id"], again, saved=body["updatedAt"]):
+                log.info("ingestion %s: resumed here after its process went silent", body["id"])
+                self._start(_Job(namespace, kb, again), spec, readers, folders)
+                resumed.append(body["id"])
+        return resumed
+
+    def start_resuming(self) -> None:
+        """In a process that runs work: resume silent jobs as they are found."""
+        self._resuming = asyncio.create_task(self._resume_forever(), name="hangar-ingestion")
+
+    async def _resume_forever(self) -> None:
+        while True:
+            try:
+                await self.resume_stale()
+            except Exception:
+                log.exception("looking for ingestion jobs to resume failed; retrying")
+            await asyncio.sleep(RESUME_SECONDS)
 
     async def job(self, namespace: str, kb: str, job_id: str) -> dict[str, Any]:
         job = await self.index.get_job(namespace, job_id)
@@ -196,40 +274,51 @@ class Knowledge:
                 details={"ingestion": job_id},
             )
         alive = datetime.fromisoformat(job.get("updatedAt") or job["createdAt"])
-        if job["status"] == "running" and (datetime.now(UTC) - alive).total_seconds() > (
-            STALE_SECONDS
-        ):
+        silent = (datetime.now(UTC) - alive).total_seconds() > STALE_SECONDS
+        if job["status"] == "running" and silent and not job.get("resumable"):
             job["status"] = "interrupted"
             job["error"] = {
                 "code": "interrupted",
                 "message": "the process running this ingestion stopped before it finished",
-                "hint": "start it again: files already indexed and unchanged are skipped",
+                "hint": "send the files again: those already indexed and unchanged are skipped",
             }
         return job
 
-    async def _save(self, namespace: str, job: dict[str, Any]) -> None:
-        job["updatedAt"] = _now()
-        await self.index.save_job(namespace, job["id"], job)
+    async def _save(self, job: _Job) -> None:
+        """Store the job's progress, if it is still this process's to store."""
+        async with job.saving:
+            stamp = _now()
+            body = job.body | {"updatedAt": stamp}
+            if not await self.index.save_job(
+                job.namespace, job.body["id"], body, saved=job.body["updatedAt"]
+            ):
+                job.lost = True
+                raise _TakenOver(job.body["id"])
+            job.body["updatedAt"] = stamp
 
-    async def _heartbeat(self, namespace: str, job: dict[str, Any]) -> None:
+    async def _heartbeat(self, job: _Job, running: asyncio.Task[Any]) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
-                await self._save(namespace, job)
+                await self._save(job)
+            except _TakenOver:
+                running.cancel()
+                return
             except Exception:  # the next beat, or the job's own saves, will tell
-                log.warning("ingestion %s: saving its progress failed", job["id"])
+                log.warning("ingestion %s: saving its progress failed", job.body["id"])
 
     async def _run(
         self,
-        namespace: str,
-        kb: str,
+        running: _Job,
         spec: KnowledgeBaseSpec,
         readers: dict[str, Reader],
         folders: dict[str, set[str]],
-        job: dict[str, Any],
     ) -> None:
+        namespace, kb, job = running.namespace, running.kb, running.body
         started = time.perf_counter()
-        beating = asyncio.create_task(self._heartbeat(namespace, job))
+        this = asyncio.current_task()
+        assert this is not None
+        beating = asyncio.create_task(self._heartbeat(running, this))
         try:
             embedder = self.embedder(spec.embedder)
             known = {s.source: s for s in await self.index.sources(namespace, kb)}
@@ -249,7 +338,7 @@ class Knowledge:
                         {"source": source, "code": "internal_error", "message": repr(exc)}
                     )
                 job["done"] += 1
-                await self._save(namespace, job)
+                await self._save(running)
             if job["indexed"]:
                 await self.index.analyze()
             for prefix, present in folders.items():  # files gone from a folder: chunks go
@@ -258,9 +347,16 @@ class Knowledge:
                         await self.index.delete_source(namespace, kb, source)
                         job["removed"] += 1
             job["status"] = "succeeded"
-        except asyncio.CancelledError:
-            job["status"] = "cancelled"
-            raise
+        except (_TakenOver, asyncio.CancelledError) as exc:
+            if running.lost:
+                log.info("ingestion %s: taken over by another process; stopped", job["id"])
+                return
+            if job.get("resumable"):  # this process stops: another will go on with it
+                job["status"] = "running"
+            else:
+                job["status"] = "cancelled"
+            if isinstance(exc, asyncio.CancelledError):
+                raise
         except HangarError as exc:
             job["status"] = "failed"
             job["error"] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
@@ -270,9 +366,11 @@ class Knowledge:
             job["error"] = {"code": "internal_error", "message": repr(exc)}
         finally:
             beating.cancel()
-            job["finishedAt"] = _now()
-            job["seconds"] = round(time.perf_counter() - started, 3)
-            await asyncio.shield(self._save(namespace, job))
+            if not running.lost and job["status"] != "running":
+                job["finishedAt"] = _now()
+                job["seconds"] = round(time.perf_counter() - started, 3)
+                with contextlib.suppress(_TakenOver):
+                    await asyncio.shield(self._save(running))
 
     async def _source(
         self,
@@ -313,11 +411,28 @@ class Knowledge:
             await asyncio.gather(*self._jobs, return_exceptions=True)
 
     async def close(self) -> None:
+        if self._resuming is not None:
+            self._resuming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resuming
         for task in list(self._jobs):
             task.cancel()
         await self.wait()
         if self._index is not None:
             await self._index.close()
+
+
+def _progress(total: int) -> dict[str, Any]:
+    """A job's counters at its start (or its restart elsewhere)."""
+    return {
+        "total": total,
+        "done": 0,
+        "indexed": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "chunks": 0,
+        "errors": [],
+    }
 
 
 def _upload_reader(upload: Upload) -> Reader:

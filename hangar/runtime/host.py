@@ -99,6 +99,7 @@ class Runtime:
         if count:
             self.worker.start(count)
             self.schedules.start()  # processes that run work keep the schedules' clock
+            self.knowledge.start_resuming()  # and take over ingestions whose process died
             await self.warm_sandbox_pools()
 
     async def warm_sandbox_pools(self) -> None:

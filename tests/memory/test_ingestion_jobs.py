@@ -1,40 +1,144 @@
-"""An ingestion job lives in the process that runs it and beats while it works: one
-whose process died is reported interrupted (with what to do), not running forever."""
+"""An ingestion job lives in the process that runs it and beats while it works. One
+over the base's declared sources outlives that process: a worker process finds it
+silent and takes it over (one process wins), goes on without redoing what was
+indexed, and the process that lost it stops writing it. One over uploaded files,
+whose bytes are gone with the process, is reported interrupted with what to do."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from hangar.memory.index import SqliteKnowledgeIndex
+import pytest
+
+from hangar.memory.embedders import LocalEmbedder
+from hangar.memory.index import KnowledgeIndex, SqliteKnowledgeIndex
 from hangar.memory.knowledge import STALE_SECONDS, Knowledge
+from hangar.spec import parse_document
 from hangar.store.base import Store
+from hangar.store.sql import SqlStore
+from tests.helpers import doc
+
+EMBEDDER = LocalEmbedder()
 
 
-def job(status: str, seconds_ago: float) -> dict[str, Any]:
-    stamp = (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
+def ago(seconds: float) -> str:
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+
+
+def job(status: str, seconds_ago: float, **more: Any) -> dict[str, Any]:
+    stamp = ago(seconds_ago)
     return {
         "id": "ing_1",
         "knowledgeBase": "kb",
         "status": status,
         "createdAt": stamp,
         "updatedAt": stamp,
+        **more,
     }
 
 
-async def test_a_silent_running_job_is_reported_interrupted(tmp_path: Path) -> None:
+async def test_a_silent_upload_job_is_reported_interrupted(tmp_path: Path) -> None:
     index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
     knowledge = Knowledge(cast(Store, None), lambda: index)
     try:
         await index.save_job("default", "ing_1", job("running", STALE_SECONDS + 30))
         found = await knowledge.job("default", "kb", "ing_1")
         assert found["status"] == "interrupted"
-        assert "start it again" in found["error"]["hint"]
+        assert "send the files again" in found["error"]["hint"]
 
         await index.save_job("default", "ing_1", job("running", 5))
         assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "running"
         await index.save_job("default", "ing_1", job("succeeded", STALE_SECONDS + 30))
         assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "succeeded"
+        # One over declared sources is not interrupted: a worker process resumes it.
+        silent = job("running", STALE_SECONDS + 30, resumable=True)
+        await index.save_job("default", "ing_1", silent)
+        assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "running"
     finally:
         await index.close()
+
+
+@pytest.fixture
+async def handbook(tmp_path: Path) -> AsyncIterator[tuple[SqlStore, Path]]:
+    """A store holding knowledge base ``handbook`` over a folder, and that folder."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'hangar.db'}")
+    await store.migrate()
+    resource, problems = parse_document(
+        doc("KnowledgeBase", "handbook", {"sources": [{"folder": str(docs)}]})
+    )
+    assert resource is not None, problems
+    await store.apply_resource("default", resource)
+    try:
+        yield store, docs
+    finally:
+        await store.close()
+
+
+async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
+    handbook: tuple[SqlStore, Path], empty_index: KnowledgeIndex
+) -> None:
+    store, docs = handbook
+    (docs / "bees.txt").write_text("Bees keep their hive warm in winter by shivering.")
+    first = Knowledge(store, lambda: empty_index, EMBEDDER)
+    await first.ingest("default", "handbook")
+    await first.wait()
+    # More files come; the process ingesting them dies after the first one.
+    (docs / "ants.txt").write_text("Ants farm aphids for their honeydew.")
+    (docs / "wasps.txt").write_text("Paper wasps chew wood into paper for their nests.")
+    dead = job("running", STALE_SECONDS + 30, resumable=True, total=3, done=1)
+    dead |= {"id": "ing_dead", "knowledgeBase": "handbook"}
+    await empty_index.save_job("default", "ing_dead", dead)
+
+    workers = [Knowledge(store, lambda: empty_index, EMBEDDER) for _ in range(2)]
+    taken = await asyncio.gather(*(w.resume_stale() for w in workers))
+    assert sorted(taken) == [[], ["ing_dead"]]  # one process won it
+    for worker in workers:
+        await worker.wait()
+    found = await workers[0].job("default", "handbook", "ing_dead")
+    assert found["status"] == "succeeded", found
+    assert (found["resumed"], found["total"], found["done"]) == (1, 3, 3)
+    assert (found["unchanged"], found["indexed"]) == (1, 2)  # bees.txt was not redone
+    sources = [s.source for s in await empty_index.sources("default", "handbook")]
+    assert sorted(Path(s).name for s in sources) == ["ants.txt", "bees.txt", "wasps.txt"]
+    assert await workers[0].resume_stale() == []  # nothing silent is left
+
+
+class _GatedEmbedder:
+    """The local embedder, held before its first answer until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.name = EMBEDDER.name
+        self.max_tokens = EMBEDDER.max_tokens
+        self.count_tokens = EMBEDDER.count_tokens
+        self.waiting = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.waiting.set()
+        await self.go.wait()
+        return await EMBEDDER.embed(texts)
+
+
+async def test_a_slow_process_whose_job_was_taken_over_stops_writing_it(
+    handbook: tuple[SqlStore, Path], empty_index: KnowledgeIndex
+) -> None:
+    store, docs = handbook
+    (docs / "bees.txt").write_text("Bees keep their hive warm in winter by shivering.")
+    (docs / "ants.txt").write_text("Ants farm aphids for their honeydew.")
+    gate = _GatedEmbedder()
+    slow = Knowledge(store, lambda: empty_index, gate)  # type: ignore[arg-type]
+    started = await slow.ingest("default", "handbook")
+    await gate.waiting.wait()  # stuck in its first file, saying nothing for too long
+    # Another process found it silent and took it over, as resume_stale does.
+    taken = started | {"resumed": 1, "updatedAt": ago(0)}
+    assert await empty_index.save_job("default", started["id"], taken, saved=started["updatedAt"])
+    gate.go.set()
+    await slow.wait()
+    stored = await empty_index.get_job("default", started["id"])
+    assert stored == taken  # the slow process's progress and end were not written
