@@ -257,22 +257,32 @@ class Worker:
                 log.exception("refreshing the queue's statistics failed; retrying")
 
     async def _heartbeat(self) -> None:
-        """Renew the leases of the runs held here, a third of a lease apart. A run whose
-        lease was taken over (this process stalled past it) is stopped here at once; its
-        writes are refused anyway (the store checks the holder)."""
-        lease = self.settings.lease_seconds
+        """Renew the leases of the runs held here, a third of a lease apart."""
         while True:
-            await asyncio.sleep(lease / 3)
-            held = dict(self.holders)
+            await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
-                renewed = await self.store.renew_leases(held, lease)
+                await self.renew_leases()
             except Exception:
                 log.exception("renewing run leases failed; retrying")
+
+    async def renew_leases(self) -> set[str]:
+        """Renew the leases of the runs held here once; returns those found taken over
+        (this process stalled past a lease), which are stopped here at once (their
+        writes are refused anyway: the store checks the holder)."""
+        held = dict(self.holders)
+        renewed = await self.store.renew_leases(held, self.settings.lease_seconds)
+        lost = set()
+        for run_id in set(held) - renewed:
+            # Not renewed as it ended here meanwhile (its end stored, its slot not yet
+            # back to forget it): nothing was taken over.
+            task = self.running.get(run_id)
+            if task is None or task.done() or run_id in self._ending:
                 continue
-            for run_id in set(held) - renewed:
-                if self.holders.get(run_id) == held[run_id]:
-                    log.warning("run %s was taken over by another worker; stopping it", run_id)
-                    self.cancel_local(run_id)
+            if self.holders.get(run_id) == held[run_id]:
+                log.warning("run %s was taken over by another worker; stopping it", run_id)
+                self.cancel_local(run_id)
+                lost.add(run_id)
+        return lost
 
     async def stop(self) -> None:
         for task in self._slots:

@@ -126,6 +126,40 @@ async def test_a_cancel_that_lands_as_the_run_ends_changes_nothing(
         await store.close()
 
 
+class RenewJustAfterTheEnd(SqlStore):
+    """Renews the worker's leases the moment a run's end is stored, before its worker
+    hears back: the heartbeat's turn coming at the worst time."""
+
+    worker: Worker
+    lost: list[set[str]]
+
+    async def finish_and_claim(self, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        ended = await super().finish_and_claim(run_id, *args, **kwargs)
+        self.lost.append(await self.worker.renew_leases())
+        return ended
+
+
+async def test_a_run_that_ends_as_its_lease_is_renewed_is_not_reported_taken_over(
+    tmp_path: Path,
+) -> None:
+    store = RenewJustAfterTheEnd(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    store.lost = []
+    await with_agent(store)
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    store.worker = worker
+    runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
+    worker.start(1)
+    try:
+        await eventually(lambda: len(store.lost) == 2, what="both ends")
+        assert store.lost == [set(), set()]  # ended, so not renewed: not taken over
+        for run in runs:
+            current = await store.get_run("default", run.id)
+            assert current is not None and current.status is RunStatus.SUCCEEDED
+    finally:
+        await worker.stop()
+        await store.close()
+
+
 async def test_a_child_run_whose_parent_lost_its_worker_is_stopped_not_finished(
     tmp_path: Path,
 ) -> None:
