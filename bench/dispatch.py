@@ -13,6 +13,10 @@ PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, where writers take turns), write as m
 event rows as a Hangar run writes, and mark it done. A bare claim loop with no work
 is reported too, as the ceiling of the claim itself.
 
+Fair share. With four worker processes busy on one namespace's flood of runs, a
+second namespace queues a few: the share of the runs started while both wait that
+goes to the second (0.5 is an even split), read from the store's timestamps.
+
 Gateway. 50 clients at once, each sending one-step runs one after another
 (``POST /v1/agents/NAME/runs``, waiting for the answer) to ``hangar up``: p50 and p99
 of the whole request, and runs per second.
@@ -21,6 +25,7 @@ of the whole request, and runs per second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -31,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -43,6 +49,7 @@ import sqlalchemy as sa
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
 from hangar.store.postgres import driver_dsn
+from hangar.store.sql import FAIR_SHARE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -55,6 +62,9 @@ SLOTS = 4
 WARM_UP = 50
 """Runs per worker process before the measure."""
 CLIENTS = 50
+ENDED = ("succeeded", "failed", "cancelled")
+FLOOD = 2000
+TRICKLE = 200
 
 MODEL = {
     "apiVersion": "hangar.dev/v1alpha1",
@@ -119,58 +129,76 @@ async def _pg(statement: str) -> None:
 # --- Hangar's dispatch ------------------------------------------------------------------
 
 
-async def _prepare(db: Database) -> Any:
+async def _prepare(db: Database, namespaces: tuple[str, ...] = ("default",)) -> Any:
     from hangar.spec import parse_document
     from hangar.store.sql import SqlStore
 
     store = SqlStore(db.url, schema=db.schema)
     await store.migrate()
-    for document in (MODEL, AGENT):
-        resource, _ = parse_document(document)
-        assert resource is not None
-        await store.apply_resource("default", resource)
+    for namespace in namespaces:
+        for document in (MODEL, AGENT):
+            resource, _ = parse_document(document)
+            assert resource is not None
+            await store.apply_resource(namespace, resource)
     return store
+
+
+async def _queue(store: Any, namespace: str, runs: int) -> datetime:
+    """Queue ``runs`` runs of the echo agent in one transaction; returns a time before
+    the first of them."""
+    from hangar.store.sql import new_id, now
+    from hangar.store.tables import runs as runs_table
+
+    since = now()
+    rows = [
+        {
+            "id": new_id("run"),
+            "namespace": namespace,
+            "agent": "echo",
+            "agent_generation": 1,
+            "status": "queued",
+            "input": {"messages": [{"role": "user", "content": "go"}]},
+            "usage": {},
+            "last_seq": 0,
+            "cancel_requested": False,
+            "created_at": now(),
+            "depth": 0,
+            "priority": 0,
+        }
+        for _ in range(runs)
+    ]
+    async with store.engine.begin() as conn:
+        await conn.execute(runs_table.insert(), rows)
+    return since
+
+
+async def _count(store: Any, where: Any) -> int:
+    from hangar.store.tables import runs as runs_table
+
+    async with store.engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(runs_table).where(where)
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def _until(store: Any, where: Any, count: int) -> None:
+    """Poll the store (another process's runs: no event here would say so)."""
+    for _ in range(60_000):
+        if await _count(store, where) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"fewer than {count} runs after 20 minutes")
 
 
 async def _queue_and_drain(db: Database, runs: int) -> tuple[float, int]:
     """Queue ``runs`` runs in one transaction; wait for all to end. Returns runs per
     second (first claim to last end) and events per run, of these runs only."""
-    from hangar.store.sql import SqlStore, new_id, now
     from hangar.store.tables import run_events
     from hangar.store.tables import runs as runs_table
 
-    store: SqlStore = await _prepare(db)
+    store = await _prepare(db)
     try:
-        since = now()
-        rows = [
-            {
-                "id": new_id("run"),
-                "namespace": "default",
-                "agent": "echo",
-                "agent_generation": 1,
-                "status": "queued",
-                "input": {"messages": [{"role": "user", "content": "go"}]},
-                "usage": {},
-                "last_seq": 0,
-                "cancel_requested": False,
-                "created_at": now(),
-                "depth": 0,
-                "priority": 0,
-            }
-            for _ in range(runs)
-        ]
-        async with store.engine.begin() as conn:
-            await conn.execute(runs_table.insert(), rows)
-        ours = runs_table.c.created_at >= since
-        finished = sa.select(sa.func.count()).where(
-            ours & runs_table.c.status.in_(["succeeded", "failed", "cancelled"])
-        )
-        while True:
-            async with store.engine.connect() as conn:
-                done = (await conn.execute(finished)).scalar_one()
-            if done == runs:
-                break
-            await asyncio.sleep(0.05)
+        ours = runs_table.c.created_at >= await _queue(store, "default", runs)
+        await _until(store, ours & runs_table.c.status.in_(ENDED), runs)
         async with store.engine.connect() as conn:
             first, last, failed = (
                 await conn.execute(
@@ -196,36 +224,92 @@ async def _queue_and_drain(db: Database, runs: int) -> tuple[float, int]:
         await store.close()
 
 
+@contextlib.contextmanager
+def _workers(db: Database, count: int) -> Iterator[None]:
+    """``count`` ``hangar worker`` processes on ``db``, started and waiting for work."""
+    env = db.env(HANGAR_WORKERS=str(SLOTS))
+    procs = [
+        subprocess.Popen([str(HANGAR), "worker"], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
+    try:
+        for proc in procs:  # each says so once it is started and waiting for work
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.startswith("Hangar worker"), f"a worker did not start: {line!r}"
+        yield
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
 def hangar_dispatch(kind: str, workers: int, runs: int) -> tuple[float, int]:
     db = Database.fresh(kind)
     try:
         asyncio.run(_prepare_and_close(db))
-        env = db.env(HANGAR_WORKERS=str(SLOTS))
-        procs = [
-            subprocess.Popen([str(HANGAR), "worker"], env=env, stdout=subprocess.PIPE, text=True)
-            for _ in range(workers)
-        ]
-        try:
-            for proc in procs:  # each says so once it is started and waiting for work
-                assert proc.stdout is not None
-                line = proc.stdout.readline()
-                assert line.startswith("Hangar worker"), f"a worker did not start: {line!r}"
+        with _workers(db, workers):
             # Warm up first, as the floor's processes open their connections before the
             # start: Hangar's open as runs come, and a cold measure counts their opening.
             asyncio.run(_queue_and_drain(db, WARM_UP * workers))
             return asyncio.run(_queue_and_drain(db, runs))
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(30)
     finally:
         db.drop()
 
 
-async def _prepare_and_close(db: Database) -> None:
-    store = await _prepare(db)
+async def _prepare_and_close(db: Database, namespaces: tuple[str, ...] = ("default",)) -> None:
+    store = await _prepare(db, namespaces)
     await store.close()
+
+
+# --- fair share between namespaces --------------------------------------------------------
+
+
+async def _flood_and_trickle(
+    db: Database, workers: int, flood: int, trickle: int
+) -> dict[str, float]:
+    """Queue ``flood`` runs in one namespace; once they fill every slot, ``trickle`` in
+    another. Returns the trickle's share of the runs started while both were waiting,
+    and how many of the flood were still queued when the trickle's last one started."""
+    from hangar.store.sql import now
+    from hangar.store.tables import runs as runs_table
+
+    store = await _prepare(db, ("flood", "trickle"))
+    try:
+        since = await _queue(store, "flood", flood)
+        ours = runs_table.c.created_at >= since
+        await _until(store, ours & runs_table.c.started_at.is_not(None), workers * SLOTS)
+        arrived = now()
+        await _queue(store, "trickle", trickle)
+        await _until(store, ours & runs_table.c.status.in_(ENDED), flood + trickle)
+        async with store.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(runs_table.c.namespace, runs_table.c.started_at).where(ours)
+                )
+            ).all()
+    finally:
+        await store.close()
+    # SQLite's timestamps come back without their zone (UTC, as they were written).
+    rows = [(ns, t if t.tzinfo else t.replace(tzinfo=UTC)) for ns, t in rows]
+    last = max(started for namespace, started in rows if namespace == "trickle")
+    window = [namespace for namespace, started in rows if arrived <= started <= last]
+    return {
+        "trickle_share": window.count("trickle") / len(window),
+        "flood_left": sum(1 for namespace, started in rows if started > last),
+    }
+
+
+def fair_share(kind: str, workers: int, flood: int, trickle: int) -> dict[str, float]:
+    db = Database.fresh(kind)
+    try:
+        asyncio.run(_prepare_and_close(db, ("default", "flood", "trickle")))
+        with _workers(db, workers):
+            asyncio.run(_queue_and_drain(db, WARM_UP * workers))
+            return asyncio.run(_flood_and_trickle(db, workers, flood, trickle))
+    finally:
+        db.drop()
 
 
 # --- the floor: the database alone -------------------------------------------------------
@@ -434,6 +518,10 @@ def main(runs: int, per_client: int = 10) -> None:
                 "events_per_run": events,
             }
             print(f"{kind} ×{workers}: hangar {hangar:.0f}/s, floor {floor:.0f}/s", flush=True)
+    shares = {
+        kind: fair_share(kind, max(WORKER_COUNTS), FLOOD, TRICKLE)
+        for kind in ("postgresql", "sqlite")
+    }
     gateways = {kind: gateway(kind, per_client) for kind in ("sqlite", "postgresql")}
 
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -447,6 +535,10 @@ def main(runs: int, per_client: int = 10) -> None:
     gateway_rows = "\n".join(
         f"| {kind} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} | {g['runs_per_second']:.0f} |"
         for kind, g in gateways.items()
+    )
+    share_rows = "\n".join(
+        f"| {kind} | {m['trickle_share']:.2f} | {m['flood_left']:.0f} |"
+        for kind, m in shares.items()
     )
     report = f"""# The run queue under load
 
@@ -471,6 +563,21 @@ Hangar's agent loop takes in Python.
 | --- | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
+## Fair share between namespaces
+
+{max(WORKER_COUNTS)} worker processes ({SLOTS} slots each). Namespace `flood` queues
+{FLOOD} runs at once; when they fill every slot, namespace `trickle` queues {TRICKLE}.
+The trickle's share of the runs started from its arrival to its last run's start: 0.50
+is an even split between the two (the queue's rule, by runs running per namespace, with
+each process choosing from a look at the queue at most {FAIR_SHARE_SECONDS} s old);
+first come, first served would give it none until the flood had drained. "Flood still
+queued" counts the flood's runs that started after the trickle's last: the two competed
+the whole time.
+
+| database | trickle's share | flood still queued |
+| --- | ---: | ---: |
+{share_rows}
+
 ## The gateway with {CLIENTS} concurrent clients
 
 `hangar up` (4 run slots), {CLIENTS} clients each sending {per_client} one-step runs in a row and
@@ -483,6 +590,9 @@ waiting for each answer.
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "dispatch.md").write_text(report)
     (RESULTS / "dispatch.json").write_text(
-        json.dumps({"when": stamp, "dispatch": dispatch, "gateway": gateways}, indent=2)
+        json.dumps(
+            {"when": stamp, "dispatch": dispatch, "fair_share": shares, "gateway": gateways},
+            indent=2,
+        )
     )
     print(report)
