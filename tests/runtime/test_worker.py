@@ -83,6 +83,17 @@ async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_pa
         await store.close()
 
 
+async def two_runs_on_one_slot(store: Any, tmp_path: Path) -> tuple[Worker, list[RunRecord]]:
+    """Agent ``a`` on ``store``, two runs of it queued, and a worker of one slot (the
+    store's ``worker``) started on them: the first run's end claims the second."""
+    await with_agent(store)
+    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    store.worker = worker
+    runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
+    worker.start(1)
+    return worker, runs
+
+
 class CancelJustAfterTheEnd(SqlStore):
     """Cancels a run the moment its end is stored, before its worker hears back."""
 
@@ -102,11 +113,7 @@ async def test_a_cancel_that_lands_as_the_run_ends_changes_nothing(
     """The run ends once, as it was ending, and the next run its end claimed runs."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'h.db'}" if kind == "sqlite" else POSTGRES_URL
     store = CancelJustAfterTheEnd(url, schema=None if kind == "sqlite" else pg_schema)
-    await with_agent(store)
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
-    store.worker = worker
-    runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
-    worker.start(1)
+    worker, runs = await two_runs_on_one_slot(store, tmp_path)
     try:
         for run in runs:
 
@@ -144,11 +151,7 @@ async def test_a_run_that_ends_as_its_lease_is_renewed_is_not_reported_taken_ove
 ) -> None:
     store = RenewJustAfterTheEnd(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     store.lost = []
-    await with_agent(store)
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
-    store.worker = worker
-    runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
-    worker.start(1)
+    worker, runs = await two_runs_on_one_slot(store, tmp_path)
     try:
         await eventually(lambda: len(store.lost) == 2, what="both ends")
         assert store.lost == [set(), set()]  # ended, so not renewed: not taken over
