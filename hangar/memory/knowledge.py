@@ -228,7 +228,10 @@ class Knowledge:
         before = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat()
         resumed = []
         for namespace, body in await self.index.stale_jobs(before):
-            if not body.get("resumable"):
+            if not body.get("resumable"):  # stored as it is reported, not listed again
+                await self.index.save_job(
+                    namespace, body["id"], _interrupted(body), saved=body["updatedAt"]
+                )
                 continue
             kb = body["knowledgeBase"]
             try:
@@ -276,12 +279,7 @@ class Knowledge:
         alive = datetime.fromisoformat(job.get("updatedAt") or job["createdAt"])
         silent = (datetime.now(UTC) - alive).total_seconds() > STALE_SECONDS
         if job["status"] == "running" and silent and not job.get("resumable"):
-            job["status"] = "interrupted"
-            job["error"] = {
-                "code": "interrupted",
-                "message": "the process running this ingestion stopped before it finished",
-                "hint": "send the files again: those already indexed and unchanged are skipped",
-            }
+            return _interrupted(job)
         return job
 
     async def _save(self, job: _Job) -> None:
@@ -420,6 +418,18 @@ class Knowledge:
         await self.wait()
         if self._index is not None:
             await self._index.close()
+
+
+def _interrupted(job: dict[str, Any]) -> dict[str, Any]:
+    """A job over uploads whose process died: the files went with it."""
+    return job | {
+        "status": "interrupted",
+        "error": {
+            "code": "interrupted",
+            "message": "the process running this ingestion stopped before it finished",
+            "hint": "send the files again: those already indexed and unchanged are skipped",
+        },
+    }
 
 
 def _progress(total: int) -> dict[str, Any]:

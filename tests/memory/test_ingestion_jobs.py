@@ -2,7 +2,8 @@
 over the base's declared sources outlives that process: a worker process finds it
 silent and takes it over (one process wins), goes on without redoing what was
 indexed, and the process that lost it stops writing it. One over uploaded files,
-whose bytes are gone with the process, is reported interrupted with what to do."""
+whose bytes are gone with the process, is reported (and then stored) interrupted,
+with what to do."""
 
 from __future__ import annotations
 
@@ -94,6 +95,8 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
     dead = job("running", STALE_SECONDS + 30, resumable=True, total=3, done=1)
     dead |= {"id": "ing_dead", "knowledgeBase": "handbook"}
     await empty_index.save_job("default", "ing_dead", dead)
+    uploads = job("running", STALE_SECONDS + 30, resumable=False) | {"id": "ing_uploads"}
+    await empty_index.save_job("default", "ing_uploads", uploads)
 
     workers = [Knowledge(store, lambda: empty_index, EMBEDDER) for _ in range(2)]
     taken = await asyncio.gather(*(w.resume_stale() for w in workers))
@@ -107,6 +110,9 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
     sources = [s.source for s in await empty_index.sources("default", "handbook")]
     assert sorted(Path(s).name for s in sources) == ["ants.txt", "bees.txt", "wasps.txt"]
     assert await workers[0].resume_stale() == []  # nothing silent is left
+    # The uploads' job cannot be resumed: it is stored as interrupted, once.
+    stored = await empty_index.get_job("default", "ing_uploads")
+    assert stored is not None and stored["status"] == "interrupted"
 
 
 class _GatedEmbedder:
