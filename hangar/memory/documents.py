@@ -40,6 +40,17 @@ CONTENT_TYPES = {
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file sent with an ingestion request: its bytes, or only its size when it is
+    over the limit (its error is reported without reading it)."""
+
+    name: str
+    data: bytes | None
+    size: int
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
 class Document:
     """A source's text, and whether its headings are Markdown's (for the chunker)."""
 

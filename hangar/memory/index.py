@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from hangar.config import Settings
 from hangar.errors import ConfigurationError
 from hangar.memory.chunking import Chunk
+from hangar.memory.documents import Upload
 from hangar.memory.fusion import reciprocal_rank_fusion
 from hangar.store.postgres import driver_dsn
 
@@ -93,6 +94,15 @@ class KnowledgeIndex(Protocol):
         processes died. (namespace, state) each."""
         ...
 
+    async def keep_uploads(self, namespace: str, job_id: str, uploads: Sequence[Upload]) -> None:
+        """Keep a job's uploaded files until it ends, for whichever process finishes it."""
+        ...
+
+    async def uploads(self, namespace: str, job_id: str) -> list[Upload]:
+        """A job's uploaded files, in the order they were sent."""
+        ...
+
+    async def drop_uploads(self, namespace: str, job_id: str) -> None: ...
     async def vector_search(
         self, namespace: str, kb: str, vector: Sequence[float], k: int
     ) -> list[Hit]: ...
@@ -313,6 +323,16 @@ CREATE TABLE IF NOT EXISTS ingestion_jobs (
     namespace TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ingestion_uploads (
+    job_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT,
+    size INTEGER NOT NULL,
+    data BLOB,
+    PRIMARY KEY (job_id, idx)
+);
 """
 
 
@@ -460,6 +480,45 @@ class SqliteKnowledgeIndex:
 
         return [(namespace, json.loads(body)) for namespace, body in await self._call(read)]
 
+    async def keep_uploads(self, namespace: str, job_id: str, uploads: Sequence[Upload]) -> None:
+        def write(db: Any) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO ingestion_uploads"
+                    " (job_id, namespace, idx, name, content_type, size, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (job_id, namespace, i, u.name, u.content_type, u.size, u.data)
+                        for i, u in enumerate(uploads)
+                    ],
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._call(write)
+
+    async def uploads(self, namespace: str, job_id: str) -> list[Upload]:
+        def read(db: Any) -> Any:
+            return db.execute(
+                "SELECT name, data, size, content_type FROM ingestion_uploads"
+                " WHERE namespace = ? AND job_id = ? ORDER BY idx",
+                (namespace, job_id),
+            ).fetchall()
+
+        return [Upload(*row) for row in await self._call(read)]
+
+    async def drop_uploads(self, namespace: str, job_id: str) -> None:
+        def delete(db: Any) -> None:
+            db.execute(
+                "DELETE FROM ingestion_uploads WHERE namespace = ? AND job_id = ?",
+                (namespace, job_id),
+            )
+
+        await self._call(delete)
+
     async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         def read(db: Any) -> Any:
             return db.execute(
@@ -579,6 +638,16 @@ CREATE TABLE IF NOT EXISTS ingestion_jobs (
     id TEXT PRIMARY KEY,
     namespace TEXT NOT NULL,
     body JSONB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingestion_uploads (
+    job_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT,
+    size BIGINT NOT NULL,
+    data BYTEA,
+    PRIMARY KEY (job_id, idx)
 );
 """
 
@@ -767,6 +836,37 @@ class PostgresKnowledgeIndex:
             before,
         )
         return [(row[0], json.loads(row[1])) for row in rows]
+
+    async def keep_uploads(self, namespace: str, job_id: str, uploads: Sequence[Upload]) -> None:
+        pool = await self._connection_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO ingestion_uploads"
+                " (job_id, namespace, idx, name, content_type, size, data)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [
+                    (job_id, namespace, i, u.name, u.content_type, u.size, u.data)
+                    for i, u in enumerate(uploads)
+                ],
+            )
+
+    async def uploads(self, namespace: str, job_id: str) -> list[Upload]:
+        pool = await self._connection_pool()
+        rows = await pool.fetch(
+            "SELECT name, data, size, content_type FROM ingestion_uploads"
+            " WHERE namespace = $1 AND job_id = $2 ORDER BY idx",
+            namespace,
+            job_id,
+        )
+        return [Upload(row[0], row[1], row[2], row[3]) for row in rows]
+
+    async def drop_uploads(self, namespace: str, job_id: str) -> None:
+        pool = await self._connection_pool()
+        await pool.execute(
+            "DELETE FROM ingestion_uploads WHERE namespace = $1 AND job_id = $2",
+            namespace,
+            job_id,
+        )
 
     async def get_job(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         pool = await self._connection_pool()

@@ -7,12 +7,11 @@ whose content has not changed since it was indexed is skipped; one that changed 
 its chunks replaced in one transaction; a file gone from a folder source loses its
 chunks. One unreadable source is an error on the job's list, never the job's end.
 
-A job over the base's declared sources outlives its process: a worker process that
-finds it silent for ``STALE_SECONDS`` takes it over (one process wins; the state is
-replaced only if it is still the one the silent process saved last) and runs it again,
-which skips what was indexed already. The process that lost it, if it was only slow,
-finds its next save refused and stops. Uploaded files are not kept: such a job is
-reported interrupted, to be sent again.
+A job outlives its process: a worker process that finds it silent for
+``STALE_SECONDS`` takes it over (one process wins; the state is replaced only if it is
+still the one the silent process saved last) and runs it again, which skips what was
+indexed already. Uploaded files are kept beside the job until it ends, for that. The
+process that lost it, if it was only slow, finds its next save refused and stops.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from hangar.errors import (
     ToolNotAllowedError,
 )
 from hangar.memory.chunking import chunk_text
-from hangar.memory.documents import MAX_BYTES, Document, check_size, read_document
+from hangar.memory.documents import MAX_BYTES, Document, Upload, check_size, read_document
 from hangar.memory.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
 from hangar.memory.index import Hit, KnowledgeIndex, SourceInfo, hybrid_search
 from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase, KnowledgeBaseSpec, SourceSpec
@@ -81,17 +80,6 @@ class KnowledgeBaseNotFoundError(ResourceNotFoundError):
 
 class IngestionNotFoundError(ResourceNotFoundError):
     code = "ingestion_not_found"
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file sent with an ingestion request: its bytes, or only its size when it is
-    over the limit (its error is reported without reading it)."""
-
-    name: str
-    data: bytes | None
-    size: int
-    content_type: str | None = None
 
 
 Reader = Callable[[], Awaitable[Document]]
@@ -199,11 +187,14 @@ class Knowledge:
             "knowledgeBase": kb,
             "status": "running",
             **_progress(len(readers)),
-            "resumable": uploads is None,
+            "resumable": True,
+            "uploads": uploads is not None,
             "createdAt": _now(),
             "updatedAt": _now(),
             "finishedAt": None,
         }
+        if uploads:  # kept first: a job stored without its files could not be resumed
+            await self.index.keep_uploads(namespace, job["id"], uploads)
         await self.index.save_job(namespace, job["id"], job)
         self._start(_Job(namespace, kb, job), spec, readers, folders)
         return dict(job)
@@ -220,9 +211,10 @@ class Knowledge:
         task.add_done_callback(self._jobs.discard)
 
     async def resume_stale(self) -> list[str]:
-        """Take over the jobs over declared sources whose processes went silent, and
-        run them again here; the ids of those this process won. A job whose base is
-        gone, or whose sources can no longer be listed, fails instead."""
+        """Take over the jobs whose processes went silent, and run them again here; the
+        ids of those this process won. A job whose base is gone, or whose sources can
+        no longer be listed, fails instead; one stored before jobs were resumable is
+        stored interrupted."""
         if not await self.store.list_all_resources(KnowledgeBase.KIND):
             return []  # no base, no job: the index is not even opened
         before = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat()
@@ -236,7 +228,13 @@ class Knowledge:
             kb = body["knowledgeBase"]
             try:
                 spec = await self.base(namespace, kb)
-                readers, folders = _declared(spec)
+                readers: dict[str, Reader]
+                folders: dict[str, set[str]]
+                if body.get("uploads"):
+                    kept = await self.index.uploads(namespace, body["id"])
+                    readers, folders = {u.name: _upload_reader(u) for u in kept}, {}
+                else:
+                    readers, folders = _declared(spec)
             except HangarError as exc:
                 failed = body | {
                     "status": "failed",
@@ -369,6 +367,8 @@ class Knowledge:
                 job["seconds"] = round(time.perf_counter() - started, 3)
                 with contextlib.suppress(_TakenOver):
                     await asyncio.shield(self._save(running))
+                    if job.get("uploads"):  # ended: no one will read them again
+                        await asyncio.shield(self.index.drop_uploads(namespace, job["id"]))
 
     async def _source(
         self,
@@ -421,7 +421,8 @@ class Knowledge:
 
 
 def _interrupted(job: dict[str, Any]) -> dict[str, Any]:
-    """A job over uploads whose process died: the files went with it."""
+    """A job stored before jobs kept their uploads, whose process died: its files
+    went with it."""
     return job | {
         "status": "interrupted",
         "error": {

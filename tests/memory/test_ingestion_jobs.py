@@ -1,9 +1,9 @@
-"""An ingestion job lives in the process that runs it and beats while it works. One
-over the base's declared sources outlives that process: a worker process finds it
-silent and takes it over (one process wins), goes on without redoing what was
-indexed, and the process that lost it stops writing it. One over uploaded files,
-whose bytes are gone with the process, is reported (and then stored) interrupted,
-with what to do."""
+"""An ingestion job lives in the process that runs it and beats while it works, and
+outlives that process: a worker process finds it silent and takes it over (one
+process wins), goes on without redoing what was indexed, and the process that lost
+it stops writing it. Uploaded files are kept beside their job until it ends, for
+that. A job stored before jobs were resumable is reported (then stored)
+interrupted, with what to do."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import pytest
 
+from hangar.memory.documents import Upload
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import KnowledgeIndex, SqliteKnowledgeIndex
 from hangar.memory.knowledge import STALE_SECONDS, Knowledge
@@ -42,7 +43,7 @@ def job(status: str, seconds_ago: float, **more: Any) -> dict[str, Any]:
     }
 
 
-async def test_a_silent_upload_job_is_reported_interrupted(tmp_path: Path) -> None:
+async def test_a_silent_job_of_an_earlier_version_is_reported_interrupted(tmp_path: Path) -> None:
     index = SqliteKnowledgeIndex(tmp_path / "knowledge.db")
     knowledge = Knowledge(cast(Store, None), lambda: index)
     try:
@@ -55,7 +56,7 @@ async def test_a_silent_upload_job_is_reported_interrupted(tmp_path: Path) -> No
         assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "running"
         await index.save_job("default", "ing_1", job("succeeded", STALE_SECONDS + 30))
         assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "succeeded"
-        # One over declared sources is not interrupted: a worker process resumes it.
+        # One stored as resumable is not interrupted: a worker process resumes it.
         silent = job("running", STALE_SECONDS + 30, resumable=True)
         await index.save_job("default", "ing_1", silent)
         assert (await knowledge.job("default", "kb", "ing_1"))["status"] == "running"
@@ -95,8 +96,8 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
     dead = job("running", STALE_SECONDS + 30, resumable=True, total=3, done=1)
     dead |= {"id": "ing_dead", "knowledgeBase": "handbook"}
     await empty_index.save_job("default", "ing_dead", dead)
-    uploads = job("running", STALE_SECONDS + 30, resumable=False) | {"id": "ing_uploads"}
-    await empty_index.save_job("default", "ing_uploads", uploads)
+    earlier = job("running", STALE_SECONDS + 30) | {"id": "ing_earlier"}  # not resumable
+    await empty_index.save_job("default", "ing_earlier", earlier)
 
     workers = [Knowledge(store, lambda: empty_index, EMBEDDER) for _ in range(2)]
     taken = await asyncio.gather(*(w.resume_stale() for w in workers))
@@ -110,8 +111,8 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
     sources = [s.source for s in await empty_index.sources("default", "handbook")]
     assert sorted(Path(s).name for s in sources) == ["ants.txt", "bees.txt", "wasps.txt"]
     assert await workers[0].resume_stale() == []  # nothing silent is left
-    # The uploads' job cannot be resumed: it is stored as interrupted, once.
-    stored = await empty_index.get_job("default", "ing_uploads")
+    # The earlier version's job cannot be resumed: it is stored as interrupted, once.
+    stored = await empty_index.get_job("default", "ing_earlier")
     assert stored is not None and stored["status"] == "interrupted"
 
 
@@ -148,3 +149,35 @@ async def test_a_slow_process_whose_job_was_taken_over_stops_writing_it(
     await slow.wait()
     stored = await empty_index.get_job("default", started["id"])
     assert stored == taken  # the slow process's progress and end were not written
+
+
+async def test_an_upload_job_whose_process_stopped_is_finished_from_its_kept_files(
+    handbook: tuple[SqlStore, Path], empty_index: KnowledgeIndex
+) -> None:
+    store, _ = handbook
+    gate = _GatedEmbedder()
+    stopping = Knowledge(store, lambda: empty_index, gate)  # type: ignore[arg-type]
+    sent = [
+        Upload("bees.txt", b"Bees keep their hive warm in winter by shivering.", 49),
+        Upload("ants.txt", b"Ants farm aphids for their honeydew.", 36),
+    ]
+    started = await stopping.ingest("default", "handbook", sent)
+    await gate.waiting.wait()
+    await stopping.close()  # the process stops (SIGTERM) in the middle of the job
+    left = await empty_index.get_job("default", started["id"])
+    assert left is not None and left["status"] == "running"  # left for another
+    assert [u.name for u in await empty_index.uploads("default", started["id"])] == [
+        "bees.txt",
+        "ants.txt",
+    ]
+    # A minute later it is silent, and a worker process finds it.
+    await empty_index.save_job("default", started["id"], left | {"updatedAt": ago(90)})
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    assert await worker.resume_stale() == [started["id"]]
+    await worker.wait()
+    found = await worker.job("default", "handbook", started["id"])
+    assert found["status"] == "succeeded", found
+    assert (found["resumed"], found["indexed"], found["errors"]) == (1, 2, [])
+    sources = [s.source for s in await empty_index.sources("default", "handbook")]
+    assert sorted(sources) == ["ants.txt", "bees.txt"]
+    assert await empty_index.uploads("default", started["id"]) == []  # gone with the job

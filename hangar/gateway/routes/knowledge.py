@@ -11,8 +11,7 @@ from starlette.datastructures import UploadFile
 
 from hangar.errors import InvalidRequestError
 from hangar.gateway.auth import KeyDep, RuntimeDep
-from hangar.memory.documents import MAX_BYTES
-from hangar.memory.knowledge import Upload
+from hangar.memory.documents import MAX_BYTES, Upload
 
 router = APIRouter(tags=["knowledge"])
 MAX_FILES = 1000
