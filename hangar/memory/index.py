@@ -302,6 +302,28 @@ def _floats(vector: Sequence[float]) -> bytes:
     return struct.pack(f"{len(vector)}f", *vector)
 
 
+def _job_tables(*, json: str, size: str, data: str) -> str:
+    """Ingestion jobs' tables, in either database's types: a job's state (JSON), and
+    the files uploaded with it, kept until it ends."""
+    return f"""
+CREATE TABLE IF NOT EXISTS ingestion_jobs (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    body {json} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ingestion_uploads (
+    job_id TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    content_type TEXT,
+    size {size} NOT NULL,
+    data {data},
+    PRIMARY KEY (job_id, idx)
+);
+"""
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
@@ -318,22 +340,7 @@ CREATE INDEX IF NOT EXISTS chunks_source ON chunks (namespace, kb, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, text, content='chunks', content_rowid='id'
 );
-CREATE TABLE IF NOT EXISTS ingestion_jobs (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ingestion_uploads (
-    job_id TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    content_type TEXT,
-    size INTEGER NOT NULL,
-    data BLOB,
-    PRIMARY KEY (job_id, idx)
-);
-"""
+""" + _job_tables(json="TEXT", size="INTEGER", data="BLOB")
 
 
 class SqliteKnowledgeIndex:
@@ -634,22 +641,7 @@ CREATE TABLE IF NOT EXISTS knowledge_chunks (
 );
 CREATE INDEX IF NOT EXISTS knowledge_chunks_source ON knowledge_chunks (namespace, kb, source);
 CREATE INDEX IF NOT EXISTS knowledge_chunks_words ON knowledge_chunks USING gin (words);
-CREATE TABLE IF NOT EXISTS ingestion_jobs (
-    id TEXT PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    body JSONB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ingestion_uploads (
-    job_id TEXT NOT NULL,
-    namespace TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    content_type TEXT,
-    size BIGINT NOT NULL,
-    data BYTEA,
-    PRIMARY KEY (job_id, idx)
-);
-"""
+""" + _job_tables(json="JSONB", size="BIGINT", data="BYTEA")
 
 
 def index_for(settings: Settings) -> Callable[[], KnowledgeIndex]:
