@@ -193,9 +193,9 @@ class Knowledge:
             "updatedAt": _now(),
             "finishedAt": None,
         }
-        if uploads:  # kept first: a job stored without its files could not be resumed
-            await self.index.keep_uploads(namespace, job["id"], uploads)
         await self.index.save_job(namespace, job["id"], job)
+        if uploads:  # after the job: no file is kept for a job that was never stored
+            await self.index.keep_uploads(namespace, job["id"], uploads)
         self._start(_Job(namespace, kb, job), spec, readers, folders)
         return dict(job)
 
@@ -213,14 +213,20 @@ class Knowledge:
     async def resume_stale(self) -> list[str]:
         """Take over the jobs whose processes went silent, and run them again here; the
         ids of those this process won. A job whose base is gone, or whose sources can
-        no longer be listed, fails instead; one stored before jobs were resumable is
-        stored interrupted."""
+        no longer be listed, fails instead; one stored before jobs were resumable, or
+        whose files were never kept, is stored interrupted."""
         if not await self.store.list_all_resources(KnowledgeBase.KIND):
             return []  # no base, no job: the index is not even opened
         before = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat()
         resumed = []
         for namespace, body in await self.index.stale_jobs(before):
-            if not body.get("resumable"):  # stored as it is reported, not listed again
+            kept: list[Upload] = []
+            if body.get("uploads"):
+                kept = await self.index.uploads(namespace, body["id"])
+            # A job of an earlier version, or whose process died before its files were
+            # kept, cannot be resumed: stored as it is reported, not listed again.
+            files_lost = bool(body.get("uploads")) and len(kept) < body["total"]
+            if not body.get("resumable") or files_lost:
                 await self.index.save_job(
                     namespace, body["id"], _interrupted(body), saved=body["updatedAt"]
                 )
@@ -231,7 +237,6 @@ class Knowledge:
                 readers: dict[str, Reader]
                 folders: dict[str, set[str]]
                 if body.get("uploads"):
-                    kept = await self.index.uploads(namespace, body["id"])
                     readers, folders = {u.name: _upload_reader(u) for u in kept}, {}
                 else:
                     readers, folders = _declared(spec)
@@ -421,8 +426,8 @@ class Knowledge:
 
 
 def _interrupted(job: dict[str, Any]) -> dict[str, Any]:
-    """A job stored before jobs kept their uploads, whose process died: its files
-    went with it."""
+    """A job whose process died with its uploaded files not kept (an earlier
+    version's, or one that died between storing the job and keeping its files)."""
     return job | {
         "status": "interrupted",
         "error": {

@@ -181,3 +181,19 @@ async def test_an_upload_job_whose_process_stopped_is_finished_from_its_kept_fil
     sources = [s.source for s in await empty_index.sources("default", "handbook")]
     assert sorted(sources) == ["ants.txt", "bees.txt"]
     assert await empty_index.uploads("default", started["id"]) == []  # gone with the job
+
+
+async def test_an_upload_job_whose_process_died_before_keeping_its_files_is_interrupted(
+    handbook: tuple[SqlStore, Path], empty_index: KnowledgeIndex
+) -> None:
+    """The job is stored first, its files just after: a process dying in between leaves
+    a job with nothing to resume from, said so, and no file kept for no job."""
+    store, _ = handbook
+    fileless = job("running", STALE_SECONDS + 30, resumable=True, uploads=True, total=2)
+    fileless["knowledgeBase"] = "handbook"
+    await empty_index.save_job("default", "ing_1", fileless)
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    assert await worker.resume_stale() == []
+    stored = await empty_index.get_job("default", "ing_1")
+    assert stored is not None and stored["status"] == "interrupted"
+    assert "send the files again" in stored["error"]["hint"]
