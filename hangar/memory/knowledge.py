@@ -247,7 +247,11 @@ class Knowledge:
                     "updatedAt": _now(),
                     "finishedAt": _now(),
                 }
-                await self.index.save_job(namespace, body["id"], failed, saved=body["updatedAt"])
+                saved = body["updatedAt"]
+                if await self.index.save_job(namespace, body["id"], failed, saved=saved) and (
+                    body.get("uploads")
+                ):
+                    await self.index.drop_uploads(namespace, body["id"])
                 continue
             again = body | {
                 **_progress(len(readers)),

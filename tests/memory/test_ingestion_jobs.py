@@ -197,3 +197,19 @@ async def test_an_upload_job_whose_process_died_before_keeping_its_files_is_inte
     stored = await empty_index.get_job("default", "ing_1")
     assert stored is not None and stored["status"] == "interrupted"
     assert "send the files again" in stored["error"]["hint"]
+
+
+async def test_a_job_whose_base_was_deleted_fails_when_found_and_its_files_go(
+    handbook: tuple[SqlStore, Path], empty_index: KnowledgeIndex
+) -> None:
+    store, _ = handbook
+    orphan = job("running", STALE_SECONDS + 30, resumable=True, uploads=True, total=1)
+    orphan["knowledgeBase"] = "deleted-since"
+    await empty_index.save_job("default", "ing_1", orphan)
+    await empty_index.keep_uploads("default", "ing_1", [Upload("a.txt", b"some text", 9)])
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    assert await worker.resume_stale() == []
+    stored = await empty_index.get_job("default", "ing_1")
+    assert stored is not None and stored["status"] == "failed"
+    assert stored["error"]["code"] == "knowledge_base_not_found"
+    assert await empty_index.uploads("default", "ing_1") == []
