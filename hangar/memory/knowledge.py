@@ -220,13 +220,11 @@ class Knowledge:
         before = (datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)).isoformat()
         resumed = []
         for namespace, body in await self.index.stale_jobs(before):
-            kept: list[Upload] = []
-            if body.get("uploads"):
-                kept = await self.index.uploads(namespace, body["id"])
+            uploads = bool(body.get("uploads"))
+            kept = await self.index.uploads(namespace, body["id"]) if uploads else []
             # A job of an earlier version, or whose process died before its files were
             # kept, cannot be resumed: stored as it is reported, not listed again.
-            files_lost = bool(body.get("uploads")) and len(kept) < body["total"]
-            if not body.get("resumable") or files_lost:
+            if not body.get("resumable") or (uploads and len(kept) < body["total"]):
                 await self.index.save_job(
                     namespace, body["id"], _interrupted(body), saved=body["updatedAt"]
                 )
@@ -236,20 +234,20 @@ class Knowledge:
                 spec = await self.base(namespace, kb)
                 readers: dict[str, Reader]
                 folders: dict[str, set[str]]
-                if body.get("uploads"):
+                if uploads:
                     readers, folders = {u.name: _upload_reader(u) for u in kept}, {}
                 else:
                     readers, folders = _declared(spec)
             except HangarError as exc:
                 failed = body | {
                     "status": "failed",
-                    "error": {"code": exc.code, "message": exc.message, "hint": exc.hint},
+                    "error": _error(exc),
                     "updatedAt": _now(),
                     "finishedAt": _now(),
                 }
                 saved = body["updatedAt"]
                 if await self.index.save_job(namespace, body["id"], failed, saved=saved) and (
-                    body.get("uploads")
+                    uploads
                 ):
                     await self.index.drop_uploads(namespace, body["id"])
                 continue
@@ -352,19 +350,14 @@ class Knowledge:
                         await self.index.delete_source(namespace, kb, source)
                         job["removed"] += 1
             job["status"] = "succeeded"
-        except (_TakenOver, asyncio.CancelledError) as exc:
-            if running.lost:
+        except (_TakenOver, asyncio.CancelledError):
+            if running.lost:  # its save was refused, or the heartbeat's
                 log.info("ingestion %s: taken over by another process; stopped", job["id"])
                 return
-            if job.get("resumable"):  # this process stops: another will go on with it
-                job["status"] = "running"
-            else:
-                job["status"] = "cancelled"
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            raise  # this process stops: the job stays running, for another to go on with
         except HangarError as exc:
             job["status"] = "failed"
-            job["error"] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
+            job["error"] = _error(exc)
         except Exception as exc:
             log.exception("ingestion %s failed", job["id"])
             job["status"] = "failed"
@@ -440,6 +433,11 @@ def _interrupted(job: dict[str, Any]) -> dict[str, Any]:
             "hint": "send the files again: those already indexed and unchanged are skipped",
         },
     }
+
+
+def _error(exc: HangarError) -> dict[str, Any]:
+    """What a failed job says of why it failed."""
+    return {"code": exc.code, "message": exc.message, "hint": exc.hint}
 
 
 def _progress(total: int) -> dict[str, Any]:

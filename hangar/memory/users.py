@@ -156,7 +156,7 @@ class UserMemories:
         if not facts and not rewordings:
             return 0, 0
         texts = [*rewordings.values(), *facts]
-        vectors = await self.embedder.embed(texts) if texts else []
+        vectors = await self.embedder.embed(texts)
         split = len(rewordings)
         reworded = {
             memory_id: (text, vector)

@@ -237,6 +237,17 @@ def _users_memory(namespace: str, user: str, memory_id: str) -> sa.ColumnElement
     )
 
 
+def _reworded(
+    namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
+) -> sa.Update:
+    """A user's memory given a new wording (and its vector)."""
+    return (
+        user_memories.update()
+        .where(_users_memory(namespace, user, memory_id))
+        .values(text=text, embedding=embedding, updated_at=now())
+    )
+
+
 async def _memories_of(conn: AsyncConnection, namespace: str, user: str) -> list[MemoryRecord]:
     query = (
         sa.select(user_memories)
@@ -1239,7 +1250,7 @@ class SqlStore:
         self, namespace: str, user: str, change: Callable[[list[MemoryRecord]], MemoryChanges]
     ) -> MemoryChanges:
         async with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
+            if self.dialect == "postgresql":
                 await conn.execute(
                     sa.text(
                         "SELECT pg_advisory_xact_lock("
@@ -1252,13 +1263,8 @@ class SqlStore:
                     user_memories.update().where(sa.false()).values(id=user_memories.c.id)
                 )
             changes = change(await _memories_of(conn, namespace, user))
-            stamp = now()
             for memory_id, text, embedding in changes.updated:
-                await conn.execute(
-                    user_memories.update()
-                    .where(_users_memory(namespace, user, memory_id))
-                    .values(text=text, embedding=embedding, updated_at=stamp)
-                )
+                await conn.execute(_reworded(namespace, user, memory_id, text, embedding))
             if changes.added:
                 await conn.execute(user_memories.insert(), [_memory_row(m) for m in changes.added])
         return changes
@@ -1266,13 +1272,9 @@ class SqlStore:
     async def update_memory(
         self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
     ) -> MemoryRecord | None:
-        mine = _users_memory(namespace, user, memory_id)
         async with self.engine.begin() as conn:
-            await conn.execute(
-                user_memories.update()
-                .where(mine)
-                .values(text=text, embedding=embedding, updated_at=now())
-            )
+            await conn.execute(_reworded(namespace, user, memory_id, text, embedding))
+            mine = _users_memory(namespace, user, memory_id)
             row = (await conn.execute(sa.select(user_memories).where(mine))).mappings().first()
         return None if row is None else _memory(row)
 
