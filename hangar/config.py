@@ -6,6 +6,7 @@ SQLite, the bundled local model.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -55,13 +56,57 @@ class Settings(BaseSettings):
     """NATS server for Triggers on JetStream subjects, e.g. ``nats://127.0.0.1:4222``;
     without it such Triggers are idle."""
 
+    admission_file: Path | None = None
+    """The administrator's grants to namespaces (host MCP servers, server variables,
+    folders, internal address ranges, sandbox ceilings); default ``home/admission.yaml``.
+    Without the file no namespace is granted anything (see docs/security.md)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """The largest request body, but for the routes that take files (their own limits)."""
+
+    rate_limit_per_second: float = 100.0
+    """Requests a key may make per second, on average (0: no limit), per gateway process."""
+    rate_limit_burst: int = 200
+    """Requests a key may make at once before the rate applies."""
+
+    metrics_auth: bool = False
+    """``/metrics`` only with an admin key (it shows every namespace's figures)."""
+    docs_auth: bool = False
+    """The OpenAPI document and its pages only with an API key."""
+
+    nats_subject_prefix: str = "hangar"
+    """NATS Triggers listen on ``PREFIX.NAMESPACE.SUBJECT``: a namespace's subjects are
+    its own, whatever it names."""
+
+    webhook_tolerance_seconds: float = 300.0
+    """How old a signed webhook's timestamp may be (or how far ahead): a request
+    replayed later is refused."""
+
     telemetry: Literal["off", "stored", "otlp"] = "stored"
     """Traces: ``stored`` keeps every span in the store (and exports over OTLP when the
     standard ``OTEL_EXPORTER_OTLP_*`` variables are set); ``otlp`` exports always;
     ``off`` records nothing."""
 
     @cached_property
+    def resolved_admission_file(self) -> Path:
+        return self.admission_file or self.home / "admission.yaml"
+
+    @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / 'hangar.db').absolute()}"
+
+
+def state_file(path: Path) -> Path:
+    """A file of the server's state (a database), readable by its owner alone: made
+    0600 before a library creates it with the umask's 0644 (SQLite then gives its
+    journal files the same mode), in a folder made 0700."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    if path.stat().st_uid == os.geteuid():
+        path.chmod(0o600)
+    return path

@@ -10,6 +10,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+MAX_MESSAGE = 2000
+"""Longer messages are cut: a message may quote what a client sent, and a client
+must not be able to make an answer larger than its question."""
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value a client sent, as a message quotes it: its ``repr`` for strings and
+    numbers, its type for anything else (a structure may be enormous), at most
+    ``limit`` characters."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 class HangarError(Exception):
     """Base of every error Hangar raises on purpose."""
@@ -25,6 +40,8 @@ class HangarError(Exception):
         hint: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        if len(message) > MAX_MESSAGE:
+            message = message[: MAX_MESSAGE - 1] + "…"
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -90,6 +107,21 @@ class PermissionDeniedError(ClientError):
 
 class NamespaceMismatchError(PermissionDeniedError):
     code = "namespace_mismatch"
+
+
+class PayloadTooLargeError(ClientError):
+    """A request body over the route's limit: refused before it is read."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class RateLimitedError(ClientError):
+    """Too many requests from one key; ``details.retry_after`` says when to try again."""
+
+    code = "rate_limited"
+    status = 429
+    retryable = True
 
 
 class NotFoundError(ClientError):
@@ -230,6 +262,13 @@ class ToolError(HangarError):
 class ToolNotAllowedError(ToolError):
     code = "tool_not_allowed"
     status = 403
+
+
+class EgressDeniedError(ToolNotAllowedError):
+    """A connection a namespace caused would reach an address it may not: loopback,
+    a private network, a metadata service (see ``hangar.egress``)."""
+
+    code = "egress_denied"
 
 
 class StoreError(HangarError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
+from hangar.admission import default_config
 from hangar.config import Settings
 from hangar.gateway.app import create_app
 from hangar.gateway.server import bootstrap
@@ -23,6 +25,50 @@ from hangar.store.base import RunRecord, RunStatus
 from hangar.store.sql import new_id, now
 
 T = TypeVar("T")
+ROOT = Path(__file__).parents[1]
+EVERYTHING = ROOT / "tests/tools/mcp_servers/node_modules/.bin/mcp-server-everything"
+CATALOG = [
+    {
+        "name": "workbench",
+        "command": sys.executable,
+        "args": ["-m", "tests.tools.mcp_servers.workbench"],
+        "cwd": str(ROOT),
+        "tenantEnv": ["WORKBENCH_TOKEN"],
+        "namespaces": ["default"],
+    },
+    {"name": "everything", "command": str(EVERYTHING), "namespaces": ["default"]},
+    {"name": "time", "command": sys.executable, "args": ["-m", "mcp_server_time"]},
+]
+"""The tests' administrator's catalog of host MCP servers: the real servers the tests
+use, run on the host as an administrator would run them."""
+
+
+def trusted(**extra: Any) -> dict[str, Any]:
+    """What the tests' administrator grants their own ``default`` namespace: the host's
+    loopback (the fake model and MCP servers the tests start), folders under /tmp and
+    the repository, and ``extra`` (catalog servers, variables). Other namespaces get
+    nothing, as in production."""
+    own = ["default"]
+    config: dict[str, Any] = default_config(ROOT)  # what `hangar up` grants on a laptop
+    config["egress"] = [
+        {"cidr": "127.0.0.0/8", "namespaces": own},
+        {"cidr": "::1/128", "namespaces": own},
+    ]
+    config["folders"].append({"path": "/tmp", "namespaces": own})
+    config["mcpServers"] = list(CATALOG)
+    for key, value in extra.items():
+        config[key] = [*config.get(key, []), *value]
+    return config
+
+
+def write_admission(home: Path, config: dict[str, Any]) -> Path:
+    """The admission file a server with this home reads."""
+    import yaml
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "admission.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def free_port() -> int:
@@ -131,7 +177,10 @@ class ServerThread:
         workers: int = 4,
         span_processors: Sequence[Any] = (),
         database_schema: str | None = None,
+        admission: dict[str, Any] | None = None,
+        **settings: Any,
     ) -> None:
+        write_admission(home, trusted() if admission is None else admission)
         self.span_processors = span_processors
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -141,6 +190,7 @@ class ServerThread:
             database_schema=database_schema,
             port=self.port,
             workers=workers,
+            **{"rate_limit_per_second": 0, **settings},
         )
         self.admin_key = ""
         self._ready = threading.Event()

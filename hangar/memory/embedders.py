@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, Protocol
 
+import httpx2
+
+from hangar.egress import first_denial
 from hangar.errors import ConfigurationError, ModelProviderError
 
 LOCAL_MODEL = "all-minilm-l6-v2"
@@ -100,11 +103,22 @@ class OpenAIEmbedder:
 
     max_tokens = 8191
 
-    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+    ):
         import openai
 
         self.name = model
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "unused")
+        # Never the server's OPENAI_BASE_URL or key: what the spec says, or OpenAI's.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url or "https://api.openai.com/v1",
+            api_key=api_key or "unused",
+            http_client=http_client,
+        )
 
     def count_tokens(self, text: str) -> int:
         from hangar.memory.chunking import approximate_tokens
@@ -120,6 +134,9 @@ class OpenAIEmbedder:
             try:
                 response = await self._client.embeddings.create(model=self.name, input=batch)
             except openai.OpenAIError as exc:
+                denied = first_denial(exc)
+                if denied is not None:
+                    raise ModelProviderError(denied.message, hint=denied.hint) from exc
                 raise ModelProviderError(
                     f"embeddings from {self._client.base_url} ({self.name}) failed: {exc}",
                     hint="check the endpoint's URL, key and model name",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from hangar.config import Settings
+from hangar.config import Settings, state_file
 from hangar.errors import ConfigurationError
 from hangar.memory.chunking import Chunk
 from hangar.memory.documents import Upload
@@ -356,7 +356,7 @@ class SqliteKnowledgeIndex:
             import sqlite_vec
 
             module = _sqlite_module()
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            state_file(self.path)
             db = module.connect(str(self.path), check_same_thread=False, isolation_level=None)
             db.enable_load_extension(True)
             sqlite_vec.load(db)

@@ -1,6 +1,11 @@
 """Knowledge bases at work: ingestion jobs that read, chunk, embed and index their
 sources, and the searches agents and people run on them.
 
+A base's folder sources are read only under the folders the administrator granted
+its namespace (``hangar.admission``): resolved, never inside Hangar's own state, and
+a link that leads out of the folder is not followed. URL sources and an OpenAI-style
+embedder are reached through ``hangar.egress``, by the namespace's address policy.
+
 A job runs in the process that was asked for it, one source after another, and keeps
 its progress in the index beside the chunks (so any gateway can report it). A source
 whose content has not changed since it was indexed is skipped; one that changed has
@@ -18,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from hangar.admission import Admission, Grants
+from hangar.egress import AddressPolicy, fetch, http_client
 from hangar.errors import (
     ConfigurationError,
     DocumentError,
@@ -43,9 +52,10 @@ from hangar.memory.chunking import chunk_text
 from hangar.memory.documents import MAX_BYTES, Document, Upload, check_size, read_document
 from hangar.memory.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
 from hangar.memory.index import Hit, KnowledgeIndex, SourceInfo, hybrid_search
+from hangar.models.registry import Endpoint, resolve_endpoint
 from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase, KnowledgeBaseSpec, SourceSpec
 from hangar.store.base import Store
-from hangar.tools.egress import fetch
+from hangar.store.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +109,20 @@ class Knowledge:
     specs name (built once each)."""
 
     def __init__(
-        self, store: Store, index: Callable[[], KnowledgeIndex], local: Embedder | None = None
+        self,
+        store: Store,
+        index: Callable[[], KnowledgeIndex],
+        local: Embedder | None = None,
+        admission: Admission | None = None,
+        secrets: SecretResolver | None = None,
     ) -> None:
         self.store = store
         self._index_factory = index
         self._index: KnowledgeIndex | None = None
         self.local: Embedder = local or LocalEmbedder()
-        self._embedders: dict[EmbedderSpec, Embedder] = {}
+        self.admission = admission or Admission(None)
+        self.secrets = secrets
+        self._embedders: dict[tuple[EmbedderSpec, Endpoint], Embedder] = {}
         self._jobs: set[asyncio.Task[None]] = set()
         self._resuming: asyncio.Task[None] | None = None
 
@@ -126,18 +143,28 @@ class Knowledge:
             )
         return KnowledgeBaseSpec.model_validate(stored.spec)
 
-    def embedder(self, spec: EmbedderSpec) -> Embedder:
+    async def embedder(self, namespace: str, spec: EmbedderSpec) -> Embedder:
+        """The base's embedder: the bundled one, or an endpoint reached by the
+        namespace's grants (its key from a Secret or a granted server variable)."""
         if spec.provider == "local":
             return self.local
-        if spec not in self._embedders:
-            key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
-            if spec.api_key_env and key is None:
-                raise ConfigurationError(
-                    f"the embedder's API key variable {spec.api_key_env} is not set",
-                    hint=f"set {spec.api_key_env} in the server's environment",
-                )
-            self._embedders[spec] = OpenAIEmbedder(spec.model, spec.base_url, key)
-        return self._embedders[spec]
+        if self.secrets is None:
+            raise ConfigurationError("no secret store: remote embedders are unavailable here")
+        endpoint = await resolve_endpoint(
+            self.admission.grants(namespace),
+            self.secrets,
+            "KnowledgeBase spec.embedder",
+            base_url=spec.base_url,
+            api_key=spec.api_key,
+            api_key_env=spec.api_key_env,
+        )
+        found = self._embedders.get((spec, endpoint))
+        if found is None:
+            found = OpenAIEmbedder(
+                spec.model, endpoint.base_url, endpoint.api_key, http_client(endpoint.policy)
+            )
+            self._embedders[(spec, endpoint)] = found
+        return found
 
     # --- search ---------------------------------------------------------------------------
 
@@ -149,7 +176,8 @@ class Knowledge:
             raise InvalidRequestError("the query is empty", hint="give the words to search for")
         if mode == "text":
             return await self.index.text_search(namespace, kb, query, k)
-        vector = (await self.embedder(spec.embedder).embed([query]))[0]
+        embedder = await self.embedder(namespace, spec.embedder)
+        vector = (await embedder.embed([query]))[0]
         if mode == "vector":
             return await self.index.vector_search(namespace, kb, vector, k)
         return await hybrid_search(self.index, namespace, kb, query, vector, k)
@@ -181,7 +209,7 @@ class Knowledge:
                     f"knowledge base {kb!r} declares no sources and no files were sent",
                     hint="upload files with the request, or add spec.sources",
                 )
-            readers, folders = _declared(spec)
+            readers, folders = _declared(spec, self.admission.grants(namespace))
         job: dict[str, Any] = {
             "id": new_id("ing"),
             "knowledgeBase": kb,
@@ -237,7 +265,7 @@ class Knowledge:
                 if uploads:
                     readers, folders = {u.name: _upload_reader(u) for u in kept}, {}
                 else:
-                    readers, folders = _declared(spec)
+                    readers, folders = _declared(spec, self.admission.grants(namespace))
             except HangarError as exc:
                 failed = body | {
                     "status": "failed",
@@ -323,7 +351,7 @@ class Knowledge:
         assert this is not None
         beating = asyncio.create_task(self._heartbeat(running, this))
         try:
-            embedder = self.embedder(spec.embedder)
+            embedder = await self.embedder(namespace, spec.embedder)
             known = {s.source: s for s in await self.index.sources(namespace, kb)}
             for source, reader in readers.items():
                 try:
@@ -462,49 +490,70 @@ def _upload_reader(upload: Upload) -> Reader:
     return read
 
 
-def _declared(spec: KnowledgeBaseSpec) -> tuple[dict[str, Reader], dict[str, set[str]]]:
+def _declared(
+    spec: KnowledgeBaseSpec, grants: Grants
+) -> tuple[dict[str, Reader], dict[str, set[str]]]:
     """Readers for the base's declared sources, and each folder's files (by the prefix
-    their source names share), to drop what has left them."""
+    their source names share), to drop what has left them. A folder the namespace may
+    no longer read (a grant withdrawn) fails the job with the reason."""
     readers: dict[str, Reader] = {}
     folders: dict[str, set[str]] = {}
-    for source in spec.sources:
+    for i, source in enumerate(spec.sources):
         if source.url is not None:
-            readers[source.url] = _url_reader(source.url, tuple(spec.egress.allow_hosts))
+            readers[source.url] = _url_reader(
+                source.url, tuple(spec.egress.allow_hosts), grants.policy
+            )
             continue
         assert source.folder is not None
         # A file's source name is its path as the spec gives the folder: what a
         # citation shows, without the server's own layout when the folder is relative.
         declared = Path(source.folder)
-        root = declared.absolute()
+        root = grants.readable(source.folder, f"KnowledgeBase spec.sources[{i}]")
         prefix = str(declared) + os.sep
-        files = {str(declared / path.relative_to(root)): path for path in _folder_files(source)}
+        files = {
+            str(declared / path.relative_to(root)): path for path in _folder_files(source, root)
+        }
         folders[prefix] = set(files)
         for name, path in files.items():
-            readers[name] = _file_reader(name, path)
+            readers[name] = _file_reader(name, path, root)
     return readers, folders
 
 
-def _folder_files(source: SourceSpec) -> list[Path]:
-    assert source.folder is not None
-    root = Path(source.folder).absolute()
+def _folder_files(source: SourceSpec, root: Path) -> list[Path]:
+    """The folder's files the patterns take: regular files only, and no link (a link
+    could lead anywhere the server can read; a device or a pipe would never end)."""
     if not root.is_dir():
         raise InvalidRequestError(
             f"source folder {source.folder} is not a directory on the server",
             hint="give a folder the server can read, or upload the files instead",
             details={"folder": source.folder},
         )
-    return sorted(
-        path
-        for path in root.rglob("*")
-        if path.is_file() and any(fnmatch.fnmatch(path.name, p) for p in source.include)
-    )
+    found = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in names:
+            path = Path(folder) / name
+            if not any(fnmatch.fnmatch(name, p) for p in source.include):
+                continue
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+    return sorted(found)
 
 
-def _file_reader(name: str, path: Path) -> Reader:
+def _file_reader(name: str, path: Path, root: Path) -> Reader:
     def read() -> Document:
         try:
-            check_size(name, path.stat().st_size)
-            data = path.read_bytes()
+            if root not in path.resolve().parents:
+                raise OSError(errno.EACCES, "it lies outside its folder")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise OSError(errno.EINVAL, "it is not a regular file")
+                check_size(name, info.st_size)
+                data = handle.read(MAX_BYTES + 1)
+            check_size(name, len(data))
         except OSError as exc:
             raise DocumentError(
                 f"{name} cannot be read: {exc.strerror}", details={"source": name}
@@ -517,14 +566,21 @@ def _file_reader(name: str, path: Path) -> Reader:
     return in_thread
 
 
-def _url_reader(url: str, allow_hosts: tuple[str, ...]) -> Reader:
+def _url_reader(url: str, allow_hosts: tuple[str, ...], policy: AddressPolicy) -> Reader:
     async def read() -> Document:
         try:
-            answer = await fetch(url, allow_hosts, limit=MAX_BYTES, timeout=30)
+            answer = await fetch(
+                url,
+                allow_hosts,
+                policy=policy,
+                limit=MAX_BYTES,
+                timeout=30,
+                owner=("the base", "the KnowledgeBase's spec.egress.allowHosts"),
+            )
         except ToolNotAllowedError as exc:
             raise DocumentError(
-                f"{url} is not fetched: {exc.message.replace(' this agent', ' the base')}",
-                hint="add the host to the KnowledgeBase's spec.egress.allowHosts",
+                f"{url} is not fetched: {exc.message}",
+                hint=exc.hint or "add the host to the KnowledgeBase's spec.egress.allowHosts",
                 details={"source": url},
             ) from None
         except ToolError as exc:

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx2
 
+from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
 from hangar.models.messages import (
     Finish,
@@ -76,11 +78,12 @@ class AnthropicChatModel:
         *,
         base_url: str | None = None,
         api_key: str | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self._name = name
         self.model = model
         self.client = anthropic.AsyncAnthropic(
-            base_url=base_url, api_key=api_key or "unused", max_retries=2
+            base_url=base_url, api_key=api_key or "unused", max_retries=2, http_client=http_client
         )
 
     @property
@@ -136,6 +139,11 @@ class AnthropicChatModel:
                 details={"status": exc.status_code},
             ) from exc
         except anthropic.APIError as exc:
+            denied = first_denial(exc)
+            if denied is not None:
+                raise ModelProviderError(
+                    f"model {self.name!r}: {denied.message}", hint=denied.hint
+                ) from exc
             raise ModelProviderError(f"model {self.name!r}: {exc}") from exc
         for index in sorted(blocks):
             block = blocks[index]

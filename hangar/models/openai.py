@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx2
 import openai
 
+from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
 from hangar.models.base import estimate_request_tokens
 from hangar.models.messages import (
@@ -30,12 +32,14 @@ class OpenAIChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         client: openai.AsyncOpenAI | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         self._name = name
         self.model = model
-        # Local servers take any key; the SDK insists on one being set.
+        # Local servers take any key; the SDK insists on one being set (and would read
+        # the server's OPENAI_API_KEY otherwise).
         self.client = client or openai.AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "unused", max_retries=2
+            base_url=base_url, api_key=api_key or "unused", max_retries=2, http_client=http_client
         )
 
     @property
@@ -89,6 +93,11 @@ class OpenAIChatModel:
                 details={"status": exc.status_code},
             ) from exc
         except openai.APIError as exc:
+            denied = first_denial(exc)
+            if denied is not None:
+                raise ModelProviderError(
+                    f"model {self.name!r}: {denied.message}", hint=denied.hint
+                ) from exc
             raise ModelProviderError(
                 f"model {self.name!r}: cannot reach {self.client.base_url}: {exc}",
                 hint="check that the endpoint is up and the Model's baseUrl is right",

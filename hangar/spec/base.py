@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from hangar.errors import shown
+
 API_GROUP = "hangar.dev"
 API_VERSION = f"{API_GROUP}/v1alpha1"
 
@@ -36,7 +38,7 @@ def check_name(value: str, what: str = "name") -> str:
         raise ValueError(f"{what} must be at most {NAME_MAX} characters, got {len(value)}")
     if not _NAME_RE.match(value):
         raise ValueError(
-            f"{what} {value!r} must be lowercase letters, digits and '-', "
+            f"{what} {shown(value)} must be lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
     return value
@@ -81,7 +83,7 @@ class Metadata(SpecModel):
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if not LABEL_KEY_RE.match(key) or len(key) > 253:
-                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+                raise ValueError(f"label key {shown(key)} is not a valid Kubernetes label key")
         return value
 
 
@@ -101,7 +103,7 @@ class Resource(SpecModel):
     @classmethod
     def _api_version(cls, value: str) -> str:
         if value != API_VERSION:
-            raise ValueError(f"apiVersion must be {API_VERSION!r}, got {value!r}")
+            raise ValueError(f"apiVersion must be {API_VERSION!r}, got {shown(value)}")
         return value
 
     @property

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from hangar.spec.agent import Egress
 from hangar.spec.base import Resource, SpecModel
+from hangar.spec.secret import SecretKeyRef
 
 DEFAULT_INCLUDE = ["*.md", "*.markdown", "*.txt", "*.html", "*.htm", "*.pdf"]
 
@@ -23,14 +24,21 @@ class EmbedderSpec(SpecModel):
     provider: Literal["local", "openai"] = "local"
     model: str = Field(default="all-minilm-l6-v2", description="The endpoint's model id.")
     base_url: str | None = Field(default=None, description="With 'openai': the endpoint.")
+    api_key: SecretKeyRef | None = Field(
+        default=None, description="The API key, from a Secret of the namespace."
+    )
     api_key_env: str | None = Field(
-        default=None, description="Environment variable of the server holding the API key."
+        default=None,
+        description="Environment variable of the server holding the API key (only names "
+        "the administrator granted the namespace).",
     )
 
     @model_validator(mode="after")
     def _endpoint(self) -> EmbedderSpec:
         if self.provider == "local" and self.base_url is not None:
             raise ValueError("'baseUrl' is for provider 'openai'; 'local' runs in the server")
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give the API key once: 'apiKey' (a Secret) or 'apiKeyEnv'")
         return self
 
 
@@ -55,7 +63,11 @@ class ChunkingSpec(SpecModel):
 class SourceSpec(SpecModel):
     """One place documents come from: a folder on the server, or a URL."""
 
-    folder: str | None = Field(default=None, description="A directory on the server, recursed.")
+    folder: str | None = Field(
+        default=None,
+        description="A directory on the server, recursed: only under a folder the "
+        "administrator granted the namespace; links out of it are not followed.",
+    )
     include: list[str] = Field(
         default_factory=lambda: list(DEFAULT_INCLUDE),
         description="With 'folder': glob patterns of the file names to take.",

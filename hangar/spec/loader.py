@@ -16,11 +16,30 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from hangar.errors import InvalidSpecError, InvalidYamlError, UnknownKindError
+from hangar.errors import InvalidSpecError, InvalidYamlError, UnknownKindError, shown
 from hangar.spec.base import API_VERSION, Resource
 from hangar.spec.registry import KINDS
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_DOCUMENTS = 1000
+MAX_PROBLEMS = 50
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` refers to a node already read, so a few hundred
+    bytes of nested aliases expand to gigabytes (the "billion laughs"). Manifests never
+    need them; anchors alone are harmless and still accepted."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not accepted: write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 @dataclass(frozen=True)
@@ -74,7 +93,7 @@ def _raise_problems(problems: list[Problem], cls: type[InvalidSpecError]) -> Non
     raise cls(
         head + more,
         hint="fix the documents and apply again; nothing was applied",
-        details={"problems": [p.to_dict() for p in problems]},
+        details={"problems": [p.to_dict() for p in problems[:MAX_PROBLEMS]]},
     )
 
 
@@ -94,11 +113,16 @@ def parse_document(
     if not isinstance(kind, str) or kind not in KINDS:
         return None, [
             Problem(
-                source, index, "kind", f"unknown kind {kind!r}; known kinds: {', '.join(KINDS)}"
+                source,
+                index,
+                "kind",
+                f"unknown kind {shown(kind)}; known kinds: {', '.join(KINDS)}",
             )
         ]
     if doc.get("apiVersion") != API_VERSION:
-        return problem("apiVersion", f"expected {API_VERSION!r}, got {doc.get('apiVersion')!r}")
+        return problem(
+            "apiVersion", f"expected {API_VERSION!r}, got {shown(doc.get('apiVersion'))}"
+        )
     try:
         return KINDS[kind].model_validate(doc), []
     except ValidationError as exc:
@@ -138,16 +162,27 @@ def parse_documents(docs: Iterable[tuple[str, int, Any]]) -> list[Resource]:
 
 def read_yaml(text: str, source: str) -> Iterator[tuple[str, int, Any]]:
     """Yield ``(source, index, document)`` for each non-empty YAML document in ``text``."""
+    documents = []
     try:
-        documents = list(yaml.safe_load_all(text))
+        for document in yaml.load_all(text, Loader=_NoAliases):
+            documents.append(document)
+            if len(documents) > MAX_DOCUMENTS:
+                raise InvalidYamlError(
+                    f"{source}: more than {MAX_DOCUMENTS} documents",
+                    hint="apply them in several parts; nothing was applied",
+                )
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = str(getattr(exc, "problem", None) or exc)[:300]
         raise InvalidYamlError(
             f"{source}: not valid YAML{where}: {problem}",
             hint="fix the syntax; nothing was applied",
             details={"source": source, "line": mark.line + 1 if mark else None},
+        ) from None
+    except RecursionError:
+        raise InvalidYamlError(
+            f"{source}: nested too deeply to read", hint="flatten it; nothing was applied"
         ) from None
     for index, doc in enumerate(documents):
         if doc is not None:

@@ -1,5 +1,10 @@
 """``MCPServer``: an MCP server registered once and shared by the agents allowed to.
 
+Three ways to reach one: ``http`` (a streamable-HTTP URL, connected through the
+egress checks), ``stdio`` (a command Hangar starts *inside a sandbox* of the
+namespace, with the template's limits and network policy), or ``catalog`` (a server
+the administrator runs on the host, referenced by name: the entry fixes the command).
+
 Credentials are references to ``Secret`` keys: Hangar opens them only to start the
 server or to send a request to it, so no agent, run, log or response holds them.
 """
@@ -10,19 +15,42 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hangar.spec.base import Resource, SpecModel
+from hangar.errors import shown
+from hangar.spec.base import Resource, SpecModel, check_name
 from hangar.spec.secret import SecretKeyRef, ValueOrSecret
 
 
 class StdioTransport(SpecModel):
-    command: str = Field(description="Executable to start, found on the server's PATH.")
+    """A server started over stdio inside a sandbox: it sees the sandbox's read-only
+    system, its own workspace and the network its template allows, nothing of the host."""
+
+    command: str = Field(description="Executable inside the sandbox, e.g. 'python3' or 'npx'.")
     args: list[str] = Field(default_factory=list)
     env: dict[str, ValueOrSecret] = Field(
         default_factory=dict,
-        description="Environment of the server process; nothing else of Hangar's leaks in "
-        "but PATH, HOME and the locale.",
+        description="Environment of the server process; nothing of Hangar's leaks in.",
     )
-    cwd: str | None = None
+    cwd: str | None = Field(default=None, description="Inside the sandbox; default its workspace.")
+    sandbox: str | None = Field(
+        default=None,
+        description="A SandboxTemplate (backend bwrap or gvisor) for its limits and network; "
+        "default: bwrap with no network.",
+    )
+
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox(cls, value: str | None) -> str | None:
+        return None if value is None else check_name(value, "sandbox template name")
+
+
+class CatalogRef(SpecModel):
+    """A host MCP server from the administrator's catalog (see the admission file)."""
+
+    name: str = Field(description="The catalog entry.")
+    env: dict[str, ValueOrSecret] = Field(
+        default_factory=dict,
+        description="Variables the entry lets a namespace set, e.g. a token from a Secret.",
+    )
 
 
 class OAuthClientCredentials(SpecModel):
@@ -43,7 +71,7 @@ class HttpTransport(SpecModel):
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {value!r}")
+            raise ValueError(f"url must start with http:// or https://, got {shown(value)}")
         return value
 
 
@@ -62,6 +90,7 @@ class ToolFilter(SpecModel):
 class MCPServerSpec(SpecModel):
     stdio: StdioTransport | None = None
     http: HttpTransport | None = None
+    catalog: CatalogRef | None = None
     tools: ToolFilter = Field(default_factory=ToolFilter)
     timeout_seconds: float = Field(default=30, gt=0, le=3600, description="Per tool call.")
     idempotent_tools: list[str] = Field(
@@ -72,8 +101,8 @@ class MCPServerSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSpec:
-        if (self.stdio is None) == (self.http is None):
-            raise ValueError("set exactly one transport: 'stdio' or 'http'")
+        if sum(x is not None for x in (self.stdio, self.http, self.catalog)) != 1:
+            raise ValueError("set exactly one transport: 'stdio', 'http' or 'catalog'")
         return self
 
 
@@ -84,5 +113,7 @@ class MCPServer(Resource):
     spec: MCPServerSpec
 
     @property
-    def transport(self) -> Literal["stdio", "http"]:
+    def transport(self) -> Literal["stdio", "http", "catalog"]:
+        if self.spec.catalog is not None:
+            return "catalog"
         return "stdio" if self.spec.stdio is not None else "http"

@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from hangar.spec.base import Resource, SpecModel
+from hangar.spec.secret import SecretKeyRef
 
 Provider = Literal["openai", "anthropic", "local", "scripted"]
 
@@ -47,10 +48,17 @@ class ModelSpec(SpecModel):
     model: str | None = Field(default=None, description="The provider's model id.")
     base_url: str | None = Field(default=None, description="Endpoint of the provider's API.")
     base_url_env: str | None = Field(
-        default=None, description="Environment variable of the server holding the endpoint."
+        default=None,
+        description="Environment variable of the server holding the endpoint (only names "
+        "the administrator granted the namespace).",
+    )
+    api_key: SecretKeyRef | None = Field(
+        default=None, description="The API key, from a Secret of the namespace."
     )
     api_key_env: str | None = Field(
-        default=None, description="Environment variable of the server holding the API key."
+        default=None,
+        description="Environment variable of the server holding the API key (only names "
+        "the administrator granted the namespace).",
     )
     path: str | None = Field(default=None, description="GGUF file for the local provider.")
     script: list[ScriptStep] = Field(
@@ -67,6 +75,10 @@ class ModelSpec(SpecModel):
             raise ValueError("provider 'scripted' needs a non-empty 'script'")
         if self.provider in ("openai", "anthropic") and not self.model:
             raise ValueError(f"provider {self.provider!r} needs 'model', the provider's model id")
+        if self.api_key is not None and self.api_key_env is not None:
+            raise ValueError("give the API key once: 'apiKey' (a Secret) or 'apiKeyEnv'")
+        if self.base_url is not None and self.base_url_env is not None:
+            raise ValueError("give the endpoint once: 'baseUrl' or 'baseUrlEnv'")
         return self
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hangar.errors import UnknownKindError
+from hangar.errors import UnknownKindError, shown
 from hangar.spec.agent import Agent
 from hangar.spec.base import Resource
 from hangar.spec.budget import Budget
@@ -14,6 +14,7 @@ from hangar.spec.model import Model
 from hangar.spec.quota import Quota
 from hangar.spec.sandbox import SandboxTemplate
 from hangar.spec.secret import Secret
+from hangar.spec.toolpolicy import NamespaceToolPolicy
 from hangar.spec.trigger import Trigger
 
 KINDS: dict[str, type[Resource]] = {
@@ -28,6 +29,7 @@ KINDS: dict[str, type[Resource]] = {
         Trigger,
         Quota,
         KnowledgeBase,
+        NamespaceToolPolicy,
     )
 }
 _BY_ALIAS: dict[str, type[Resource]] = {}
@@ -41,7 +43,7 @@ def kind_class(name: str) -> type[Resource]:
     cls = KINDS.get(name) or _BY_ALIAS.get(name.lower())
     if cls is None:
         raise UnknownKindError(
-            f"unknown kind {name!r}",
+            f"unknown kind {shown(name)}",
             hint=f"known kinds: {', '.join(sorted(KINDS))}",
             details={"kind": name, "known": sorted(KINDS)},
         )

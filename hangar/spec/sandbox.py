@@ -11,12 +11,17 @@ from hangar.spec.hosts import HostPatterns
 
 
 class SandboxLimits(SpecModel):
-    cpu_seconds: float = Field(default=10, gt=0)
+    """Each limit is bounded by the administrator's ceiling for the namespace."""
+
+    cpu_seconds: float = Field(
+        default=10, gt=0, description="CPU time per call, enforced by the host's kernel."
+    )
     wall_seconds: float = Field(default=30, gt=0)
     memory_mb: int = Field(default=512, ge=16)
     processes: int = Field(default=64, ge=1)
     workspace_mb: int = Field(default=256, ge=1)
     output_bytes: int = Field(default=1_000_000, ge=1024)
+    cpus: float = Field(default=1, gt=0, description="Cores the sandbox may use at once.")
 
 
 class SandboxNetwork(SpecModel):
@@ -50,6 +55,11 @@ class SandboxTemplateSpec(SpecModel):
     network: SandboxNetwork = Field(default_factory=SandboxNetwork)
     warm_pool: int = Field(default=0, ge=0, le=1000)
     idle_timeout_seconds: float = Field(default=600, gt=0)
+    background: Literal["kill", "keep"] = Field(
+        default="kill",
+        description="Processes a call leaves running (a server started with '&'): killed "
+        "when the call ends, or kept for the session's later calls.",
+    )
 
     @model_validator(mode="after")
     def _network_needs_processes(self) -> SandboxTemplateSpec:

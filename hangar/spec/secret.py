@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from hangar.errors import shown
 from hangar.spec.base import Resource, SpecModel, check_name
 
 KEY = re.compile(r"^[A-Za-z0-9_.-]{1,253}$")
@@ -33,7 +34,7 @@ class SecretSpec(SpecModel):
         for key, text in value.items():
             if not KEY.match(key):
                 raise ValueError(
-                    f"secret key {key!r} is not valid: use letters, digits, '_', '.' and '-'"
+                    f"secret key {shown(key)} is not valid: use letters, digits, '_', '.' and '-'"
                 )
             if text == REDACTED:
                 raise ValueError(

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.models.messages import ToolDefinition
 from hangar.sandbox.base import Sandbox
 from hangar.store.base import Usage
@@ -30,12 +31,17 @@ class ToolContext:
     run_id: str
     agent: str
     allow_hosts: tuple[str, ...] = field(default=())
+    egress: AddressPolicy = PUBLIC_ONLY
+    """Where the run's connections may go: public addresses, and the private ranges
+    the administrator granted its namespace."""
     sandbox: Callable[[], Awaitable[Sandbox]] | None = None
     """The run's sandbox session, started on first use."""
     depth: int = 0
     """How many agents-as-tools deep the run is."""
     user: str | None = None
     """The end user the run serves; runs of agents it calls serve them too."""
+    key_id: str | None = None
+    """The API key that started the run; runs of agents it calls carry it too."""
     report: ToolReport | None = None
     """Filled by the tool during one call; the loop gives each call its own."""
 

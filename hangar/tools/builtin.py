@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from hangar.egress import fetch
 from hangar.errors import ToolError
 from hangar.spec.agent import BuiltinToolName
 from hangar.tools.base import Tool, ToolContext
-from hangar.tools.egress import fetch
 from hangar.tools.function import FunctionTool
 from hangar.tools.sandbox import SANDBOX_TOOLS
 
@@ -31,7 +31,9 @@ async def http_get(url: str, ctx: ToolContext) -> str:
     """Fetch a URL with HTTP GET and return its status and text. Only hosts on the
     agent's egress allow-list can be reached."""
     # A character is at most 4 bytes of UTF-8: this many bytes hold the characters kept.
-    answer = await fetch(url, ctx.allow_hosts, limit=4 * MAX_BODY_CHARS, timeout=20)
+    answer = await fetch(
+        url, ctx.allow_hosts, policy=ctx.egress, limit=4 * MAX_BODY_CHARS, timeout=20
+    )
     body = answer.text()
     if answer.truncated or len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS] + f"\n[truncated at {MAX_BODY_CHARS} characters]"

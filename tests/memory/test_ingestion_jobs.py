@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import pytest
 
+from hangar.admission import Admission
 from hangar.memory.documents import Upload
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import KnowledgeIndex, SqliteKnowledgeIndex
@@ -22,9 +23,11 @@ from hangar.memory.knowledge import STALE_SECONDS, Knowledge
 from hangar.spec import parse_document
 from hangar.store.base import Store
 from hangar.store.sql import SqlStore
-from tests.helpers import doc
+from tests.helpers import doc, trusted
 
 EMBEDDER = LocalEmbedder()
+GRANTED = Admission.fixed(trusted())
+"""The tests' folders are under /tmp, which the administrator grants ``default``."""
 
 
 def ago(seconds: float) -> str:
@@ -87,7 +90,7 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
 ) -> None:
     store, docs = handbook
     (docs / "bees.txt").write_text("Bees keep their hive warm in winter by shivering.")
-    first = Knowledge(store, lambda: empty_index, EMBEDDER)
+    first = Knowledge(store, lambda: empty_index, EMBEDDER, GRANTED)
     await first.ingest("default", "handbook")
     await first.wait()
     # More files come; the process ingesting them dies after the first one.
@@ -99,7 +102,7 @@ async def test_a_job_whose_process_died_is_resumed_by_one_process_and_finishes(
     earlier = job("running", STALE_SECONDS + 30) | {"id": "ing_earlier"}  # not resumable
     await empty_index.save_job("default", "ing_earlier", earlier)
 
-    workers = [Knowledge(store, lambda: empty_index, EMBEDDER) for _ in range(2)]
+    workers = [Knowledge(store, lambda: empty_index, EMBEDDER, GRANTED) for _ in range(2)]
     taken = await asyncio.gather(*(w.resume_stale() for w in workers))
     assert sorted(taken) == [[], ["ing_dead"]]  # one process won it
     for worker in workers:
@@ -139,7 +142,7 @@ async def test_a_slow_process_whose_job_was_taken_over_stops_writing_it(
     (docs / "bees.txt").write_text("Bees keep their hive warm in winter by shivering.")
     (docs / "ants.txt").write_text("Ants farm aphids for their honeydew.")
     gate = _GatedEmbedder()
-    slow = Knowledge(store, lambda: empty_index, gate)  # type: ignore[arg-type]
+    slow = Knowledge(store, lambda: empty_index, gate, GRANTED)  # type: ignore[arg-type]
     started = await slow.ingest("default", "handbook")
     await gate.waiting.wait()  # stuck in its first file, saying nothing for too long
     # Another process found it silent and took it over, as resume_stale does.
@@ -156,7 +159,7 @@ async def test_an_upload_job_whose_process_stopped_is_finished_from_its_kept_fil
 ) -> None:
     store, _ = handbook
     gate = _GatedEmbedder()
-    stopping = Knowledge(store, lambda: empty_index, gate)  # type: ignore[arg-type]
+    stopping = Knowledge(store, lambda: empty_index, gate, GRANTED)  # type: ignore[arg-type]
     sent = [
         Upload("bees.txt", b"Bees keep their hive warm in winter by shivering.", 49),
         Upload("ants.txt", b"Ants farm aphids for their honeydew.", 36),
@@ -172,7 +175,7 @@ async def test_an_upload_job_whose_process_stopped_is_finished_from_its_kept_fil
     ]
     # A minute later it is silent, and a worker process finds it.
     await empty_index.save_job("default", started["id"], left | {"updatedAt": ago(90)})
-    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER, GRANTED)
     assert await worker.resume_stale() == [started["id"]]
     await worker.wait()
     found = await worker.job("default", "handbook", started["id"])
@@ -192,7 +195,7 @@ async def test_an_upload_job_whose_process_died_before_keeping_its_files_is_inte
     fileless = job("running", STALE_SECONDS + 30, resumable=True, uploads=True, total=2)
     fileless["knowledgeBase"] = "handbook"
     await empty_index.save_job("default", "ing_1", fileless)
-    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER, GRANTED)
     assert await worker.resume_stale() == []
     stored = await empty_index.get_job("default", "ing_1")
     assert stored is not None and stored["status"] == "interrupted"
@@ -207,7 +210,7 @@ async def test_a_job_whose_base_was_deleted_fails_when_found_and_its_files_go(
     orphan["knowledgeBase"] = "deleted-since"
     await empty_index.save_job("default", "ing_1", orphan)
     await empty_index.keep_uploads("default", "ing_1", [Upload("a.txt", b"some text", 9)])
-    worker = Knowledge(store, lambda: empty_index, EMBEDDER)
+    worker = Knowledge(store, lambda: empty_index, EMBEDDER, GRANTED)
     assert await worker.resume_stale() == []
     stored = await empty_index.get_job("default", "ing_1")
     assert stored is not None and stored["status"] == "failed"

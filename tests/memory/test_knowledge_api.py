@@ -150,7 +150,7 @@ def test_declared_folder_and_url_sources(kb_api: httpx.Client, tmp_path: Path) -
             {"url": guide},
             {"url": "http://example.com/outside.html"},
         ],
-        "egress": {"allowHosts": ["127.0.0.1"]},
+        "egress": {"allowHosts": [f"127.0.0.1:{httpd.server_address[1]}"]},
     }
     try:
         kb_api.post("/v1/apply", json=doc("KnowledgeBase", "handbook", spec))
@@ -279,18 +279,24 @@ def test_a_run_whose_agent_names_a_missing_base_fails_with_a_clear_error(
 
 
 def test_any_openai_compatible_endpoint_can_embed(
-    kb_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+    kb_api: httpx.Client,
 ) -> None:
-    # Hangar's own /v1/embeddings, reached over HTTP like any provider's.
+    # Hangar's own /v1/embeddings, reached over HTTP like any provider's, with the key
+    # from a Secret of the namespace.
     key = kb_api.headers["Authorization"].removeprefix("Bearer ")
-    monkeypatch.setenv("HANGAR_TEST_EMBEDDINGS_KEY", key)
     embedder = {
         "provider": "openai",
         "model": "all-minilm-l6-v2",
         "baseUrl": str(kb_api.base_url).rstrip("/") + "/v1",
-        "apiKeyEnv": "HANGAR_TEST_EMBEDDINGS_KEY",
+        "apiKey": {"secret": "embeddings", "key": "key"},
     }
-    kb_api.post("/v1/apply", json=doc("KnowledgeBase", "remote", {"embedder": embedder}))
+    kb_api.post(
+        "/v1/apply",
+        json=[
+            doc("Secret", "embeddings", {"data": {"key": key}}),
+            doc("KnowledgeBase", "remote", {"embedder": embedder}),
+        ],
+    ).raise_for_status()
     parts = [("file", ("pump.md", PUMP)), ("file", ("bread.md", BREAD))]
     response = kb_api.post("/v1/knowledgebases/remote/ingestions", files=parts)
     job = finished(kb_api, response.json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -9,14 +10,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hangar.errors import ToolError, ToolNotAllowedError
+from hangar.egress import AddressPolicy
+from hangar.errors import EgressDeniedError, ToolError, ToolNotAllowedError
+from hangar.spec.hosts import host_allowed
 from hangar.tools import BUILTIN_TOOLS, ToolContext
 from hangar.tools.builtin import MAX_BODY_CHARS
-from hangar.tools.egress import host_allowed
+
+LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
+"""The test sites listen on loopback, which only a namespace granted it may reach."""
 
 
-def ctx(*hosts: str) -> ToolContext:
-    return ToolContext(namespace="default", run_id="r", agent="a", allow_hosts=hosts)
+def ctx(*hosts: str, policy: AddressPolicy = LOOPBACK) -> ToolContext:
+    return ToolContext(namespace="default", run_id="r", agent="a", allow_hosts=hosts, egress=policy)
+
+
+def here(site: str) -> str:
+    """The allow-list entry of a test site: its host and its port."""
+    return site.removeprefix("http://")
 
 
 @pytest.fixture
@@ -63,12 +73,12 @@ async def test_current_time_in_a_named_zone() -> None:
 
 
 async def test_http_get_reaches_an_allowed_host(site: str) -> None:
-    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx("127.0.0.1"))
+    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/hello"}, ctx(here(site)))
     assert result == "HTTP 200\n\nhello from the site"
 
 
 async def test_http_get_reads_no_more_of_a_body_than_it_returns(site: str) -> None:
-    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/endless"}, ctx("127.0.0.1"))
+    result = await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/endless"}, ctx(here(site)))
     head, body = result.split("\n\n", 1)
     assert head == "HTTP 200"
     assert body.startswith("all work and no play all work")
@@ -86,7 +96,7 @@ async def test_http_get_refuses_hosts_off_the_list_before_connecting(site: str) 
 
 async def test_http_get_checks_every_redirect_hop(site: str) -> None:
     with pytest.raises(ToolNotAllowedError, match=r"elsewhere\.invalid"):
-        await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/away"}, ctx("127.0.0.1"))
+        await BUILTIN_TOOLS["http_get"].call({"url": f"{site}/away"}, ctx(here(site)))
 
 
 async def test_http_get_only_speaks_http() -> None:
@@ -95,16 +105,31 @@ async def test_http_get_only_speaks_http() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "patterns", "allowed"),
+    ("host", "port", "patterns", "allowed"),
     [
-        ("api.example.com", ["api.example.com"], True),
-        ("API.Example.com.", ["api.example.com"], True),
-        ("a.b.example.com", ["*.example.com"], True),
-        ("example.com", ["*.example.com"], False),
-        ("evil-example.com", ["*.example.com"], False),
-        ("example.com.evil.io", ["example.com"], False),
-        ("anything", [], False),
+        ("api.example.com", 443, ["api.example.com"], True),
+        ("API.Example.com.", 80, ["api.example.com"], True),
+        ("a.b.example.com", 443, ["*.example.com"], True),
+        ("example.com", 443, ["*.example.com"], False),
+        ("evil-example.com", 443, ["*.example.com"], False),
+        ("example.com.evil.io", 443, ["example.com"], False),
+        ("anything", 443, [], False),
+        ("api.example.com", 8080, ["api.example.com"], False),
+        ("api.example.com", 8080, ["api.example.com:8080"], True),
+        ("api.example.com", 443, ["api.example.com:8080"], False),
+        ("::1", 8080, ["[::1]:8080"], True),
     ],
 )
-def test_allow_list_patterns(host: str, patterns: list[str], allowed: bool) -> None:
-    assert host_allowed(host, patterns) is allowed
+def test_allow_list_patterns(host: str, port: int, patterns: list[str], allowed: bool) -> None:
+    assert host_allowed(host, port, patterns) is allowed
+
+
+async def test_http_get_to_an_allowed_host_on_loopback_needs_the_administrators_grant(
+    site: str,
+) -> None:
+    """The tenant's allow-list names the host; whether its address may be reached is
+    the administrator's to grant."""
+    with pytest.raises(EgressDeniedError, match="loopback"):
+        await BUILTIN_TOOLS["http_get"].call(
+            {"url": f"{site}/hello"}, ctx(here(site), policy=AddressPolicy())
+        )
