@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,13 @@ TOKEN = "wb-token-7d1e9a44c0"
 
 
 def workbench_server(name: str = "wb") -> dict[str, Any]:
+    """The workbench, from the administrator's catalog, with a token from a Secret."""
     return doc(
         "MCPServer",
         name,
         {
-            "stdio": {
-                "command": sys.executable,
-                "args": ["-m", "tests.tools.mcp_servers.workbench"],
-                "cwd": str(ROOT),
+            "catalog": {
+                "name": "workbench",
                 "env": {"WORKBENCH_TOKEN": {"secret": "wb-creds", "key": "token"}},
             },
             "tools": {"exclude": ["learn", "show_header"]},
@@ -85,7 +83,7 @@ def test_an_agent_calls_mcp_tools_and_a_crash_does_not_end_the_run(
         app, ["--url", server.url, "--api-key", server.admin_key, "get", "mcpservers"]
     )
     assert cli.exit_code == 0, cli.output
-    assert "wb" in cli.output and "stdio ready tools=4 restarts=1" in cli.output
+    assert "wb" in cli.output and "catalog ready tools=4 restarts=1" in cli.output
     # Every call is audited: tool, outcome, a hash of the arguments, never the arguments.
     audit = get("/v1/audit/tool-calls", params={"run": run["id"]})["items"]
     assert [(a["tool"], a["outcome"]) for a in reversed(audit)] == [
@@ -189,16 +187,11 @@ def test_an_agent_whose_mcp_server_cannot_start_fails_with_the_reason(api: httpx
 
 
 def test_an_agent_uses_servers_from_npm_and_pypi_in_one_run(api: httpx.Client) -> None:
-    everything = ROOT / "tests/tools/mcp_servers/node_modules/.bin/mcp-server-everything"
     api.post(
         "/v1/apply",
         json=[
-            doc("MCPServer", "everything", {"stdio": {"command": str(everything)}}),
-            doc(
-                "MCPServer",
-                "time",
-                {"stdio": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}},
-            ),
+            doc("MCPServer", "everything", {"catalog": {"name": "everything"}}),
+            doc("MCPServer", "time", {"catalog": {"name": "time"}}),
             scripted_model(
                 "script",
                 {

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,7 @@ def namespace(api: httpx.Client) -> None:
             doc(
                 "MCPServer",
                 "wb",
-                {
-                    "stdio": {
-                        "command": sys.executable,
-                        "args": ["-m", "tests.tools.mcp_servers.workbench"],
-                        "cwd": str(ROOT),
-                    },
-                    "tools": {"include": ["echo", "pid"]},
-                },
+                {"catalog": {"name": "workbench"}, "tools": {"include": ["echo", "pid"]}},
             ),
             scripted_model("m", {"text": "Hello from the greeter."}),
             agent("greeter", "m", description="Greets people."),
@@ -133,7 +125,7 @@ def test_the_mcp_inspector_cli_lists_and_calls_tools(
     }
     refused = inspector(server, "hgr_wrong", "--method", "tools/list")
     assert refused.returncode != 0
-    assert "a valid Hangar API key is required" in refused.stdout + refused.stderr
+    assert "the API key is not valid" in refused.stdout + refused.stderr
     # Calls through the endpoint are audited like an agent's.
     audit = api.get("/v1/audit/tool-calls").json()["items"]
     assert [(a["tool"], a["agent"], a["outcome"]) for a in audit] == [

@@ -1,15 +1,18 @@
 """The MCP hub against real MCP servers: our SDK-built workbench (Python, stdio and
 streamable HTTP), the reference ``server-everything`` from npm (stdio and streamable
-HTTP) and ``mcp-server-time`` from PyPI."""
+HTTP) and ``mcp-server-time`` from PyPI, run on the host from the administrator's
+catalog; and a namespace's own stdio servers, run in sandboxes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,28 +21,37 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from hangar.admission import Admission
 from hangar.errors import ResourceNotFoundError, ToolError
 from hangar.spec import Secret, parse_document
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub, qualified_name
-from tests.helpers import doc, eventually, free_port
+from tests.helpers import CATALOG, EVERYTHING, doc, eventually, free_port, trusted
 
 ROOT = Path(__file__).resolve().parents[2]
-EVERYTHING = ROOT / "tests/tools/mcp_servers/node_modules/.bin/mcp-server-everything"
 CTX = ToolContext("default", "run_test", "tester")
+MINIMAL = (ROOT / "tests/tools/mcp_servers/minimal.py").read_text()
+TEST_CATALOG = [
+    *CATALOG,
+    {
+        "name": "workbench-fail",
+        "command": sys.executable,
+        "args": ["-m", "tests.tools.mcp_servers.workbench", "fail"],
+        "cwd": str(ROOT),
+    },
+    {"name": "missing", "command": "no-such-mcp-server"},
+    {"name": "everything-stdio", "command": str(EVERYTHING), "args": ["stdio"],
+     "tenantEnv": ["EV_SECRET"]},
+    {"name": "workbench-x", "command": sys.executable,
+     "args": ["-m", "tests.tools.mcp_servers.workbench"], "cwd": str(ROOT), "tenantEnv": ["X"]},
+]  # fmt: skip
 
 
-def workbench(*args: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "stdio": {
-            "command": sys.executable,
-            "args": ["-m", "tests.tools.mcp_servers.workbench", *args],
-            "cwd": str(ROOT),
-            **extra,
-        }
-    }
+def workbench(**env: Any) -> dict[str, Any]:
+    """The workbench from the catalog (the administrator fixed how it runs)."""
+    return {"catalog": {"name": "workbench", "env": env}}
 
 
 @pytest.fixture
@@ -47,7 +59,8 @@ async def hub(tmp_path: Path) -> AsyncIterator[MCPHub]:
     store = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'hangar.db'}")
     await store.migrate()
     box = SecretBox([Fernet.generate_key()])
-    hub = MCPHub(store, SecretResolver(store, box))
+    admission = Admission.fixed(trusted() | {"mcpServers": TEST_CATALOG})
+    hub = MCPHub(store, SecretResolver(store, box), admission)
     hub.box = box  # type: ignore[attr-defined]
     try:
         yield hub
@@ -124,18 +137,96 @@ async def test_a_server_killed_between_calls_is_restarted_and_an_idempotent_call
     assert hub.status("default", "wb")["restarts"] == 1  # type: ignore[index]
 
 
-async def test_a_server_that_cannot_start_says_what_it_printed(hub: MCPHub) -> None:
-    await apply(hub, "MCPServer", "broken", workbench("fail"))
+async def test_a_host_server_that_cannot_start_keeps_what_it_printed_in_the_log(
+    hub: MCPHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host program's output may say anything about the host: the administrator reads
+    it in the log; the tenant is told it failed, and where to look."""
+    await apply(hub, "MCPServer", "broken", {"catalog": {"name": "workbench-fail"}})
     with pytest.raises(ToolError) as failed:
         await hub.tools("default", "broken", [])
     assert "MCP server 'broken'" in failed.value.message
-    assert "WORKBENCH_CONFIG is not set" in failed.value.message
+    assert "WORKBENCH_CONFIG" not in failed.value.message
+    assert "in the server's log" in failed.value.message
+    assert "WORKBENCH_CONFIG is not set" in caplog.text
     assert hub.status("default", "broken")["state"] == "failed"  # type: ignore[index]
-    await apply(hub, "MCPServer", "missing", {"stdio": {"command": "no-such-mcp-server"}})
-    with pytest.raises(ToolError, match="'no-such-mcp-server'"):
+    await apply(hub, "MCPServer", "missing", {"catalog": {"name": "missing"}})
+    with pytest.raises(ToolError, match="command was not found"):
         await hub.tools("default", "missing", [])
     with pytest.raises(ResourceNotFoundError, match="MCPServer 'ghost' not found"):
         await hub.tools("default", "ghost", [])
+
+
+async def test_a_namespaces_own_stdio_server_runs_in_a_sandbox(hub: MCPHub) -> None:
+    """The namespace wrote the command, so it runs where a namespace's code runs: it
+    sees no host file, process or variable, and what it prints is its own to read."""
+    await apply(
+        hub,
+        "MCPServer",
+        "mine",
+        {
+            "stdio": {
+                "command": "python3",
+                "args": ["-c", MINIMAL],
+                "env": {"HANGAR_PROBE": "/work"},
+            }
+        },
+    )
+    assert await call(hub, "mine", "echo", text="inside") == "echo: inside"
+    seen = json.loads(await call(hub, "mine", "whoami"))
+    assert seen["uid"] == 1000 and seen["cwd"] == "/workspace"
+    assert not seen["/etc/passwd"] and not seen["/root"] and not seen["/work"]
+    assert "HANGAR_PROBE" in seen["env"] and "HOME" in seen["env"]
+    assert not set(seen["env"]) & {"HANGAR_SECRET_KEYS", "USER", "SHELL", "VIRTUAL_ENV"}
+    assert len(seen["processes"]) <= 4  # bwrap's init, the kernel, the server (and a shell)
+
+    await apply(
+        hub,
+        "MCPServer",
+        "loud",
+        {
+            "stdio": {
+                "command": "python3",
+                "args": ["-c", "import sys; print('boom', file=sys.stderr)"],
+            }
+        },
+    )
+    with pytest.raises(ToolError, match="it printed: boom"):
+        await hub.tools("default", "loud", [])
+
+
+async def test_a_stdio_server_reaches_only_what_its_template_allows(hub: MCPHub, site: str) -> None:
+    """Its network is its template's: none by default; an allow-list through the proxy
+    (and still never an internal address the namespace was not granted)."""
+    await apply(
+        hub, "MCPServer", "offline", {"stdio": {"command": "python3", "args": ["-c", MINIMAL]}}
+    )
+    refused = await call(hub, "offline", "fetch", url=site)
+    assert refused.startswith("refused:")
+    port = site.rsplit(":", 1)[1]
+    network = {"mode": "allowlist", "allowHosts": [f"127.0.0.1:{port}"]}
+    await apply(hub, "SandboxTemplate", "online", {"network": network})
+    online = {"command": "python3", "args": ["-c", MINIMAL], "sandbox": "online"}
+    await apply(hub, "MCPServer", "online", {"stdio": online})
+    assert await call(hub, "online", "fetch", url=site) == "hello"
+    hub.admission = Admission.fixed({})  # the loopback grant withdrawn
+    await apply(hub, "MCPServer", "online", {"stdio": online, "timeoutSeconds": 20})
+    refused = await call(hub, "online", "fetch", url=site)
+    assert "refused" in refused and "Forbidden by Hangar egress policy" in refused
+
+
+async def test_a_catalog_entry_fixes_what_a_namespace_may_set(hub: MCPHub) -> None:
+    await apply(
+        hub,
+        "MCPServer",
+        "sneaky",
+        {"catalog": {"name": "workbench", "env": {"PYTHONPATH": "/tmp"}}},
+    )
+    with pytest.raises(ToolError, match="lets a namespace set only WORKBENCH_TOKEN"):
+        await hub.tools("default", "sneaky", [])
+    await apply(hub, "MCPServer", "unknown", {"catalog": {"name": "rm-rf"}})
+    with pytest.raises(ToolError, match="not in the administrator's catalog"):
+        await hub.tools("default", "unknown", [])
 
 
 async def test_tool_list_changes_announced_by_the_server_are_picked_up(hub: MCPHub) -> None:
@@ -153,16 +244,19 @@ async def test_secrets_reach_the_server_and_never_come_back_from_it(hub: MCPHub)
         hub,
         "MCPServer",
         "wb",
-        workbench(env={"WORKBENCH_TOKEN": {"secret": "wb-creds", "key": "token"}}),
+        workbench(WORKBENCH_TOKEN={"secret": "wb-creds", "key": "token"}),
     )
     # The server got the value (it echoes it), and the hub scrubbed it from the result.
     assert await call(hub, "wb", "show_token") == "my token is [secret]"
     # A missing secret is a clear configuration error naming the field.
     await apply(
-        hub, "MCPServer", "wb2", workbench(env={"X": {"secret": "wb-creds", "key": "nope"}})
+        hub,
+        "MCPServer",
+        "wb2",
+        {"catalog": {"name": "workbench-x", "env": {"X": {"secret": "wb-creds", "key": "nope"}}}},
     )
     with pytest.raises(
-        ToolError, match=r"spec\.stdio\.env\.X references key 'nope' of Secret 'wb-creds'"
+        ToolError, match=r"spec\.catalog\.env\.X references key 'nope' of Secret 'wb-creds'"
     ):
         await hub.tools("default", "wb2", [])
 
@@ -176,9 +270,7 @@ async def test_a_new_generation_of_a_server_replaces_its_connection(hub: MCPHub)
 
 
 async def test_a_slow_call_times_out_with_the_limit_named(hub: MCPHub) -> None:
-    await apply(
-        hub, "MCPServer", "ev", {"stdio": {"command": str(EVERYTHING)}, "timeoutSeconds": 1}
-    )
+    await apply(hub, "MCPServer", "ev", {"catalog": {"name": "everything"}, "timeoutSeconds": 1})
     with pytest.raises(ToolError, match="did not answer within 1 s"):
         await call(hub, "ev", "trigger-long-running-operation", duration=5, steps=5)
     assert await call(hub, "ev", "echo", message="after") == "Echo: after"
@@ -193,9 +285,8 @@ async def test_server_everything_from_npm_over_stdio(hub: MCPHub) -> None:
         "MCPServer",
         "ev",
         {
-            "stdio": {
-                "command": str(EVERYTHING),
-                "args": ["stdio"],
+            "catalog": {
+                "name": "everything-stdio",
                 "env": {"EV_SECRET": {"secret": "ev", "key": "k"}},
             }
         },
@@ -240,6 +331,36 @@ def workbench_http() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def site() -> Iterator[str]:
+    """A web page on the host's loopback."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_an_http_server_on_an_internal_address_needs_the_administrators_grant(
+    hub: MCPHub, workbench_http: str
+) -> None:
+    hub.admission = Admission.fixed({})  # no grant: loopback is the server's own
+    await apply(hub, "MCPServer", "inward", {"http": {"url": workbench_http}})
+    with pytest.raises(ToolError, match=r"127\.0\.0\.1 is a loopback address"):
+        await hub.tools("default", "inward", [])
+
+
 async def connected(hub: MCPHub, server: str, include: list[str]) -> list[Any]:
     """The server's tools, once it listens (it takes a moment to start)."""
     for _ in range(100):
@@ -280,7 +401,7 @@ async def test_mcp_server_time_from_pypi(hub: MCPHub) -> None:
         hub,
         "MCPServer",
         "time",
-        {"stdio": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}},
+        {"catalog": {"name": "time"}},
     )
     tools = {t.definition.name for t in await hub.tools("default", "time", [])}
     assert tools == {"time__get_current_time", "time__convert_time"}

@@ -1,7 +1,12 @@
 """The MCP hub: every MCPServer of every namespace, connected once and shared by the
 runs that use it. Credentials are opened here, at connect time, and go only to
 the server's process or requests; a new generation of a server's spec replaces
-its connection."""
+its connection, and a deleted server's connection goes with it.
+
+What a namespace may run is decided here, at every connect, by its grants: a
+``catalog`` entry the administrator fixed runs on the host; a ``stdio`` command the
+namespace wrote runs in a sandbox of its template; an ``http`` URL is reached by the
+namespace's address policy."""
 
 from __future__ import annotations
 
@@ -12,14 +17,17 @@ import re
 from fnmatch import fnmatchcase
 from typing import Any
 
+from hangar.admission import Admission, AdmissionDeniedError
 from hangar.errors import ResourceNotFoundError
 from hangar.models.messages import ToolDefinition
+from hangar.sandbox.manager import template_spec
+from hangar.sandbox.programs import sandboxed_program
 from hangar.spec.mcp import MCPServer, MCPServerSpec
 from hangar.spec.secret import SecretKeyRef
 from hangar.store.base import Store, StoredResource
 from hangar.store.secrets import SecretResolver
 from hangar.tools.base import ToolContext
-from hangar.tools.mcp.upstream import Credentials, Upstream, UpstreamTool
+from hangar.tools.mcp.upstream import Launch, Upstream, UpstreamTool
 
 SEPARATOR = "__"
 MAX_NAME = 64
@@ -61,15 +69,22 @@ class MCPTool:
 
 
 class MCPHub:
-    def __init__(self, store: Store, secrets: SecretResolver) -> None:
+    def __init__(
+        self,
+        store: Store,
+        secrets: SecretResolver,
+        admission: Admission | None = None,
+    ) -> None:
         self.store = store
         self.secrets = secrets
+        self.admission = admission or Admission(None)
         self._upstreams: dict[tuple[str, str], Upstream] = {}
         self._retired: set[asyncio.Task[None]] = set()
 
     async def upstream(self, namespace: str, name: str) -> Upstream:
         stored = await self.store.get_resource(namespace, MCPServer.KIND, name)
         if stored is None:
+            await self.forget(namespace, name)  # deleted, perhaps through another process
             raise ResourceNotFoundError(
                 f"MCPServer {name!r} not found in namespace {namespace!r}",
                 hint="apply it with `hangar apply -f`, or remove it from the agent's tools",
@@ -85,10 +100,10 @@ class MCPHub:
         if current is None or current.generation != stored.generation:
             spec = MCPServerSpec.model_validate(stored.spec)
 
-            async def credentials(spec: MCPServerSpec = spec) -> Credentials:
-                return await self._credentials(namespace, name, spec)
+            async def launch(spec: MCPServerSpec = spec) -> Launch:
+                return await self._launch(namespace, name, spec)
 
-            self._upstreams[key] = Upstream(namespace, name, stored.generation, spec, credentials)
+            self._upstreams[key] = Upstream(namespace, name, stored.generation, spec, launch)
             if current is not None:
                 self._retire(current)
         return self._upstreams[key]
@@ -98,7 +113,13 @@ class MCPHub:
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
-    async def _credentials(self, namespace: str, name: str, spec: MCPServerSpec) -> Credentials:
+    async def forget(self, namespace: str, name: str) -> None:
+        """Close a server's connection (it was deleted): its process ends here."""
+        upstream = self._upstreams.pop((namespace, name), None)
+        if upstream is not None:
+            await upstream.close()
+
+    async def _launch(self, namespace: str, name: str, spec: MCPServerSpec) -> Launch:
         secrets: list[str] = []
 
         async def opened(values: dict[str, str | SecretKeyRef], where: str) -> dict[str, str]:
@@ -110,9 +131,27 @@ class MCPHub:
             return out
 
         where = f"MCPServer {name!r} spec"
+        grants = self.admission.grants(namespace)
+        if spec.catalog is not None:
+            entry = grants.catalog_entry(spec.catalog.name, f"{where}.catalog.name")
+            unknown = sorted(set(spec.catalog.env) - set(entry.tenant_env))
+            if unknown:
+                raise AdmissionDeniedError(
+                    f"{where}.catalog.env: the catalog entry {entry.name!r} lets a namespace "
+                    f"set only {', '.join(entry.tenant_env) or 'no variable'}, not "
+                    f"{', '.join(unknown)}"
+                )
+            env = await opened(dict(spec.catalog.env), f"{where}.catalog.env")
+            return Launch(
+                command=[entry.command, *entry.args],
+                env={**entry.env, **env},
+                cwd=entry.cwd,
+                secrets=tuple(secrets),
+                on_host=True,
+            )
         if spec.stdio is not None:
             env = await opened(dict(spec.stdio.env), f"{where}.stdio.env")
-            return Credentials(env=env, secrets=tuple(secrets))
+            return await self._sandboxed(namespace, name, spec, env, tuple(secrets))
         assert spec.http is not None
         headers = await opened(dict(spec.http.headers), f"{where}.http.headers")
         client_secret = None
@@ -121,9 +160,41 @@ class MCPHub:
                 namespace, spec.http.oauth.client_secret, f"{where}.http.oauth.clientSecret"
             )
             secrets.append(client_secret)
-        return Credentials(
-            headers=headers, oauth_client_secret=client_secret, secrets=tuple(secrets)
+        return Launch(
+            headers=headers,
+            oauth_client_secret=client_secret,
+            policy=grants.policy,
+            secrets=tuple(secrets),
         )
+
+    async def _sandboxed(
+        self,
+        namespace: str,
+        name: str,
+        spec: MCPServerSpec,
+        env: dict[str, str],
+        secrets: tuple[str, ...],
+    ) -> Launch:
+        """A namespace's own stdio server, started in a sandbox of its template."""
+        stdio = spec.stdio
+        assert stdio is not None
+        template = await template_spec(self.store, namespace, stdio.sandbox)
+        if stdio.sandbox is None:
+            template = template.model_copy(update={"backend": "bwrap"})
+        grants = self.admission.grants(namespace)
+        problems = grants.limits_problems(template)
+        if problems:
+            raise AdmissionDeniedError(f"SandboxTemplate {stdio.sandbox!r}: {problems[0]}")
+        program = await sandboxed_program(
+            template,
+            stdio.command,
+            list(stdio.args),
+            env,
+            stdio.cwd,
+            grants.policy,
+            f"mcp {namespace}/{name}",
+        )
+        return Launch(command=program.argv, secrets=secrets, close=program.close)
 
     async def tools(
         self, namespace: str, server: str | StoredResource, include: list[str]

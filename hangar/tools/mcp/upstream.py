@@ -1,5 +1,11 @@
 """One live connection to one MCP server, through the official ``mcp`` SDK.
 
+How the server is reached comes ready from the hub (``Launch``): a command line
+(a catalog server on the host, or a namespace's server inside its sandbox), or a
+URL reached through the egress checks. What a host server prints on stderr stays in
+the server's log, never in an answer to a tenant; a sandboxed server's own output
+is the tenant's, and its tail is shown to help them.
+
 The SDK's ``Client`` is an anyio context: it must be entered and left by the same
 task. So each connection lives in its own supervisor task, which connects, lists
 the tools, follows change notifications and waits to be told to stop; callers
@@ -37,6 +43,7 @@ from mcp_types import (
     ToolListChangedNotification,
 )
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy, first_denial, http_client
 from hangar.errors import HangarError, ToolError
 from hangar.spec.mcp import MCPServerSpec
 
@@ -48,15 +55,23 @@ State = Literal["idle", "starting", "ready", "failed", "closed"]
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """Opened secret values for one connection: what the transport needs, and the
-    values themselves so that results echoing them can be scrubbed."""
+class Launch:
+    """How to reach one server, its secrets opened: a command line to start (stdio), or
+    the headers and address policy of its URL (http); the values that came from
+    Secrets, so results echoing them are scrubbed."""
 
+    command: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     oauth_client_secret: str | None = None
+    policy: AddressPolicy = PUBLIC_ONLY
     secrets: tuple[str, ...] = ()
     """The values that came from Secrets (literal ones are no secret)."""
+    on_host: bool = False
+    """A catalog server, run on the host: its stderr is the administrator's to read."""
+    close: Callable[[], Awaitable[None]] | None = None
+    """What to clear once the connection has ended (a sandbox's leftovers)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,11 @@ class UpstreamTool:
     description: str
     input_schema: dict[str, Any]
     idempotent: bool
+
+
+def printable(text: str) -> str:
+    """Text a program printed, with its control characters (terminal escapes) dropped."""
+    return "".join(c for c in text if c.isprintable() or c in "\n\t")
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
@@ -103,13 +123,13 @@ class Upstream:
         name: str,
         generation: int,
         spec: MCPServerSpec,
-        credentials: Callable[[], Awaitable[Credentials]],
+        launch: Callable[[], Awaitable[Launch]],
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.generation = generation
         self.spec = spec
-        self._credentials = credentials
+        self._launch = launch
         self._secrets: tuple[str, ...] = ()
         self.state: State = "idle"
         self.last_error: str | None = None
@@ -177,9 +197,10 @@ class Upstream:
 
     async def _supervise(self, stop: asyncio.Event, ready: asyncio.Future[None]) -> None:
         errlog = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the server
+        launched: list[Launch] = []
         try:
             async with asyncio.timeout(CONNECT_SECONDS):
-                client = await self._enter(errlog, stack := contextlib.AsyncExitStack())
+                client = await self._enter(errlog, stack := contextlib.AsyncExitStack(), launched)
             async with stack:
                 self._client = client
                 # Subscribe before listing, so no change falls between the two.
@@ -197,7 +218,7 @@ class Upstream:
                     await asyncio.gather(listener, return_exceptions=True)
                     self._client = None
         except BaseException as exc:
-            message = self._failure(exc, errlog)
+            message = self._failure(exc, errlog, launched[0] if launched else None)
             self.state, self.last_error = "failed", message
             if not ready.done():
                 ready.set_exception(ToolError(message, details={"mcp_server": self.name}))
@@ -206,12 +227,19 @@ class Upstream:
                 raise
         finally:
             errlog.close()
+            for launch in launched:
+                if launch.close is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(launch.close())
 
-    async def _enter(self, errlog: TextIO, stack: contextlib.AsyncExitStack) -> Client:
-        credentials = await self._credentials()
-        self._secrets = credentials.secrets
+    async def _enter(
+        self, errlog: TextIO, stack: contextlib.AsyncExitStack, launched: list[Launch]
+    ) -> Client:
+        launch = await self._launch()
+        launched.append(launch)
+        self._secrets = launch.secrets
         client = Client(
-            self._transport(credentials, errlog),
+            self._transport(launch, errlog),
             read_timeout_seconds=self.spec.timeout_seconds,
             message_handler=self._on_message,
             client_info=Implementation(name="hangar", version="0.1.0"),
@@ -219,15 +247,15 @@ class Upstream:
         )
         return await stack.enter_async_context(client)
 
-    def _transport(self, credentials: Credentials, errlog: TextIO) -> Any:
-        if self.spec.stdio is not None:
-            stdio = self.spec.stdio
+    def _transport(self, launch: Launch, errlog: TextIO) -> Any:
+        if launch.command is not None:
             from mcp.client.stdio import stdio_client
 
+            command, *args = launch.command
             return _Connect(
                 stdio_client(
                     StdioServerParameters(
-                        command=stdio.command, args=stdio.args, env=credentials.env, cwd=stdio.cwd
+                        command=command, args=args, env=launch.env, cwd=launch.cwd
                     ),
                     errlog=errlog,
                 )
@@ -235,7 +263,7 @@ class Upstream:
         http = self.spec.http
         assert http is not None
         auth = None
-        if http.oauth is not None and credentials.oauth_client_secret is not None:
+        if http.oauth is not None and launch.oauth_client_secret is not None:
             from mcp.client.auth.extensions.client_credentials import (
                 ClientCredentialsOAuthProvider,
             )
@@ -244,26 +272,30 @@ class Upstream:
                 server_url=http.url,
                 storage=_MemoryTokens(),
                 client_id=http.oauth.client_id,
-                client_secret=credentials.oauth_client_secret,
+                client_secret=launch.oauth_client_secret,
                 scope=http.oauth.scope,
                 issuer=http.oauth.issuer,
             )
-        client = httpx2.AsyncClient(
-            headers=credentials.headers,
+        client = http_client(
+            launch.policy,
+            headers=launch.headers,
             auth=auth,
             timeout=httpx2.Timeout(30, read=max(300.0, self.spec.timeout_seconds)),
         )
         return _Connect(streamable_http_client(http.url, http_client=client), closing=client)
 
-    def _failure(self, exc: BaseException, errlog: TextIO) -> str:
+    def _failure(self, exc: BaseException, errlog: TextIO, launch: Launch | None) -> str:
         while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
             exc = exc.exceptions[0]
+        denied = first_denial(exc)
+        if denied is not None:
+            return f"MCP server {self.name!r}: {denied.message}"
         if isinstance(exc, HangarError):
             return exc.message  # already says what is wrong, e.g. a missing Secret
         if isinstance(exc, TimeoutError):
             what = f"did not answer within {CONNECT_SECONDS:.0f} s"
         elif isinstance(exc, FileNotFoundError):
-            what = f"cannot run {self.spec.stdio.command if self.spec.stdio else ''!r}: not found"
+            what = "cannot be started: its command was not found"
         elif isinstance(exc, httpx2.HTTPError):
             what = f"cannot be reached: {type(exc).__name__}: {exc}"
         else:
@@ -272,8 +304,12 @@ class Upstream:
         errlog.flush()
         errlog.seek(0)
         tail = errlog.read()[-STDERR_TAIL:].strip()
-        if tail:
-            message += f"; it printed: {tail}"
+        if tail and launch is not None and launch.on_host:
+            # A host program's output may say anything about the host: the log only.
+            log.warning("MCP server %s/%s printed: %s", self.namespace, self.name, tail)
+            message += "; what it printed is in the server's log"
+        elif tail:
+            message += f"; it printed: {printable(tail)}"
         return redact(message, self._secrets)
 
     # --- tools -----------------------------------------------------------------------
