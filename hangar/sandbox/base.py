@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 
@@ -119,4 +120,9 @@ class SandboxBackend(Protocol):
 
     def availability(self) -> Availability: ...
 
-    async def start(self, spec: SandboxTemplateSpec) -> Sandbox: ...
+    async def start(
+        self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY
+    ) -> Sandbox:
+        """A new sandbox of the template; ``policy`` bounds where its egress proxy (network
+        mode ``allowlist``) may connect: the namespace's grants."""
+        ...

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.sandbox import seccomp
 from hangar.sandbox.base import Availability
 from hangar.sandbox.cgroups import detect
@@ -25,6 +26,7 @@ from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
 KERNEL = Path(__file__).with_name("kernel.py")
+KERNEL_IN_SANDBOX = "/.hangar/kernel.py"
 WORKSPACE = "/workspace"
 PYTHON = "/usr/bin/python3"
 SANDBOX_UID = 1000
@@ -74,15 +76,15 @@ def _seccomp_fd() -> int | None:
     return fd
 
 
-def launcher_argv(seccomp_fd: int | None) -> list[str]:
-    """Everything of a bwrap sandbox that no template changes. The template's part
-    (``sandbox_options``) is read from a pipe at ``--args``, when the sandbox is
-    wanted; until then bwrap waits there, parked (see ``launcher``)."""
+def _system_argv() -> list[str]:
+    """Everything of a bwrap sandbox that no template changes, up to its options."""
     # fmt: off
     argv = [
         *_drop_privileges(),
         shutil.which("bwrap") or "bwrap",
         "--unshare-all",
+        # No user namespace may be made inside (with the seccomp filter's clone check).
+        "--unshare-user", "--disable-userns",
         "--uid", str(SANDBOX_UID),
         "--gid", str(SANDBOX_UID),
         "--die-with-parent",
@@ -102,27 +104,57 @@ def launcher_argv(seccomp_fd: int | None) -> list[str]:
         "--proc", "/proc",
         "--dev", "/dev",
         "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
-        "--ro-bind", str(readable_kernel()), "/.hangar/kernel.py",
+        "--ro-bind", str(readable_kernel()), KERNEL_IN_SANDBOX,
         "--clearenv",
-        "--args", OPTIONS_FD,
-        # The root itself read-only: only /workspace and /tmp take writes.
-        "--remount-ro", "/",
-        "--chdir", WORKSPACE,
     ]
     # fmt: on
-    if seccomp_fd is not None:
-        argv += ["--seccomp", str(seccomp_fd)]
-    argv += [PYTHON, "-I", "-S", "/.hangar/kernel.py"]
     return argv
 
 
-def sandbox_options(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> list[str]:
+def _program(seccomp_fd: int | None, cwd: str, program: list[str]) -> list[str]:
+    """The end of the command line: the root made read-only (only /workspace and /tmp
+    take writes), the working folder, the filter, and what runs."""
+    argv = ["--remount-ro", "/", "--chdir", cwd]
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    return argv + program
+
+
+def launcher_argv(seccomp_fd: int | None) -> list[str]:
+    """A bwrap sandbox whose template's part (``sandbox_options``) is read from a pipe
+    at ``--args``, when the sandbox is wanted; until then bwrap waits there, parked
+    (see ``launcher``)."""
+    kernel = [PYTHON, "-I", "-S", KERNEL_IN_SANDBOX]
+    return [*_system_argv(), "--args", OPTIONS_FD, *_program(seccomp_fd, WORKSPACE, kernel)]
+
+
+def program_argv(
+    spec: SandboxTemplateSpec,
+    command: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    egress: EgressProxy | None,
+    seccomp_fd: int | None,
+) -> list[str]:
+    """A bwrap sandbox of the template running ``command`` as its program, on the
+    caller's stdio (the kernel's program mode starts it after the egress relay)."""
+    options = sandbox_options(spec, egress, env)
+    kernel = [PYTHON, "-I", "-S", KERNEL_IN_SANDBOX, "--exec", command, *args]
+    return [*_system_argv(), *options, *_program(seccomp_fd, cwd or WORKSPACE, kernel)]
+
+
+def sandbox_options(
+    spec: SandboxTemplateSpec,
+    egress: EgressProxy | None = None,
+    env: dict[str, str] | None = None,
+) -> list[str]:
     """The template's part of the bwrap command line: workspace size, egress socket
-    and the kernel's whole environment."""
+    and the kernel's whole environment (and ``env``, a program's own, over it)."""
     options = ["--size", str(spec.limits.workspace_mb * 1024 * 1024), "--tmpfs", WORKSPACE]
     if egress is not None:
         options += ["--ro-bind", str(egress.socket_path), SOCKET_IN_SANDBOX]
-    for key, value in kernel_env(spec, WORKSPACE).items():
+    for key, value in {**kernel_env(spec, WORKSPACE), **(env or {})}.items():
         options += ["--setenv", key, value]
     return options
 
@@ -196,8 +228,10 @@ class BwrapBackend:
     def __init__(self) -> None:
         self.parking = Parking(spawn_launcher)
 
-    async def start(self, spec: SandboxTemplateSpec) -> ProcessSandbox:
-        egress = await start_egress(spec, self.name)
+    async def start(
+        self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY
+    ) -> ProcessSandbox:
+        egress = await start_egress(spec, self.name, policy)
         sandbox = ProcessSandbox(spec, self.name, egress=egress)
         try:
             process = self.parking.take() or spawn_launcher()

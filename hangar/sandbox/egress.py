@@ -1,5 +1,7 @@
 """The egress proxy: how a sandbox in network mode ``allowlist`` reaches the hosts its
-template names, and nothing else.
+template names (on the ports they name: 80 and 443 unless a pattern says otherwise),
+and nothing else: never an internal address, whatever a name resolves to (the
+connection goes to the address ``hangar.egress`` checked).
 
 The sandbox keeps no network of its own (a fresh namespace with loopback only). The
 host runs one proxy per sandbox on a Unix socket that is bound into it; the kernel
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy, open_connection
+from hangar.errors import EgressDeniedError, HangarError
 from hangar.spec.hosts import host_allowed
 
 log = logging.getLogger(__name__)
@@ -99,6 +103,7 @@ def parse_head(head: bytes) -> Target:
 @dataclass
 class EgressProxy:
     allow_hosts: list[str]
+    policy: AddressPolicy = PUBLIC_ONLY
     label: str = ""
     allowed: int = 0
     denied: int = 0
@@ -162,24 +167,23 @@ class EgressProxy:
         except BadRequest as exc:
             await _answer(writer, 400, "Bad Request", str(exc))
             return
-        if not host_allowed(target.host, self.allow_hosts):
-            self.denied += 1
-            self.denied_hosts = [*self.denied_hosts[-19:], target.host]
-            log.info("sandbox %s: egress to %s denied", self.label, target.host)
+        if not host_allowed(target.host, target.port, self.allow_hosts):
             allowed = ", ".join(self.allow_hosts) or "none"
-            await _answer(
+            await self._deny(
                 writer,
-                403,
-                DENIED_REASON,
-                f"host {target.host!r} is not on this sandbox's network allow-list "
-                f"(allowed: {allowed}); add it to the SandboxTemplate's "
-                "spec.network.allowHosts",
+                target,
+                f"{target.host}:{target.port} is not on this sandbox's network allow-list "
+                f"(allowed: {allowed[:500]}); add it (with ':port' unless it is 80 or 443) "
+                "to the SandboxTemplate's spec.network.allowHosts",
             )
             return
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                up_reader, up_writer = await asyncio.open_connection(target.host, target.port)
-        except (OSError, TimeoutError) as exc:
+                up_reader, up_writer = await open_connection(self.policy, target.host, target.port)
+        except EgressDeniedError as exc:
+            await self._deny(writer, target, exc.message)
+            return
+        except (OSError, TimeoutError, HangarError) as exc:
             await _answer(
                 writer, 502, "Bad Gateway", f"cannot reach {target.host}:{target.port}: {exc}"
             )
@@ -193,6 +197,12 @@ class EgressProxy:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             up_writer.close()
+
+    async def _deny(self, writer: asyncio.StreamWriter, target: Target, message: str) -> None:
+        self.denied += 1
+        self.denied_hosts = [*self.denied_hosts[-19:], target.host]
+        log.info("sandbox %s: egress to %s:%s denied", self.label, target.host, target.port)
+        await _answer(writer, 403, DENIED_REASON, message)
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.sandbox.base import Availability
 from hangar.sandbox.bwrap import HOST_ETC, PYTHON, SANDBOX_UID, readable_kernel
 from hangar.sandbox.cgroups import detect
@@ -166,8 +167,10 @@ class GvisorBackend:
             features={"cgroups": detect() is not None, "network_allowlist": True},
         )
 
-    async def start(self, spec: SandboxTemplateSpec) -> GvisorSandbox:
-        sandbox = GvisorSandbox(spec, await start_egress(spec, self.name))
+    async def start(
+        self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY
+    ) -> GvisorSandbox:
+        sandbox = GvisorSandbox(spec, await start_egress(spec, self.name, policy))
         try:
             process = Spawned(sandbox.argv, replies_on_stdout=True)
         except BaseException:

@@ -81,6 +81,7 @@ OUTPUT_BYTES = int(os.environ.get("HANGAR_OUTPUT_BYTES", "1000000"))
 MEMORY_BYTES = int(os.environ.get("HANGAR_MEMORY_BYTES", "0"))
 FILE_BYTES = int(os.environ.get("HANGAR_FILE_BYTES", "0"))
 PROCESSES = int(os.environ.get("HANGAR_PROCESSES", "0"))
+BACKGROUND = os.environ.get("HANGAR_BACKGROUND", "kill")
 VALUE_CHARS = 10_000
 EGRESS_DENIED = "Forbidden by Hangar egress policy"  # egress.DENIED_REASON
 
@@ -94,6 +95,9 @@ class CellCpuLimit(BaseException):
     pass
 
 
+SHELL_DRAIN_SECONDS = 0.1
+"""After a shell command exits, how long its output pipes are still read: a process
+it left in the background holds them open, and must not hold the call too."""
 STREAM_INTERVAL = 0.05
 STREAM_CHUNK = 4096
 
@@ -413,9 +417,13 @@ def kill_group(pid):
         pass
 
 
-def run_shell(command, timeout):
+def run_shell(command, timeout, cpu_seconds=None):
     warm_up()
     before = snapshot()
+    if cpu_seconds:
+        # Each process of the command gets the call's CPU time as a hard limit: the
+        # kernel ends it when it is spent (the host counts them all together too).
+        command = f"ulimit -t {max(1, int(cpu_seconds + 0.999))}\n{command}"
     proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
         cwd=WORKSPACE,
@@ -436,12 +444,17 @@ def run_shell(command, timeout):
     selector = selectors.DefaultSelector()
     for stream in streams:
         selector.register(stream, selectors.EVENT_READ)
+    exited_at = None
     while selector.get_map():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             status = "timeout"
             break
-        for key, _ in selector.select(min(remaining, 0.5)):
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        elif exited_at is not None and time.monotonic() - exited_at > SHELL_DRAIN_SECONDS:
+            break  # the command ended; what still holds its pipes is in the background
+        for key, _ in selector.select(min(remaining, 0.05)):
             chunk = key.fileobj.read(65536)
             if not chunk:
                 selector.unregister(key.fileobj)
@@ -479,6 +492,28 @@ def run_shell(command, timeout):
     }
 
 
+def reap_strays():
+    """Kill what a call left running (``cmd &``, a daemon, a child a cell started), unless
+    the template keeps background processes for the session's later calls. Only this
+    kernel, and the sandbox's init and the kernel's parent, stay."""
+    if BACKGROUND == "keep" or not os.path.isdir("/proc"):
+        return
+    keep = {1, os.getpid(), os.getppid()}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in keep:
+            try:  # noqa: SIM105 (contextlib is not imported at start)
+                os.kill(int(entry), 9)
+            except OSError:
+                pass
+    while True:  # our own children, killed, are ours to reap
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def crowded():
     """Whether the sandbox is at its process limit: what a fork bomb leaves behind."""
     if not PROCESSES or not os.path.isdir("/proc"):
@@ -500,11 +535,15 @@ def contained(reply):
 def handle(namespace, request):
     op = request.get("op")
     if op == "exec":
-        return contained(
+        reply = contained(
             run_cell(namespace, request["code"], request["timeout"], request.get("cpu"))
         )
+        reap_strays()
+        return reply
     if op == "shell":
-        return contained(run_shell(request["cmd"], request["timeout"]))
+        reply = contained(run_shell(request["cmd"], request["timeout"], request.get("cpu")))
+        reap_strays()
+        return reply
     if op == "ping":
         return {"status": "ok"}
     warm_up()
@@ -567,7 +606,39 @@ def idle_warm_up(requests):
         warm_up()
 
 
+def run_program(argv):
+    """The sandbox's program mode (``kernel.py --exec COMMAND ARGS``): a long-lived
+    program that talks over its own stdio (an MCP server a namespace declared). It
+    gets the egress relay like any sandbox, and nothing of the kernel's protocol: the
+    program is started as a child with this process's stdin and stdout, and its exit
+    status is this process's."""
+    if resource is not None:
+        # Memory is bounded by the host's cgroup: an address-space limit would stop
+        # runtimes that reserve far more than they use (V8, the JVM).
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if FILE_BYTES:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as exc:
+            os.write(2, f"cannot run {argv[0]!r}: {exc.strerror}\n".encode())
+        os._exit(127)
+    start_egress_relay()
+    signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(pid, signal.SIGTERM))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
 def main():
+    if sys.argv[1:2] == ["--exec"] and len(sys.argv) > 2:
+        run_program(sys.argv[2:])
     set_limits()
     start_egress_relay()
     reply_fd = os.environ.get("HANGAR_REPLY_FD", "3")

@@ -109,10 +109,12 @@ class Spawned:
     def parked(self) -> bool:
         return self.options_fd is not None
 
-    def release(self, options: Sequence[str], *, pids: int, memory_bytes: int) -> None:
+    def release(
+        self, options: Sequence[str], *, pids: int, memory_bytes: int, cpus: float | None = None
+    ) -> None:
         """Give the template's limits and options: the launcher becomes a sandbox."""
         if self.cgroup is not None:
-            self.cgroup.set_limits(pids=pids, memory_bytes=memory_bytes)
+            self.cgroup.set_limits(pids=pids, memory_bytes=memory_bytes, cpus=cpus)
         if self.options_fd is None:
             return
         data = b"".join(arg.replace(REPLY_FD, self.reply_fd).encode() + b"\0" for arg in options)

@@ -3,7 +3,13 @@
 Sessions belong to a namespace: one namespace can never reach another's
 sandbox, whatever id it guesses. Warm pools keep sandboxes of a template
 already started, so acquiring one costs a dictionary lookup, and refill in the
-background. Idle sessions are reaped after their template's idle timeout.
+background; a pooled sandbox has never been used, so namespaces whose templates
+are alike share a pool (and its egress policy: pools are kept per policy).
+Idle sessions are reaped after their template's idle timeout.
+
+What a namespace may start is bounded by the administrator's ceilings
+(``hangar.admission``): every limit of a template, checked again here since a
+template may predate a ceiling, and how many live sandboxes it may hold.
 """
 
 from __future__ import annotations
@@ -15,13 +21,23 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from hangar.errors import SandboxNotFoundError
+from hangar.admission import Admission, AdmissionDeniedError
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
+from hangar.errors import ClientError, ResourceNotFoundError, SandboxNotFoundError
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.registry import backend, default_backend
 from hangar.sandbox.teardown import settle_teardowns
-from hangar.spec.sandbox import SandboxTemplateSpec
+from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
+from hangar.store.base import Store
 
 log = logging.getLogger("hangar.sandbox")
+
+
+class SandboxLimitError(ClientError):
+    """A namespace holds as many live sandboxes as its ceiling allows."""
+
+    code = "sandbox_limit"
+    status = 429
 
 
 @dataclass
@@ -38,11 +54,25 @@ def default_template() -> SandboxTemplateSpec:
     return SandboxTemplateSpec.model_validate({"backend": default_backend()})
 
 
+async def template_spec(store: Store, namespace: str, name: str | None) -> SandboxTemplateSpec:
+    """A namespace's SandboxTemplate by name (None: the host's default)."""
+    if name is None:
+        return default_template()
+    stored = await store.get_resource(namespace, SandboxTemplate.KIND, name)
+    if stored is None:
+        raise ResourceNotFoundError(
+            f"SandboxTemplate {name!r} not found in namespace {namespace!r}",
+            hint="apply the template, or remove the reference to use the default",
+        )
+    return SandboxTemplateSpec.model_validate(stored.spec)
+
+
 REFILL_DELAY_SECONDS = 0.005
 
 
 class SandboxManager:
-    def __init__(self, reap_interval: float = 5.0) -> None:
+    def __init__(self, reap_interval: float = 5.0, admission: Admission | None = None) -> None:
+        self.admission = admission or Admission(None)
         self.sessions: dict[str, Session] = {}
         self.pools: dict[str, deque[Sandbox]] = {}
         self._pool_specs: dict[str, SandboxTemplateSpec] = {}
@@ -53,19 +83,19 @@ class SandboxManager:
     # --- pools ------------------------------------------------------------------------
 
     @staticmethod
-    def pool_key(spec: SandboxTemplateSpec) -> str:
-        return spec.model_dump_json()
+    def pool_key(spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY) -> str:
+        return spec.model_dump_json() + repr(policy)
 
-    async def warm(self, spec: SandboxTemplateSpec) -> None:
+    async def warm(self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY) -> None:
         """Fill the template's pool up to its ``warmPool`` size."""
-        key = self.pool_key(spec)
+        key = self.pool_key(spec, policy)
         pool = self.pools.setdefault(key, deque())
         self._pool_specs[key] = spec
         missing = spec.warm_pool - len(pool)
         if missing <= 0:
             return
         started = await asyncio.gather(
-            *(self._start_warm(spec) for _ in range(missing)), return_exceptions=True
+            *(self._start_warm(spec, policy) for _ in range(missing)), return_exceptions=True
         )
         for item in started:
             if isinstance(item, BaseException):
@@ -74,8 +104,8 @@ class SandboxManager:
                 pool.append(item)
 
     @staticmethod
-    async def _start_warm(spec: SandboxTemplateSpec) -> Sandbox:
-        sandbox = await backend(spec.backend).start(spec)
+    async def _start_warm(spec: SandboxTemplateSpec, policy: AddressPolicy) -> Sandbox:
+        sandbox = await backend(spec.backend).start(spec, policy)
         try:
             await sandbox.warm_up()
         except BaseException:
@@ -83,37 +113,39 @@ class SandboxManager:
             raise
         return sandbox
 
-    def warm_soon(self, spec: SandboxTemplateSpec) -> None:
-        """Fill a template's warm pool in the background (after apply, at start-up)."""
-        if spec.warm_pool > 0:
-            self._refill(spec)
+    def warm_soon(self, spec: SandboxTemplateSpec, namespace: str) -> None:
+        """Fill a namespace's template's warm pool in the background (after apply, at
+        start-up), within the namespace's ceiling."""
+        grants = self.admission.grants(namespace)
+        if spec.warm_pool > 0 and not grants.limits_problems(spec):
+            self._refill(spec, grants.policy)
 
     async def settle(self) -> None:
         """Wait until the pools' background refills are done."""
         while self._refills:
             await asyncio.gather(*self._refills, return_exceptions=True)
 
-    def _refill(self, spec: SandboxTemplateSpec) -> None:
-        task = asyncio.create_task(self._refill_soon(spec))
+    def _refill(self, spec: SandboxTemplateSpec, policy: AddressPolicy) -> None:
+        task = asyncio.create_task(self._refill_soon(spec, policy))
         self._refills.add(task)
         task.add_done_callback(self._refills.discard)
 
-    async def _refill_soon(self, spec: SandboxTemplateSpec) -> None:
+    async def _refill_soon(self, spec: SandboxTemplateSpec, policy: AddressPolicy) -> None:
         # Give the sandbox just handed out its first call before starting another,
         # so a refill does not compete with the request that caused it.
         await asyncio.sleep(REFILL_DELAY_SECONDS)
-        await self.warm(spec)
+        await self.warm(spec, policy)
 
-    async def _acquire(self, spec: SandboxTemplateSpec) -> Sandbox:
-        pool = self.pools.get(self.pool_key(spec))
+    async def _acquire(self, spec: SandboxTemplateSpec, policy: AddressPolicy) -> Sandbox:
+        pool = self.pools.get(self.pool_key(spec, policy))
         while pool:
             sandbox = pool.popleft()
             if sandbox.alive:
-                self._refill(spec)
+                self._refill(spec, policy)
                 return sandbox
         if spec.warm_pool:
-            self._refill(spec)
-        return await backend(spec.backend).start(spec)
+            self._refill(spec, policy)
+        return await backend(spec.backend).start(spec, policy)
 
     # --- sessions -----------------------------------------------------------------------
 
@@ -121,7 +153,24 @@ class SandboxManager:
         self, namespace: str, spec: SandboxTemplateSpec | None = None, template: str = "default"
     ) -> Session:
         spec = spec or default_template()
-        sandbox = await self._acquire(spec)
+        grants = self.admission.grants(namespace)
+        problems = grants.limits_problems(spec)
+        if problems:
+            raise AdmissionDeniedError(
+                f"SandboxTemplate {template!r}: {problems[0]}",
+                hint="the administrator lowered a ceiling since the template was applied; "
+                "apply it again within the ceilings",
+                details={"problems": problems},
+            )
+        live = sum(1 for s in self.sessions.values() if s.namespace == namespace)
+        if live >= grants.ceilings.sandboxes:
+            raise SandboxLimitError(
+                f"namespace {namespace!r} already has {live} live sandboxes here, its most",
+                hint="delete sandboxes it no longer needs (DELETE /v1/sandboxes/ID), or wait "
+                "for idle ones to be reaped",
+                details={"live": live, "most": grants.ceilings.sandboxes},
+            )
+        sandbox = await self._acquire(spec, grants.policy)
         session = Session(namespace, template, spec, sandbox)
         self.sessions[sandbox.id] = session
         self._ensure_reaper()

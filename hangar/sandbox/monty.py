@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
@@ -232,7 +233,9 @@ class MontyBackend:
             )
         return Availability(self.name, True, "Python subset in worker processes; microsecond cells")
 
-    async def start(self, spec: SandboxTemplateSpec) -> MontySandbox:
+    async def start(
+        self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY
+    ) -> MontySandbox:
         sandbox = MontySandbox(spec)
         await sandbox.start()
         return sandbox

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from hangar.egress import AddressPolicy
 from hangar.errors import SandboxDeadError, SandboxFileError
 from hangar.sandbox.base import ExecResult, ExecStatus, FileInfo, OutputCallback
 from hangar.sandbox.cgroups import Cgroup
@@ -30,6 +31,11 @@ from hangar.spec.sandbox import SandboxTemplateSpec
 KERNEL_GRACE_SECONDS = 3.0
 """Beyond a call's own timeout, how long the kernel may take to answer before the
 sandbox is considered hung and killed."""
+CPU_GRACE_SECONDS = 1.0
+"""Beyond a call's CPU limit, how much more CPU its sandbox may burn before the host
+kills it: the kernel inside interrupts a cell at the limit, but code can ignore that
+signal; the host's count (the cgroup's) it cannot."""
+CPU_WATCH_SECONDS = 0.1
 
 
 def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:
@@ -47,16 +53,19 @@ def kernel_env(spec: SandboxTemplateSpec, workspace: str) -> dict[str, str]:
         "HANGAR_MEMORY_BYTES": str(limits.memory_mb * 1024 * 1024),
         "HANGAR_FILE_BYTES": str(limits.workspace_mb * 1024 * 1024),
         "HANGAR_PROCESSES": str(limits.processes),
+        "HANGAR_BACKGROUND": spec.background,
         "HANGAR_REPLY_FD": REPLY_FD,
         **(proxy_env() if spec.network.mode == "allowlist" else {}),
     }
 
 
-async def start_egress(spec: SandboxTemplateSpec, label: str) -> EgressProxy | None:
+async def start_egress(
+    spec: SandboxTemplateSpec, label: str, policy: AddressPolicy
+) -> EgressProxy | None:
     """The template's egress proxy, if its network mode needs one."""
     if spec.network.mode != "allowlist":
         return None
-    return await EgressProxy(list(spec.network.allow_hosts), label).start()
+    return await EgressProxy(list(spec.network.allow_hosts), policy, label).start()
 
 
 class ProcessSandbox:
@@ -109,6 +118,7 @@ class ProcessSandbox:
                 options,
                 pids=self.host_pids or limits.processes,
                 memory_bytes=limits.memory_mb * 1024 * 1024 * 2,
+                cpus=limits.cpus,
             )
             reader = asyncio.StreamReader(limit=64 * 1024 * 1024)
             transport, _ = await loop.connect_read_pipe(
@@ -146,6 +156,7 @@ class ProcessSandbox:
         request: dict[str, Any],
         timeout: float,
         on_output: OutputCallback | None = None,
+        cpu: float | None = None,
     ) -> dict[str, Any]:
         if not self.alive or self._writer is None or self._replies is None:
             raise SandboxDeadError(f"sandbox {self.id} is not running", hint="start a new one")
@@ -155,6 +166,7 @@ class ProcessSandbox:
             if on_output is not None:
                 request["stream"] = True
             self.last_used = time.monotonic()
+            watch = self._watch_cpu(cpu) if cpu else None
             try:
                 self._writer.write(json.dumps(request).encode() + b"\n")
                 await self._writer.drain()
@@ -179,7 +191,14 @@ class ProcessSandbox:
                 }
             except (ConnectionResetError, BrokenPipeError, json.JSONDecodeError):
                 oom = self.cgroup is not None and self.cgroup.oom_killed()
+                over_cpu = watch is not None and watch.done() and watch.result()
                 await self.kill()
+                if over_cpu:
+                    return {
+                        "status": "timeout",
+                        "error": f"the call used more than {cpu:g} s of CPU; the sandbox was "
+                        "killed",
+                    }
                 if oom:
                     return {
                         "status": "oom",
@@ -187,7 +206,28 @@ class ProcessSandbox:
                     }
                 return {"status": "killed", "error": "the sandbox died during the call"}
             finally:
+                if watch is not None:
+                    watch.cancel()
                 self.last_used = time.monotonic()
+
+    def _watch_cpu(self, cpu: float) -> asyncio.Task[bool] | None:
+        """A task that kills the sandbox once the call has used ``cpu`` seconds of CPU
+        and the grace (true if it did); None where the host cannot count CPU."""
+        cgroup = self.cgroup
+        start = cgroup.cpu_seconds() if cgroup is not None else None
+        if cgroup is None or start is None:
+            return None
+
+        async def watch() -> bool:
+            while True:
+                await asyncio.sleep(CPU_WATCH_SECONDS)
+                used = cgroup.cpu_seconds()
+                if used is not None and used - start > cpu + CPU_GRACE_SECONDS:
+                    if self.process is not None:
+                        self.process.kill()  # the call's read then ends, and reports it
+                    return True
+
+        return asyncio.get_running_loop().create_task(watch())
 
     async def _contain(self, reply: dict[str, Any]) -> dict[str, Any]:
         """A sandbox that reached its process limit is running a fork bomb: its strays
@@ -233,15 +273,22 @@ class ProcessSandbox:
             {"op": "exec", "code": code, "timeout": wall, "cpu": limits.cpu_seconds},
             wall,
             on_output,
+            cpu=limits.cpu_seconds,
         )
         return self._result(await self._contain(reply), started)
 
     async def run_shell(
         self, command: str, *, timeout: float | None = None, on_output: OutputCallback | None = None
     ) -> ExecResult:
-        wall = timeout or self.spec.limits.wall_seconds
+        limits = self.spec.limits
+        wall = timeout or limits.wall_seconds
         started = time.perf_counter()
-        reply = await self._call({"op": "shell", "cmd": command, "timeout": wall}, wall, on_output)
+        reply = await self._call(
+            {"op": "shell", "cmd": command, "timeout": wall, "cpu": limits.cpu_seconds},
+            wall,
+            on_output,
+            cpu=limits.cpu_seconds,
+        )
         return self._result(await self._contain(reply), started)
 
     async def warm_up(self) -> None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.errors import SandboxDeadError
 from hangar.sandbox.base import Availability, ExecResult, ExecStatus, OutputCallback
 from hangar.sandbox.relay import OutputRelay
@@ -270,7 +271,9 @@ class WasmBackend:
             )
         return Availability(self.name, True, "CPython on WASI under wasmtime; no privileges needed")
 
-    async def start(self, spec: SandboxTemplateSpec) -> WasmSandbox:
+    async def start(
+        self, spec: SandboxTemplateSpec, policy: AddressPolicy = PUBLIC_ONLY
+    ) -> WasmSandbox:
         sandbox = WasmSandbox(spec)
         await sandbox.start()
         return sandbox

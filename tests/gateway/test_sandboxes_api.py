@@ -157,7 +157,7 @@ def test_a_template_with_an_allowlist_reaches_only_its_hosts(
 ) -> None:
     """The gateway itself stands in for an outside host: it listens on the host's
     loopback, which no sandbox can reach except through its egress proxy."""
-    network = {"mode": "allowlist", "allowHosts": ["127.0.0.1"]}
+    network = {"mode": "allowlist", "allowHosts": [f"127.0.0.1:{server.port}"]}
     applied = api.post("/v1/apply", json=doc("SandboxTemplate", "online", {"network": network}))
     assert applied.status_code == 200, applied.text
     sid = api.post("/v1/sandboxes", json={"template": "online"}).json()["id"]
@@ -206,7 +206,8 @@ def test_applying_a_template_with_a_warm_pool_starts_it(
     template = {"backend": "bwrap", "warmPool": 2}
     api.post("/v1/apply", json=doc("SandboxTemplate", "warm", template))
     manager = server.runtime.sandboxes
-    key = SandboxManager.pool_key(SandboxTemplateSpec.model_validate(template))
+    policy = server.runtime.admission.grants("default").policy
+    key = SandboxManager.pool_key(SandboxTemplateSpec.model_validate(template), policy)
     pool = wait_until(lambda: len(manager.pools.get(key, ())) == 2 and manager.pools[key])
     ready = {sandbox.id for sandbox in pool}
     created = api.post("/v1/sandboxes", json={"template": "warm"}).json()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.registry import BACKENDS, availability
 from hangar.sandbox.teardown import settle_teardowns
@@ -53,9 +54,9 @@ async def _starter(name: str) -> AsyncIterator[StartSandbox]:
     assert state.available, f"{name}: {state.detail} ({state.hint})"
     started: list[Sandbox] = []
 
-    async def make(**spec: Any) -> Sandbox:
+    async def make(policy: AddressPolicy = PUBLIC_ONLY, **spec: Any) -> Sandbox:
         template = SandboxTemplateSpec.model_validate({"backend": name, **spec})
-        sandbox = await BACKENDS[name].start(template)
+        sandbox = await BACKENDS[name].start(template, policy)
         started.append(sandbox)
         return sandbox
 

@@ -3,6 +3,7 @@ HTTP and HTTPS (CONNECT) through the host's egress proxy, and nothing else."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
+from hangar.egress import AddressPolicy
 from hangar.sandbox.base import ExecStatus
 from hangar.sandbox.egress import BadRequest, parse_head
 from hangar.sandbox.teardown import settle_teardowns
@@ -38,14 +40,19 @@ def host_port() -> Iterator[int]:
     server.shutdown()
 
 
-def allow(*hosts: str) -> dict[str, object]:
-    return {"network": {"mode": "allowlist", "allowHosts": list(hosts)}}
+LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
+"""The test server listens on the host's loopback: only a namespace granted it may
+reach it, even through the proxy."""
+
+
+def allow(*hosts: str, policy: AddressPolicy = LOOPBACK) -> dict[str, object]:
+    return {"network": {"mode": "allowlist", "allowHosts": list(hosts)}, "policy": policy}
 
 
 async def test_an_allowed_host_answers_over_plain_http(
     start_process: StartSandbox, host_port: int
 ) -> None:
-    sandbox = await start_process(**allow("127.0.0.1"))
+    sandbox = await start_process(**allow(f"127.0.0.1:{host_port}"))
     code = f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{host_port}/a?b=1').read()"
     result = await sandbox.run_python(code, timeout=20)
     assert result.status == ExecStatus.OK, result
@@ -56,7 +63,7 @@ async def test_an_allowed_host_answers_through_a_connect_tunnel(
     start_process: StartSandbox, host_port: int
 ) -> None:
     """What HTTPS clients do: CONNECT host:port, then talk end to end through it."""
-    sandbox = await start_process(**allow("127.0.0.1"))
+    sandbox = await start_process(**allow(f"127.0.0.1:{host_port}"))
     code = (
         "import http.client, os\n"
         "proxy = os.environ['HTTPS_PROXY'].removeprefix('http://').split(':')\n"
@@ -73,7 +80,7 @@ async def test_an_allowed_host_answers_through_a_connect_tunnel(
 async def test_programs_run_from_the_shell_use_the_proxy_too(
     start_process: StartSandbox, host_port: int
 ) -> None:
-    sandbox = await start_process(**allow("127.0.0.1"))
+    sandbox = await start_process(**allow(f"127.0.0.1:{host_port}"))
     fetch = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{host_port}/sh').read())"
     result = await sandbox.run_shell(f'python3 -c "{fetch}"', timeout=20)
     assert result.status == ExecStatus.OK, result
@@ -103,15 +110,49 @@ async def test_connections_that_skip_the_proxy_go_nowhere(
     start_process: StartSandbox, host_port: int
 ) -> None:
     """Even to an allowed host: the sandbox's loopback is its own, and it has no route."""
-    sandbox = await start_process(**allow("127.0.0.1", "1.1.1.1"))
+    sandbox = await start_process(**allow(f"127.0.0.1:{host_port}", "1.1.1.1"))
     for target in (("127.0.0.1", host_port), ("1.1.1.1", 443)):
         code = f"import socket\nsocket.create_connection({target!r}, timeout=3)"
         result = await sandbox.run_python(code, timeout=10)
         assert result.status in (ExecStatus.DENIED, ExecStatus.ERROR), result
 
 
-async def test_the_proxy_closes_with_its_sandbox(start_process: StartSandbox) -> None:
+@pytest.mark.parametrize("tunnel", [False, True], ids=["http", "connect"])
+async def test_an_allowed_name_on_an_address_not_granted_is_denied(
+    start_process: StartSandbox, host_port: int, tunnel: bool
+) -> None:
+    """The template names the host, but its address is the server's loopback, which the
+    namespace was not granted: the proxy refuses it, whatever the name (here a name
+    that resolves to 127.0.0.1, as a rebinding name would)."""
+    sandbox = await start_process(**allow(f"localhost:{host_port}", policy=AddressPolicy()))
+    if tunnel:
+        code = (
+            "import http.client\n"
+            "c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=10)\n"
+            f"c.set_tunnel('localhost', {host_port})\n"
+            "c.request('GET', '/')"
+        )
+    else:
+        code = f"import urllib.request\nurllib.request.urlopen('http://localhost:{host_port}/')"
+    result = await sandbox.run_python(code, timeout=20)
+    assert result.status == ExecStatus.DENIED, result
+    assert "Hangar egress policy" in (result.error or "")
+    assert sandbox.egress.denied_hosts == ["localhost"]  # type: ignore[attr-defined]
+
+
+async def test_a_port_the_pattern_does_not_name_is_denied(
+    start_process: StartSandbox, host_port: int
+) -> None:
+    """A bare host admits 80 and 443 only: a tenant cannot reach the host's other
+    services (a database, a metrics port) through a name it was allowed."""
     sandbox = await start_process(**allow("127.0.0.1"))
+    code = f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{host_port}/')"
+    result = await sandbox.run_python(code, timeout=20)
+    assert result.status == ExecStatus.DENIED, result
+
+
+async def test_the_proxy_closes_with_its_sandbox(start_process: StartSandbox) -> None:
+    sandbox = await start_process(**allow("127.0.0.1:80"))
     proxy = sandbox.egress  # type: ignore[attr-defined]
     socket_path = proxy.socket_path
     assert socket_path.exists()
@@ -146,7 +187,7 @@ def test_the_proxy_reads_both_request_forms() -> None:
         ({"mode": "none", "allowHosts": ["pypi.org"]}, "bwrap", "set mode: allowlist"),
         ({"mode": "allowlist", "allowHosts": ["pypi.org"]}, "wasm", "has no network"),
         ({"mode": "allowlist", "allowHosts": ["https://pypi.org/simple"]}, "bwrap", "URL"),
-        ({"mode": "allowlist", "allowHosts": ["pypi.org:443"]}, "bwrap", "port"),
+        ({"mode": "allowlist", "allowHosts": ["pypi.org:99999"]}, "bwrap", "port"),
     ],
 )
 def test_network_settings_that_cannot_work_are_refused_when_applied(

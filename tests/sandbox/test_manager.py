@@ -90,7 +90,10 @@ async def test_zip_archives_extract_and_crafted_ones_are_refused_whole() -> None
     try:
         sandbox = (await manager.create("team-a", spec())).sandbox
         good = zip_of(("docs/a.txt", b"A", stat.S_IFREG | 0o644), ("b.txt", b"B", 0))
-        assert [f.path for f in await extract(sandbox, good)] == ["docs/a.txt", "b.txt"]
+        assert [f.path for f in await extract(sandbox, good, "", 1 << 20)] == [
+            "docs/a.txt",
+            "b.txt",
+        ]
         for bad in (
             ("../escape", b"x", stat.S_IFREG | 0o644),
             ("/etc/evil", b"x", stat.S_IFREG | 0o644),
@@ -98,9 +101,9 @@ async def test_zip_archives_extract_and_crafted_ones_are_refused_whole() -> None
             ("link", b"/etc/passwd", stat.S_IFLNK | 0o777),
         ):
             with pytest.raises(SandboxFileError):
-                await extract(sandbox, zip_of(("fine.txt", b"ok", 0), bad))
+                await extract(sandbox, zip_of(("fine.txt", b"ok", 0), bad), "", 1 << 20)
         assert {f.path for f in await sandbox.list_files()} == {"docs/a.txt", "b.txt"}
         with pytest.raises(SandboxFileError, match="not a tar or zip"):
-            await extract(sandbox, b"plain bytes, not an archive")
+            await extract(sandbox, b"plain bytes, not an archive", "", 1 << 20)
     finally:
         await manager.close()
