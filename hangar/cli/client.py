@@ -44,12 +44,15 @@ def client_config(url: str | None, api_key: str | None) -> tuple[str, str]:
 
 
 class Client:
-    def __init__(self, url: str, api_key: str, timeout: float = 660) -> None:
+    def __init__(
+        self, url: str, api_key: str, timeout: float = 660, namespace: str | None = None
+    ) -> None:
         self.url = url
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if namespace:
+            headers["X-Hangar-Namespace"] = namespace
         self.http = httpx.Client(
-            base_url=url,
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=httpx.Timeout(timeout, connect=5),
+            base_url=url, headers=headers, timeout=httpx.Timeout(timeout, connect=5)
         )
 
     def _check(self, response: httpx.Response) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from hangar.cli.client import Client, client_config
+from hangar.cli.keys import keys_app, whoami
 from hangar.cli.knowledge import kb_app
 from hangar.cli.render import (
     console,
@@ -37,7 +39,6 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Run code in sandboxes.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 secret_app = typer.Typer(help="Manage secrets (stored encrypted).", no_args_is_help=True)
 sessions_app = typer.Typer(
     help="Conversations whose runs see the turns before.", no_args_is_help=True
@@ -50,21 +51,31 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(kb_app, name="kb")
 app.add_typer(memories_app, name="memories")
 app.add_typer(users_app, name="users")
+app.command()(whoami)
 
-_conn: dict[str, str | None] = {"url": None, "api_key": None}
+_conn: dict[str, str | None] = {"url": None, "api_key": None, "namespace": None}
 
 UrlOpt = Annotated[str | None, typer.Option("--url", help="Server URL [env HANGAR_URL].")]
 KeyOpt = Annotated[str | None, typer.Option("--api-key", help="API key [env HANGAR_API_KEY].")]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        "-n",
+        help="Act in this namespace (admin keys; others only their own) [env HANGAR_NAMESPACE].",
+    ),
+]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")]
 
 
 @app.callback()
-def _main(url: UrlOpt = None, api_key: KeyOpt = None) -> None:
-    _conn["url"], _conn["api_key"] = url, api_key
+def _main(url: UrlOpt = None, api_key: KeyOpt = None, namespace: NamespaceOpt = None) -> None:
+    _conn["url"], _conn["api_key"], _conn["namespace"] = url, api_key, namespace
 
 
 def client() -> Client:
-    return Client(*client_config(_conn["url"], _conn["api_key"]))
+    namespace = _conn["namespace"] or os.environ.get("HANGAR_NAMESPACE") or None
+    return Client(*client_config(_conn["url"], _conn["api_key"]), namespace=namespace)
 
 
 @app.command()
@@ -76,7 +87,7 @@ def up(
     """Start Hangar in the foreground: gateway and workers, state in a SQLite file."""
     from hangar.gateway.server import serve
 
-    serve(_settings(host=host, port=port, home=home))
+    serve(_settings(host=host, port=port, home=home), embedded=True)
 
 
 def _settings(**given: Any) -> Any:
@@ -392,20 +403,6 @@ def runs_cancel(run_id: str) -> None:
     """Cancel a queued or running run."""
     result = client().request("POST", f"/v1/runs/{run_id}/cancel")
     console.print(f"run {result['id']} {result['status']}")
-
-
-@keys_app.command("create")
-def keys_create(
-    namespace: Annotated[str, typer.Option(help="The namespace the key is bound to.")],
-    name: Annotated[str, typer.Option(help="A label for the key.")] = "key",
-    admin: Annotated[bool, typer.Option(help="May create keys for any namespace.")] = False,
-) -> None:
-    """Create an API key; its secret is shown once."""
-    result = client().request(
-        "POST", "/v1/keys", json={"namespace": namespace, "name": name, "admin": admin}
-    )
-    console.print(result["key"], highlight=False)
-    err_console.print(f"key {result['id']} for namespace {result['namespace']}", style="dim")
 
 
 @secret_app.command("set")

@@ -58,7 +58,8 @@ def resource_table(kind: str, items: list[dict[str, Any]]) -> Table:
         elif kind == "MCPServer":
             status = item.get("status", {})
             detail = (
-                f"{'stdio' if spec.get('stdio') else 'http'} {status.get('state', '?')} "
+                f"{next((t for t in ('stdio', 'http', 'catalog') if spec.get(t)), '?')} "
+                f"{status.get('state', '?')} "
                 f"tools={status.get('tools', '?')} restarts={status.get('restarts', 0)}"
             )
             if status.get("error"):

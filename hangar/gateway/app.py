@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from hangar import __version__
 from hangar.gateway.errors import install_error_handlers
+from hangar.gateway.guard import Guard, KeyCache
 from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
 from hangar.gateway.mcp_endpoint import MCPEndpoint
 from hangar.gateway.routes import (
@@ -57,7 +58,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.keys = key_cache = KeyCache(runtime.store)
     app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
+    # Outside the tracing: a request is admitted (key, rate, body limit) before its span
+    # starts, so the span carries its namespace.
+    app.add_middleware(Guard, keys=key_cache, settings=runtime.settings)
     install_error_handlers(app)
     for module in (
         resources,

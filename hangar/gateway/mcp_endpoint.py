@@ -2,7 +2,9 @@
 server) and offers the caller's namespace as tools: every MCP server's tools, named
 ``SERVER__TOOL`` as agents see them, and every agent, named as itself, which runs
 the agent on the given input. Callers authenticate with a Hangar API key
-(``Authorization: Bearer …``); the key's namespace is the one served.
+(``Authorization: Bearer …``, checked by the gateway's guard) that may start runs;
+the key's namespace is the one served, and its ToolPolicies decide every call (a
+tool that needs approval is refused here: there is no one to ask).
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ from mcp_types import (
 )
 from starlette.types import Receive, Scope, Send
 
-from hangar.errors import AuthenticationError, HangarError
+from hangar.errors import AuthenticationError, HangarError, ToolNotAllowedError
+from hangar.gateway.auth import refuse
+from hangar.gateway.guard import STATE_KEY
+from hangar.roles import Permission
 from hangar.runtime.host import Runtime
 from hangar.runtime.loop import arguments_digest
+from hangar.runtime.resolve import namespace_policies
 from hangar.runtime.service import RunInput
 from hangar.runtime.subagents import INPUT_SCHEMA, agent_input, agent_tool_description
 from hangar.spec.agent import Agent, AgentSpec
@@ -39,6 +45,7 @@ from hangar.store.base import ApiKey, StoredResource, ToolAudit
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPTool
 from hangar.tools.mcp.hub import SEPARATOR
+from hangar.tools.policy import decide_all, refusal
 
 PATH = "/v1/mcp"
 _namespace: contextvars.ContextVar[str] = contextvars.ContextVar("hangar_mcp_namespace")
@@ -66,26 +73,27 @@ class MCPEndpoint:
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = await self._authenticate(scope)
-        if key is None:
+        key = scope.get("state", {}).get(STATE_KEY)
+        error: HangarError | None = None
+        if not isinstance(key, ApiKey):
             error = AuthenticationError(
                 "a valid Hangar API key is required",
                 hint="send 'Authorization: Bearer <key>'; create one with `hangar keys create`",
             )
+        elif not key.may(Permission.RUN):
+            error = refuse(key, Permission.RUN)
+        if error is not None or not isinstance(key, ApiKey):
+            assert error is not None
             body = json.dumps(error.to_dict()).encode()
             await send(
                 {
                     "type": "http.response.start",
                     "status": error.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", b"Bearer"),
-                    ],
+                    "headers": [(b"content-type", b"application/json")],
                 }
             )
             await send({"type": "http.response.body", "body": body})
             return
-        scope.setdefault("state", {})["hangar_key"] = key
         token = _namespace.set(key.namespace)
         try:
             await self.sessions.handle_request(scope, receive, send)
@@ -102,19 +110,11 @@ class MCPEndpoint:
             return INPUT_SCHEMA
         return self.runtime.hub.cached_schema(namespace, name)
 
-    async def _authenticate(self, scope: Scope) -> ApiKey | None:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                scheme, _, secret = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and secret.strip():
-                    return await self.runtime.store.authenticate(secret.strip())
-        return None
-
     # --- the namespace as tools ------------------------------------------------------
 
     @staticmethod
     def _key(ctx: Any) -> ApiKey:
-        key = ctx.request.scope["state"]["hangar_key"]
+        key = ctx.request.scope["state"][STATE_KEY]
         assert isinstance(key, ApiKey)
         return key
 
@@ -137,7 +137,10 @@ class MCPEndpoint:
         return tools, agents
 
     async def _list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
-        tools, agents = await self._catalogue(self._key(ctx).namespace)
+        """What the namespace offers, less what its ToolPolicies deny."""
+        namespace = self._key(ctx).namespace
+        tools, agents = await self._catalogue(namespace)
+        policies = await namespace_policies(self.runtime.store, namespace)
         listed = [
             Tool(
                 name=name,
@@ -154,15 +157,26 @@ class MCPEndpoint:
             )
             for name, spec in agents.items()
         ]
-        return ListToolsResult(tools=listed)
+        offered = [t for t in listed if decide_all(policies, t.name).action != "deny"]
+        return ListToolsResult(tools=offered)
 
     async def _call_tool(self, ctx: Any, params: CallToolRequestParams) -> CallToolResult:
         key = self._key(ctx)
         name, arguments = params.name, dict(params.arguments or {})
         started = time.perf_counter()
+        decision = decide_all(await namespace_policies(self.runtime.store, key.namespace), name)
         try:
+            if decision.action == "deny":
+                raise ToolNotAllowedError(refusal(f"mcp:{key.name}", name, decision))
+            if decision.action == "require_approval":
+                raise ToolNotAllowedError(
+                    f"tool {name!r} needs a person's approval ({decision.rule}), which calls "
+                    "through /v1/mcp cannot wait for; call it through an agent instead"
+                )
             text = await self._dispatch(key, name, arguments)
             outcome, failed = "ok", False
+        except ToolNotAllowedError as exc:
+            text, outcome, failed = exc.message, "denied", True
         except HangarError as exc:
             text, outcome, failed = exc.message, "error", True
         await self.runtime.store.record_tool_call(

@@ -2,7 +2,9 @@
 
 On first start it creates an admin API key, stores only its hash, and writes
 the secret to ``HOME/admin.key`` (mode 0600) beside a ``client.json`` the CLI
-reads, as kubectl reads its kubeconfig.
+reads, as kubectl reads its kubeconfig. The state folder is the server's alone
+(0700, its files 0600), and ``hangar up`` writes the laptop's admission defaults
+there on first start (``hangar.admission.default_config``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import uvicorn
 
+from hangar.admission import write_default
 from hangar.config import Settings
 from hangar.gateway.app import create_app
+from hangar.roles import Role
 from hangar.runtime.host import Runtime
 from hangar.runtime.resolve import LOCAL_MODEL, LOCAL_MODEL_SPEC
 from hangar.spec import API_VERSION, Model
@@ -27,21 +31,30 @@ ADMIN_KEY_FILE = "admin.key"
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_home(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    os.chmod(path, 0o600)  # a file made before by someone else's umask
+
+
+def private_home(home: Path) -> None:
+    """The state folder, made (or narrowed) to its owner alone."""
+    home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid == os.geteuid():
+        home.chmod(0o700)
 
 
 async def bootstrap(runtime: Runtime) -> str:
     """Migrate, make sure the admin key and the ``local`` Model exist; return the key."""
     settings = runtime.settings
     store = runtime.store
+    private_home(settings.home)
     await store.migrate()
     key_file = settings.home / ADMIN_KEY_FILE
     secret = key_file.read_text().strip() if key_file.exists() else ""
     if not secret or await store.authenticate(secret) is None:
-        _, secret = await store.create_api_key(settings.default_namespace, "admin", admin=True)
+        _, secret = await store.create_api_key(settings.default_namespace, "admin", role=Role.ADMIN)
         _write_private(key_file, secret + "\n")
     local = Model.model_validate(
         {
@@ -56,9 +69,13 @@ async def bootstrap(runtime: Runtime) -> str:
     return secret
 
 
-def serve(settings: Settings, *, workers: int | None = None) -> None:
+def serve(settings: Settings, *, workers: int | None = None, embedded: bool = False) -> None:
     """Run the gateway (and ``workers`` run slots; default: ``HANGAR_WORKERS``; 0: a
-    gateway only, for a deployment with separate worker processes)."""
+    gateway only, for a deployment with separate worker processes). ``embedded``
+    (``hangar up``): on a laptop, grant the ``default`` namespace its owner's folder
+    and provider variables unless an admission file exists already."""
+    if embedded and write_default(settings.resolved_admission_file, Path.cwd()):
+        print(f"  wrote {settings.resolved_admission_file}: what namespaces are granted")
 
     async def bootstrapped() -> str:
         # On a runtime of its own, closed after: its store's connections belong to

@@ -10,6 +10,7 @@ A line is OpenAI's shape, ``{"custom_id", "method": "POST", "url":
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from typing import Any
@@ -56,7 +57,7 @@ class Batches:
         self.store = store
         self.runs = runs
 
-    async def create(self, namespace: str, jsonl: str) -> str:
+    async def create(self, namespace: str, jsonl: str, key_id: str | None = None) -> str:
         lines = [(i + 1, text) for i, text in enumerate(jsonl.splitlines()) if text.strip()]
         if not lines:
             raise InvalidRequestError("the batch is empty: send one JSON request per line")
@@ -68,17 +69,21 @@ class Batches:
             custom_id = f"line-{number}"
             try:
                 custom_id, agent, run_input = parse_line(number, text)
+                run_input = dataclasses.replace(run_input, key_id=key_id)
                 run = await self.runs.start(namespace, agent, run_input)
             except HangarError as exc:
                 error = {"code": exc.code, "message": exc.message, "line": number}
                 items.append(BatchItem(number, custom_id, None, error))
                 continue
             items.append(BatchItem(number, custom_id, run.id, None))
-        await self.store.create_batch(batch_id, namespace, items)
+        await self.store.create_batch(batch_id, namespace, items, key_id)
         return batch_id
 
-    async def describe(self, namespace: str, batch_id: str) -> dict[str, Any] | None:
-        found = await self.store.get_batch(namespace, batch_id)
+    async def describe(
+        self, namespace: str, batch_id: str, key_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The batch's progress; with ``key_id``, only a batch that key created."""
+        found = await self.store.get_batch(namespace, batch_id, key_id)
         if found is None:
             return None
         created, lines = found
@@ -103,9 +108,11 @@ class Batches:
             },
         }
 
-    async def results(self, namespace: str, batch_id: str) -> list[dict[str, Any]] | None:
+    async def results(
+        self, namespace: str, batch_id: str, key_id: str | None = None
+    ) -> list[dict[str, Any]] | None:
         """One result per line that has finished, in line order (OpenAI's output shape)."""
-        found = await self.store.get_batch(namespace, batch_id)
+        found = await self.store.get_batch(namespace, batch_id, key_id)
         if found is None:
             return None
         out = []

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import SpanProcessor
 
+from hangar.admission import Admission
 from hangar.config import Settings
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import index_for
@@ -38,6 +39,8 @@ class Runtime:
         span_processors: Sequence[SpanProcessor] = (),
     ) -> None:
         self.settings = settings
+        self.admission = Admission(settings.resolved_admission_file, home=settings.home)
+        """What the administrator granted each namespace (read again when it changes)."""
         self.store: Store = store or SqlStore(
             settings.resolved_database_url, schema=settings.database_schema
         )
@@ -45,14 +48,17 @@ class Runtime:
         if isinstance(self.store, SqlStore):
             self.store.spans = self.telemetry.leaf_spans
         self.bus = EventBus()
-        self.sandboxes = SandboxManager()
+        self.sandboxes = SandboxManager(admission=self.admission)
         self.secret_box = SecretBox.from_environment(settings.home)
-        self.hub = MCPHub(self.store, SecretResolver(self.store, self.secret_box))
+        self.secrets = SecretResolver(self.store, self.secret_box)
+        self.hub = MCPHub(self.store, self.secrets, self.admission)
         self.metrics = Metrics()
         self.budgets = Budgets(self.store)
         self.embedder = LocalEmbedder()
         """The bundled embedding model, loaded at its first use."""
-        self.knowledge = Knowledge(self.store, index_for(settings), self.embedder)
+        self.knowledge = Knowledge(
+            self.store, index_for(settings), self.embedder, self.admission, self.secrets
+        )
         self.worker = Worker(
             self.store,
             self.bus,
@@ -63,13 +69,16 @@ class Runtime:
             self.metrics,
             self.budgets,
             self.knowledge,
+            self.admission,
         )
         self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
         self.sessions = self.runs.sessions
         self.batches = Batches(self.store, self.runs)
         self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
-            NatsTriggers(self.store, self.runs, settings.nats_url) if settings.nats_url else None
+            NatsTriggers(self.store, self.runs, settings.nats_url, settings.nats_subject_prefix)
+            if settings.nats_url
+            else None
         )
         self._listening: asyncio.Task[None] | None = None
 
@@ -107,7 +116,7 @@ class Runtime:
         for stored in await self.store.list_all_resources(SandboxTemplate.KIND):
             spec = SandboxTemplateSpec.model_validate(stored.spec)
             if spec.warm_pool and availability(spec.backend).available:
-                self.sandboxes.warm_soon(spec)
+                self.sandboxes.warm_soon(spec, stored.namespace)
 
     async def stop(self) -> None:
         if self.triggers is not None:

@@ -33,7 +33,7 @@ from hangar.telemetry import genai
 from hangar.telemetry.budgets import RunBudget
 from hangar.tools.base import Tool, ToolContext, ToolReport
 from hangar.tools.function import FunctionTool
-from hangar.tools.policy import decide, refusal
+from hangar.tools.policy import AGENT_POLICY, Decision, NamedPolicy, decide_all, refusal
 
 
 class Recorder(Protocol):
@@ -70,6 +70,12 @@ class LoopInput:
     """Knowledge passages and memories found for the run, put after the instructions."""
     spent_before: Usage = field(default_factory=Usage)
     """Spent for the run before its first step (summarising its session's history)."""
+    namespace_policies: tuple[NamedPolicy, ...] = ()
+    """The namespace's ToolPolicies: with the agent's own, the strictest decides."""
+
+    def decide(self, tool: str) -> Decision:
+        own = NamedPolicy(AGENT_POLICY, self.agent.tool_policy)
+        return decide_all((own, *self.namespace_policies), tool)
 
 
 @dataclass
@@ -101,13 +107,13 @@ def arguments_digest(arguments: str) -> str:
 
 
 async def _call_tool(
-    tool: Tool | None, call: ToolCall, ctx: ToolContext, spec: AgentSpec, approved: bool
+    tool: Tool | None, call: ToolCall, ctx: ToolContext, inp: LoopInput, approved: bool
 ) -> tuple[str, str]:
     """Run one tool call; any failure becomes an error text the model can read.
     Returns the text and the outcome the audit log records."""
     if tool is None:
         return f"error: no tool named {call.name!r} is available to this agent", "error"
-    decision = decide(spec.tool_policy, call.name)
+    decision = inp.decide(call.name)
     if decision.action == "deny":
         return f"error: {refusal(ctx.agent, call.name, decision)}", "denied"
     if decision.action == "require_approval" and not approved:
@@ -195,7 +201,7 @@ class _Step:
                 genai.STEP: step,
             },
         ) as span:
-            content, outcome = await _call_tool(tool, call, context, inp.agent, approved)
+            content, outcome = await _call_tool(tool, call, context, inp, approved)
             span.set_attribute(genai.TOOL_OUTCOME, outcome)
             if outcome != "ok":
                 span.set_status(StatusCode.ERROR, content[:200])
@@ -248,9 +254,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
         messages.insert(0, Message(role="system", content=spec.instructions))
     messages = with_context(messages, inp.retrieved)
     # Tools the policy denies are not offered; a call to one anyway is refused by name.
-    offered = [
-        t for name, t in inp.tools.items() if decide(spec.tool_policy, name).action != "deny"
-    ]
+    offered = [t for name, t in inp.tools.items() if inp.decide(name).action != "deny"]
     definitions = tuple(t.definition for t in offered) + inp.caller_tools
     caller_names = {d.name for d in inp.caller_tools}
     settings = ModelSettings(temperature=spec.temperature, max_output_tokens=spec.max_output_tokens)
@@ -423,7 +427,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
             )
         held = []
         for call in ours:
-            decision = decide(spec.tool_policy, call.name)
+            decision = inp.decide(call.name)
             if call.name in inp.tools and decision.action == "require_approval":
                 held.append(_held(call, decision.rule))
         held_ids = {h["id"] for h in held}

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 
+from hangar.admission import Admission
 from hangar.config import Settings
 from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundError, ToolError
 from hangar.memory.knowledge import Knowledge
 from hangar.memory.retrieval import TOOL_NAME, KnowledgeTool
 from hangar.models.base import ChatModel
-from hangar.models.registry import build_chat_model
+from hangar.models.registry import Endpoint, build_chat_model, resolve_endpoint
 from hangar.runtime.subagents import AgentTool, ChildRunner
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.model import Model, ModelSpec, Pricing
+from hangar.spec.toolpolicy import NamespaceToolPolicy, ToolPolicySpec
 from hangar.store.base import Store
+from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.tools.base import Tool
 from hangar.tools.builtin import BUILTIN_TOOLS
 from hangar.tools.mcp import MCPHub
+from hangar.tools.policy import NamedPolicy
 
 LOCAL_MODEL = "local"
 LOCAL_MODEL_SPEC = ModelSpec(provider="local")
@@ -43,12 +47,21 @@ class AgentSpecs:
 
 
 class ModelCache:
-    """Chat models are built once per (namespace, name, generation) and reused."""
+    """Chat models are built once per (namespace, name, generation, endpoint) and
+    reused: a Secret rotated or a grant changed builds the model anew."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        admission: Admission | None = None,
+        secrets: SecretResolver | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
-        self._models: dict[tuple[str, str, int], tuple[ChatModel, Pricing, str]] = {}
+        self.admission = admission or Admission(None)
+        self.secrets = secrets or SecretResolver(store, SecretBox.from_environment(settings.home))
+        self._models: dict[tuple[str, str, int, Endpoint], tuple[ChatModel, Pricing, str]] = {}
 
     async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:
         """The model, its prices, and its provider's name (for traces)."""
@@ -62,14 +75,45 @@ class ModelCache:
             spec, generation = LOCAL_MODEL_SPEC, 0
         else:
             spec, generation = ModelSpec.model_validate(stored.spec), stored.generation
-        key = (namespace, name, generation)
+        endpoint = await self._endpoint(namespace, name, spec)
+        key = (namespace, name, generation, endpoint)
         if key not in self._models:
+            for old in [k for k in self._models if k[:2] == key[:2]]:
+                del self._models[old]  # an older generation, or a rotated credential
             self._models[key] = (
-                build_chat_model(name, spec, self.settings),
+                build_chat_model(name, spec, self.settings, endpoint),
                 spec.pricing,
                 spec.provider,
             )
         return self._models[key]
+
+    async def _endpoint(self, namespace: str, name: str, spec: ModelSpec) -> Endpoint:
+        """Where a remote model is (checked against the namespace's grants at every
+        use: a grant withdrawn stops the Model working); for a local one, that its file
+        is one the namespace may read."""
+        grants = self.admission.grants(namespace)
+        where = f"Model {name!r} spec"
+        if spec.path is not None:
+            grants.readable(spec.path, f"{where}.path")
+        if spec.provider not in ("openai", "anthropic"):
+            return Endpoint()
+        return await resolve_endpoint(
+            grants,
+            self.secrets,
+            where,
+            base_url=spec.base_url,
+            base_url_env=spec.base_url_env,
+            api_key=spec.api_key,
+            api_key_env=spec.api_key_env,
+        )
+
+
+async def namespace_policies(store: Store, namespace: str) -> tuple[NamedPolicy, ...]:
+    """The namespace's ToolPolicies (read through the store's short cache)."""
+    found = await store.cached_resources(namespace, NamespaceToolPolicy.KIND)
+    return tuple(
+        NamedPolicy(f"ToolPolicy {r.name!r}", ToolPolicySpec.model_validate(r.spec)) for r in found
+    )
 
 
 async def agent_tools(

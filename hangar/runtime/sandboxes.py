@@ -5,23 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from hangar.errors import ResourceNotFoundError
 from hangar.sandbox.base import Sandbox
-from hangar.sandbox.manager import SandboxManager, Session, default_template
-from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
+from hangar.sandbox.manager import SandboxManager, Session, template_spec
 from hangar.store.base import Store
 
-
-async def template_spec(store: Store, namespace: str, name: str | None) -> SandboxTemplateSpec:
-    if name is None:
-        return default_template()
-    stored = await store.get_resource(namespace, SandboxTemplate.KIND, name)
-    if stored is None:
-        raise ResourceNotFoundError(
-            f"SandboxTemplate {name!r} not found in namespace {namespace!r}",
-            hint="apply the template, or remove spec.sandbox to use the default",
-        )
-    return SandboxTemplateSpec.model_validate(stored.spec)
+__all__ = ["RunSandbox", "template_spec"]
 
 
 class RunSandbox:

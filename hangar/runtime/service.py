@@ -45,6 +45,8 @@ class RunInput:
     """A session of the same agent: the run is its next turn and sees the ones before."""
     user: str | None = None
     """The end user the run serves, by the caller's id for them: whose memory it uses."""
+    key_id: str | None = None
+    """The API key asking for it (None: a trigger, a schedule)."""
 
     def validate(self) -> None:
         if self.user is not None:
@@ -121,6 +123,7 @@ class RunService:
                 priority=run_input.priority,
                 session_id=run_input.session,
                 user=run_input.user,
+                key_id=run_input.key_id,
             )
             await self.store.create_run(run)
         self.bus.wake_workers()

@@ -38,7 +38,11 @@ class Sessions:
         self.store = store
 
     async def create(
-        self, namespace: str, agent: str, metadata: dict[str, str] | None = None
+        self,
+        namespace: str,
+        agent: str,
+        metadata: dict[str, str] | None = None,
+        key_id: str | None = None,
     ) -> SessionRecord:
         if await self.store.get_resource(namespace, Agent.KIND, agent) is None:
             raise AgentNotFoundError(
@@ -59,6 +63,7 @@ class Sessions:
             metadata=metadata,
             created_at=stamp,
             updated_at=stamp,
+            key_id=key_id,
         )
         await self.store.create_session(session)
         return session

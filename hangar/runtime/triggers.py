@@ -4,6 +4,10 @@ Every Hangar process that has ``HANGAR_NATS_URL`` pulls from one durable consume
 per Trigger, so each message goes to one of them; the run's id is derived from the
 message's stream and sequence, so a message NATS redelivers (its taker died before
 acknowledging it) finds its run already there and starts nothing new.
+
+A namespace's subjects and streams are its own: a Trigger's ``subject`` is heard on
+``PREFIX.NAMESPACE.SUBJECT`` in the stream ``HANGAR_NAMESPACE_NAME``, so no
+namespace can listen to another's messages (or the server's) by naming them.
 """
 
 from __future__ import annotations
@@ -23,16 +27,26 @@ log = logging.getLogger("hangar.triggers")
 SYNC_SECONDS = 2.0
 
 
-def run_id_for(namespace: str, trigger: str, stream: str, sequence: int) -> str:
+def run_id_for(namespace: str, trigger: str, stream: str, sequence: int | str) -> str:
     digest = hashlib.sha256(f"{namespace}/{trigger}/{stream}/{sequence}".encode()).hexdigest()
     return f"run_{digest[:24]}"
 
 
+def subject_for(prefix: str, namespace: str, subject: str) -> str:
+    """Where a namespace's Trigger listens: under its own prefix."""
+    return f"{prefix}.{namespace}.{subject}"
+
+
+def stream_for(namespace: str, name: str) -> str:
+    return f"HANGAR_{namespace}_{name}".replace("-", "_").upper()
+
+
 class NatsTriggers:
-    def __init__(self, store: Store, runs: RunService, url: str) -> None:
+    def __init__(self, store: Store, runs: RunService, url: str, prefix: str = "hangar") -> None:
         self.store = store
         self.runs = runs
         self.url = url
+        self.prefix = prefix
         self._nc: Any = None
         self._pullers: dict[tuple[str, str, int], asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -82,13 +96,19 @@ class NatsTriggers:
 
         assert spec.nats is not None
         js = self._nc.jetstream()
+        subject = subject_for(self.prefix, namespace, spec.nats.subject)
+        stream = stream_for(namespace, spec.nats.stream or name)
         try:
-            stream = await js.find_stream_name_by_subject(spec.nats.subject)
+            info = await js.stream_info(stream)
         except NotFoundError:
-            stream = spec.nats.stream or f"HANGAR_{namespace}_{name}".replace("-", "_").upper()
-            await js.add_stream(name=stream, subjects=[spec.nats.subject])
-        durable = f"hangar-{namespace}-{name}"
-        subscription = await js.pull_subscribe(spec.nats.subject, durable=durable, stream=stream)
+            await js.add_stream(name=stream, subjects=[subject])
+        else:
+            if subject not in (info.config.subjects or []):  # the Trigger's subject changed
+                info.config.subjects = [subject]
+                await js.update_stream(info.config)
+        # One consumer per subject: a Trigger whose subject changed reads from a fresh one.
+        durable = f"hangar-{namespace}-{name}-{hashlib.sha256(subject.encode()).hexdigest()[:8]}"
+        subscription = await js.pull_subscribe(subject, durable=durable, stream=stream)
         self.ready.add((namespace, name))
         while True:
             try:

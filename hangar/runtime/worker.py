@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry.trace import StatusCode
 
+from hangar.admission import Admission
 from hangar.config import Settings
 from hangar.errors import (
     ClientError,
@@ -40,7 +41,7 @@ from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
 from hangar.runtime.replay import replay
-from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools
+from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools, namespace_policies
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
@@ -59,7 +60,8 @@ from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
 from hangar.telemetry.budgets import Budgets, RunBudget
-from hangar.telemetry.metrics import Metrics
+from hangar.telemetry.metrics import UNKNOWN_TOOL, Metrics
+from hangar.telemetry.tracing import CURRENT_NAMESPACE
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
 
@@ -212,20 +214,27 @@ class Worker:
         metrics: Metrics | None = None,
         budgets: Budgets | None = None,
         knowledge: Knowledge | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
-        self.knowledge = knowledge or Knowledge(store, index_for(settings))
+        self.admission = admission or Admission(
+            settings.resolved_admission_file, home=settings.home
+        )
+        secrets = (
+            hub.secrets if hub else SecretResolver(store, SecretBox.from_environment(settings.home))
+        )
+        self.knowledge = knowledge or Knowledge(
+            store, index_for(settings), admission=self.admission, secrets=secrets
+        )
         self.memories = UserMemories(store, self.knowledge.local)
         self.budgets = budgets or Budgets(store)
         self.telemetry = telemetry or Telemetry(None, "off")
         self.metrics = metrics or Metrics()
-        self.hub = hub or MCPHub(
-            store, SecretResolver(store, SecretBox.from_environment(settings.home))
-        )
-        self.sandboxes = sandboxes or SandboxManager()
+        self.sandboxes = sandboxes or SandboxManager(admission=self.admission)
+        self.hub = hub or MCPHub(store, secrets, self.admission)
         self.bus = bus
         self.settings = settings
-        self.models = ModelCache(store, settings)
+        self.models = ModelCache(store, settings, self.admission, secrets)
         self.agents = AgentSpecs(store)
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[RunRecord | None]] = {}
@@ -419,6 +428,7 @@ class Worker:
         self, run: RunRecord, resumed: bool | None, then: ClaimRequest | None
     ) -> RunRecord | None:
         continued = self.telemetry.continued(run.trace_context if run.depth == 0 else None)
+        CURRENT_NAMESPACE.set(run.namespace)  # its spans and its writes' are the namespace's
         with (
             continued,
             self.telemetry.tracer.start_as_current_span(
@@ -503,6 +513,8 @@ class Worker:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
         model, pricing, provider = await self.models.get(run.namespace, spec.model)
         declared = caller_tools(run.input.get("tools", []))
+        offered: set[str] = {d.name for d in declared}
+        """The tools the run has: metrics name these, and any other call 'unknown'."""
         resume = None
         # Events exist: go on from them (after an approval, or another worker's death).
         events = await self.store.list_events(run.namespace, run.id) if resumed else []
@@ -530,7 +542,7 @@ class Worker:
                 self.metrics.tool_call(
                     run.namespace,
                     run.agent,
-                    data["name"],
+                    data["name"] if data["name"] in offered else UNKNOWN_TOOL,
                     data.get("outcome", "error" if data["is_error"] else "ok"),
                     data["duration_ms"] / 1000,
                 )
@@ -573,11 +585,13 @@ class Worker:
             if spec.uses_sandbox()
             else None
         )
+        tools = await agent_tools(spec, run.namespace, self.hub, self, self.knowledge)
+        offered.update(tools)
         inp = LoopInput(
             agent=spec,
             model=model,
             messages=messages,
-            tools=await agent_tools(spec, run.namespace, self.hub, self, self.knowledge),
+            tools=tools,
             caller_tools=declared,
             pricing=pricing,
             context=ToolContext(
@@ -585,9 +599,11 @@ class Worker:
                 run_id=run.id,
                 agent=run.agent,
                 allow_hosts=tuple(spec.egress.allow_hosts),
+                egress=self.admission.grants(run.namespace).policy,
                 sandbox=run_sandbox.get if run_sandbox is not None else None,
                 depth=run.depth,
                 user=run.user,
+                key_id=run.key_id,
             ),
             record=record,
             on_delta=on_delta,
@@ -597,6 +613,7 @@ class Worker:
             provider=provider,
             retrieved=retrieved,
             spent_before=spent_before,
+            namespace_policies=await namespace_policies(self.store, run.namespace),
             budget=RunBudget(
                 self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens, run.id
             ),
@@ -733,6 +750,7 @@ class Worker:
             lease_expires_at=stamp + timedelta(seconds=self.settings.lease_seconds),
             parent_id=context.run_id,
             user=context.user,
+            key_id=context.key_id,
             depth=context.depth + 1,
             trace_context=Telemetry.current_traceparent(),
         )

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from hangar.roles import Permission, Role, allows
 from hangar.spec.base import API_VERSION, Resource
 
 
@@ -39,12 +40,50 @@ def trace_id_of(traceparent: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class ApiKey:
+    """A key as the store keeps it: never its secret, which only its holder has."""
+
     id: str
     namespace: str
     name: str
     prefix: str
-    admin: bool
+    role: Role
     created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+    """When it was last used, to the minute (recorded at most once a minute)."""
+
+    @property
+    def admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def may(self, permission: Permission) -> bool:
+        return allows(self.role, permission)
+
+    def unusable(self, at: datetime) -> str | None:
+        """Why the key no longer authenticates (revoked, expired), or None."""
+        if self.revoked_at is not None:
+            return f"was revoked at {self.revoked_at.isoformat()}"
+        if self.expires_at is not None and self.expires_at <= at:
+            return f"expired at {self.expires_at.isoformat()}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        def stamp(value: datetime | None) -> str | None:
+            return None if value is None else value.isoformat()
+
+        return {
+            "id": self.id,
+            "object": "api_key",
+            "namespace": self.namespace,
+            "name": self.name,
+            "prefix": self.prefix,
+            "role": self.role.value,
+            "created_at": stamp(self.created_at),
+            "expires_at": stamp(self.expires_at),
+            "revoked_at": stamp(self.revoked_at),
+            "last_used_at": stamp(self.last_used_at),
+        }
 
 
 @dataclass(frozen=True)
@@ -164,6 +203,9 @@ class RunRecord:
     """The session this run is a turn of: it sees the session's earlier turns."""
     user: str | None = None
     """The end user the run serves (the caller's id for them): whose memory it uses."""
+    key_id: str | None = None
+    """The API key that started it (a runner key reads only its own runs); runs it
+    started as tools carry it too. None for runs a trigger or schedule started."""
 
     @property
     def trace_id(self) -> str | None:
@@ -247,6 +289,8 @@ class SessionRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] | None = None
     """Older turns summarised: ``{"text", "through"}`` (the last run it covers)."""
+    key_id: str | None = None
+    """The API key that opened it: a runner key sees only its own sessions."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -527,9 +571,32 @@ class Store(Protocol):
 
     # API keys
     async def create_api_key(
-        self, namespace: str, name: str, *, admin: bool = False
-    ) -> tuple[ApiKey, str]: ...
-    async def authenticate(self, secret: str) -> ApiKey | None: ...
+        self,
+        namespace: str,
+        name: str,
+        *,
+        role: Role = Role.NAMESPACE_ADMIN,
+        expires_at: datetime | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret (shown once; only its hash is kept)."""
+        ...
+
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        """The key whose secret this is, revoked or expired ones too (the caller says
+        why it is refused), or None."""
+        ...
+
+    async def list_api_keys(self, namespace: str | None = None) -> list[ApiKey]:
+        """Every key (of one namespace), newest first."""
+        ...
+
+    async def revoke_api_key(self, key_id: str, namespace: str | None = None) -> ApiKey | None:
+        """Revoke a key (of that namespace, if given); the key as stored after, or None."""
+        ...
+
+    async def touch_api_key(self, key_id: str, at: datetime) -> None:
+        """Record that the key was used at ``at``."""
+        ...
 
     # resources
     async def apply_resource(
@@ -567,8 +634,17 @@ class Store(Protocol):
 
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None: ...
     async def list_runs(
-        self, namespace: str, *, agent: str | None = None, limit: int = 50
-    ) -> list[RunRecord]: ...
+        self,
+        namespace: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        key_id: str | None = None,
+        status: RunStatus | None = None,
+    ) -> list[RunRecord]:
+        """Newest first; only one agent's, one key's or one status's when given."""
+        ...
+
     async def claim_run(
         self,
         worker: str,
@@ -675,7 +751,10 @@ class Store(Protocol):
     async def record_spans(self, spans: list[dict[str, Any]]) -> None:
         """Keep spans, each in its stored form (``stored_span``)."""
 
-    async def list_spans(self, trace_id: str) -> list[SpanRecord]: ...
+    async def list_spans(self, namespace: str, trace_id: str) -> list[SpanRecord]:
+        """The namespace's spans of a trace (another namespace's under the same trace id,
+        brought by a caller's ``traceparent``, are not its to see)."""
+        ...
 
     # usage ledger
     async def record_usage(self, entry: LedgerEntry) -> None: ...
@@ -731,10 +810,15 @@ class Store(Protocol):
 
     # batches
     async def create_batch(
-        self, batch_id: str, namespace: str, items: Sequence[BatchItem]
+        self,
+        batch_id: str,
+        namespace: str,
+        items: Sequence[BatchItem],
+        key_id: str | None = None,
     ) -> None: ...
     async def get_batch(
-        self, namespace: str, batch_id: str
+        self, namespace: str, batch_id: str, key_id: str | None = None
     ) -> tuple[datetime, list[tuple[BatchItem, RunRecord | None]]] | None:
-        """The batch's creation time and each line with its run as it is now."""
+        """The batch's creation time and each line with its run as it is now; with
+        ``key_id``, only if that key created it."""
         ...

@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import inspect
 import json
 import re
-import secrets
 import sqlite3
 import threading
 import time
@@ -33,6 +31,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from hangar.config import state_file
 from hangar.errors import (
     ConflictError,
     LeaseLostError,
@@ -45,7 +44,6 @@ from hangar.spec.base import Resource
 from hangar.store import tables
 from hangar.store.base import (
     ACTIVE_STATUSES,
-    ApiKey,
     ApplyOutcome,
     BatchItem,
     BudgetLine,
@@ -68,10 +66,10 @@ from hangar.store.base import (
     started_data,
     trace_id_of,
 )
+from hangar.store.keys import KeyStore
 from hangar.store.notices import Announcer, listen_postgres
 from hangar.store.postgres import driver_dsn
 from hangar.store.tables import (
-    api_keys,
     resource_versions,
     resources,
     run_events,
@@ -82,11 +80,12 @@ from hangar.store.tables import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SPAN_NAMESPACE = "hangar.namespace"
+"""The span attribute naming the namespace whose work a span times."""
 RESOURCE_CACHE_SECONDS = 1.0
 """How old a cached resource may be: what this process applies or deletes is seen at
 once; what another process does, within this."""
 T = TypeVar("T")
-KEY_PREFIX = "hgr_"
 
 
 def now() -> datetime:
@@ -97,10 +96,6 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def new_id(prefix: str) -> str:
@@ -159,6 +154,7 @@ def _run(row: RowMapping) -> RunRecord:
         priority=row["priority"],
         session_id=row["session_id"],
         user=row["user_id"],
+        key_id=row["key_id"],
     )
 
 
@@ -174,17 +170,18 @@ async def _delete_runs(conn: AsyncConnection, ids: set[str]) -> dict[str, int]:
         found = set((await conn.execute(children)).scalars().all()) - doomed
     if not doomed:
         return {"runs": 0}
-    contexts = sa.select(runs.c.trace_context).where(runs.c.id.in_(doomed))
-    traces = {
-        trace
-        for context in (await conn.execute(contexts)).scalars()
-        if (trace := trace_id_of(context)) is not None
-    }
+    contexts = sa.select(runs.c.trace_context, runs.c.namespace).where(runs.c.id.in_(doomed))
+    found_contexts = (await conn.execute(contexts)).all()
+    traces = {trace for context, _ in found_contexts if (trace := trace_id_of(context)) is not None}
+    namespaces = {namespace for _, namespace in found_contexts}
     await conn.execute(run_events.delete().where(run_events.c.run_id.in_(doomed)))
     await conn.execute(tool_audit.delete().where(tool_audit.c.run_id.in_(doomed)))
     await conn.execute(tables.batch_items.delete().where(tables.batch_items.c.run_id.in_(doomed)))
-    if traces:
-        await conn.execute(tables.spans.delete().where(tables.spans.c.trace_id.in_(traces)))
+    if traces:  # only the runs' own namespace's spans: another's may share a trace id
+        spans = tables.spans
+        await conn.execute(
+            spans.delete().where(spans.c.trace_id.in_(traces) & spans.c.namespace.in_(namespaces))
+        )
     await _release_holds(conn, doomed)  # a crashed call's: no one will take these over
     await conn.execute(runs.delete().where(runs.c.id.in_(doomed)))
     return {"runs": len(doomed)}
@@ -292,6 +289,7 @@ def _session(row: RowMapping) -> SessionRecord:
         metadata=row["metadata"] or {},
         created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
         updated_at=_utc(row["updated_at"]),  # type: ignore[arg-type]
+        key_id=row["key_id"],
     )
 
 
@@ -858,7 +856,7 @@ def _store_calls_run_whole(cls: type[T]) -> type[T]:
 
 
 @_store_calls_run_whole
-class SqlStore:
+class SqlStore(KeyStore):
     """The ``Store`` over a SQLAlchemy async URL: ``sqlite+aiosqlite`` or ``postgresql+asyncpg``."""
 
     def __init__(self, url: str, *, schema: str | None = None, echo: bool = False) -> None:
@@ -891,7 +889,7 @@ class SqlStore:
             connect_args["timeout"] = 30
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                state_file(Path(path))
                 self._sqlite_path = path
         elif self.dialect == "postgresql":
             if schema:
@@ -940,56 +938,6 @@ class SqlStore:
             on_notice(notice)
 
         await listen_postgres(self.url, self.schema, noted, events=events)
-
-    # --- API keys -----------------------------------------------------------------------
-
-    async def create_api_key(
-        self, namespace: str, name: str, *, admin: bool = False
-    ) -> tuple[ApiKey, str]:
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = ApiKey(
-            id=new_id("key"),
-            namespace=namespace,
-            name=name,
-            prefix=secret[:10],
-            admin=admin,
-            created_at=now(),
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key.id,
-                    namespace=namespace,
-                    name=name,
-                    key_hash=_hash_key(secret),
-                    prefix=key.prefix,
-                    admin=admin,
-                    created_at=key.created_at,
-                )
-            )
-        return key, secret
-
-    async def authenticate(self, secret: str) -> ApiKey | None:
-        async with self.engine.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        sa.select(api_keys).where(api_keys.c.key_hash == _hash_key(secret))
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        if row is None:
-            return None
-        return ApiKey(
-            id=row["id"],
-            namespace=row["namespace"],
-            name=row["name"],
-            prefix=row["prefix"],
-            admin=row["admin"],
-            created_at=_utc(row["created_at"]),  # type: ignore[arg-type]
-        )
 
     # --- resources ----------------------------------------------------------------------
 
@@ -1181,6 +1129,7 @@ class SqlStore:
                     metadata=session.metadata,
                     created_at=session.created_at,
                     updated_at=session.updated_at,
+                    key_id=session.key_id,
                 )
             )
 
@@ -1352,6 +1301,7 @@ class SqlStore:
                     priority=run.priority,
                     session_id=run.session_id,
                     user_id=run.user,
+                    key_id=run.key_id,
                 )
             )
         if run.status is RunStatus.QUEUED:
@@ -1383,11 +1333,21 @@ class SqlStore:
         return None if row is None else _run(row)
 
     async def list_runs(
-        self, namespace: str, *, agent: str | None = None, limit: int = 50
+        self,
+        namespace: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        key_id: str | None = None,
+        status: RunStatus | None = None,
     ) -> list[RunRecord]:
         query = sa.select(runs).where(runs.c.namespace == namespace)
         if agent is not None:
             query = query.where(runs.c.agent == agent)
+        if key_id is not None:
+            query = query.where(runs.c.key_id == key_id)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
         query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         async with self.engine.connect() as conn:
             return [_run(row) for row in (await conn.execute(query)).mappings()]
@@ -1853,8 +1813,11 @@ class SqlStore:
             return [_event(row) for row in (await conn.execute(query)).mappings()]
 
     async def record_tool_call(self, entry: ToolAudit) -> None:
+        """An audit line; a tool name (a model's or a client's choice) is cut to the
+        column's 128 characters rather than failing the call it records."""
+        values = dataclasses.asdict(entry) | {"tool": entry.tool[:128]}
         async with self.engine.begin() as conn:
-            await conn.execute(tool_audit.insert().values(**dataclasses.asdict(entry)))
+            await conn.execute(tool_audit.insert().values(**values))
 
     async def list_tool_calls(
         self,
@@ -1891,14 +1854,19 @@ class SqlStore:
         if self.dialect == "postgresql":
             rows = await asyncio.to_thread(_span_rows, spans)
             pool = await self._driver()
-            await pool.executemany("INSERT INTO spans (trace_id, spans) VALUES ($1, $2)", rows)
+            await pool.executemany(
+                "INSERT INTO spans (trace_id, namespace, spans) VALUES ($1, $2, $3)", rows
+            )
         elif self._sqlite_path is not None:
             await asyncio.to_thread(self._write_spans_sqlite, spans)
         else:  # an in-memory database: only the engine's own connections see it
             async with self.engine.begin() as conn:
                 await conn.execute(
                     tables.spans.insert(),
-                    [{"trace_id": t, "spans": json.loads(b)} for t, b in _span_rows(spans)],
+                    [
+                        {"trace_id": t, "namespace": ns, "spans": json.loads(b)}
+                        for t, ns, b in _span_rows(spans)
+                    ],
                 )
 
     def _write_spans_sqlite(self, spans: list[dict[str, Any]]) -> None:
@@ -1914,16 +1882,18 @@ class SqlStore:
             writer = self._span_writer
             writer.execute("BEGIN")
             try:
-                writer.executemany("INSERT INTO spans (trace_id, spans) VALUES (?, ?)", rows)
+                writer.executemany(
+                    "INSERT INTO spans (trace_id, namespace, spans) VALUES (?, ?, ?)", rows
+                )
             except BaseException:
                 writer.execute("ROLLBACK")
                 raise
             writer.execute("COMMIT")
 
-    async def list_spans(self, trace_id: str) -> list[SpanRecord]:
+    async def list_spans(self, namespace: str, trace_id: str) -> list[SpanRecord]:
         query = (
             sa.select(tables.spans.c.spans)
-            .where(tables.spans.c.trace_id == trace_id)
+            .where((tables.spans.c.trace_id == trace_id) & (tables.spans.c.namespace == namespace))
             .order_by(tables.spans.c.id)
         )
         async with self.engine.connect() as conn:
@@ -2106,11 +2076,21 @@ class SqlStore:
             )
         )
 
-    async def create_batch(self, batch_id: str, namespace: str, items: Sequence[BatchItem]) -> None:
+    async def create_batch(
+        self,
+        batch_id: str,
+        namespace: str,
+        items: Sequence[BatchItem],
+        key_id: str | None = None,
+    ) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 tables.batches.insert().values(
-                    id=batch_id, namespace=namespace, total=len(items), created_at=now()
+                    id=batch_id,
+                    namespace=namespace,
+                    total=len(items),
+                    created_at=now(),
+                    key_id=key_id,
                 )
             )
             if items:
@@ -2129,17 +2109,14 @@ class SqlStore:
                 )
 
     async def get_batch(
-        self, namespace: str, batch_id: str
+        self, namespace: str, batch_id: str, key_id: str | None = None
     ) -> tuple[datetime, list[tuple[BatchItem, RunRecord | None]]] | None:
         batches, items = tables.batches, tables.batch_items
+        which = (batches.c.id == batch_id) & (batches.c.namespace == namespace)
+        if key_id is not None:
+            which &= batches.c.key_id == key_id
         async with self.engine.connect() as conn:
-            head = (
-                await conn.execute(
-                    sa.select(batches.c.created_at).where(
-                        (batches.c.id == batch_id) & (batches.c.namespace == namespace)
-                    )
-                )
-            ).first()
+            head = (await conn.execute(sa.select(batches.c.created_at).where(which))).first()
             if head is None:
                 return None
             rows = (
@@ -2188,12 +2165,13 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         raise sa.exc.DisconnectionError("the pooled connection is dead; taking a new one") from None
 
 
-def _span_rows(spans: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """A row per trace: its spans of this flush as one JSON array."""
-    by_trace: dict[str, list[dict[str, Any]]] = {}
+def _span_rows(spans: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    """A row per trace and namespace: their spans of this flush as one JSON array."""
+    by_trace: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     for span in spans:
-        by_trace.setdefault(span["traceId"], []).append(span)
-    return [(trace, orjson.dumps(batch).decode()) for trace, batch in by_trace.items()]
+        namespace = span["attributes"].get(SPAN_NAMESPACE)
+        by_trace.setdefault((span["traceId"], namespace), []).append(span)
+    return [(trace, ns, orjson.dumps(batch).decode()) for (trace, ns), batch in by_trace.items()]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -24,6 +24,11 @@ api_keys = sa.Table(
     sa.Column("prefix", sa.String(16), nullable=False),
     sa.Column("admin", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("role", sa.String(32), nullable=False, server_default="namespace-admin"),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("revoked_at", TS, nullable=True),
+    sa.Column("last_used_at", TS, nullable=True),
+    sa.Index("ix_api_keys_namespace", "namespace", "created_at"),
 )
 
 resources = sa.Table(
@@ -82,6 +87,7 @@ runs = sa.Table(
     sa.Column("priority", sa.Integer, nullable=False, default=0),
     sa.Column("session_id", sa.String(32), nullable=True),
     sa.Column("user_id", sa.String(255), nullable=True),
+    sa.Column("key_id", sa.String(32), nullable=True),
     sa.Index("ix_runs_status_created", "status", "created_at"),
     sa.Index("ix_runs_user", "namespace", "user_id"),
     sa.Index("ix_runs_session", "session_id", "created_at"),
@@ -143,6 +149,9 @@ spans = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("trace_id", sa.String(32), nullable=False),
     sa.Column("spans", JSON, nullable=False),
+    # The namespace whose work made them: a trace id a caller brings continues only
+    # its own namespace's spans, whatever another namespace recorded under it.
+    sa.Column("namespace", sa.String(63), nullable=True),
     sa.Index("ix_spans_trace", "trace_id"),
 )
 
@@ -193,6 +202,7 @@ batches = sa.Table(
     sa.Column("namespace", sa.String(63), nullable=False),
     sa.Column("total", sa.Integer, nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=True),
     sa.Index("ix_batches_namespace_created", "namespace", "created_at"),
 )
 
@@ -216,6 +226,7 @@ sessions = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("summary", JSON, nullable=True),
+    sa.Column("key_id", sa.String(32), nullable=True),
     sa.Index("ix_sessions_namespace_updated", "namespace", "updated_at"),
 )
 

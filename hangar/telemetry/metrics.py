@@ -18,6 +18,9 @@ from hangar.store.base import Usage
 if TYPE_CHECKING:
     from hangar.runtime.host import Runtime
 
+UNKNOWN_TOOL = "unknown"
+"""The tool label of a call to a tool the run does not have: a model may name anything,
+and each name would be a series of its own."""
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 

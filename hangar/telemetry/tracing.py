@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -27,16 +28,51 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import NoOpTracer, SpanContext, Tracer, get_current_span
+from opentelemetry.trace import NoOpTracer, Span, SpanContext, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hangar.store.base import NoWriteSpans, Store, WriteSpans, stored_span
+from hangar.telemetry.genai import NAMESPACE
 
 log = logging.getLogger("hangar.telemetry")
 
 Mode = Literal["off", "stored", "otlp"]
 FLUSH_SECONDS = 0.5
 PROPAGATOR = TraceContextTextMapPropagator()
+
+
+CURRENT_NAMESPACE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "hangar_namespace", default=None
+)
+"""The namespace whose work the current task does (set by the gateway once a request
+is authenticated, by a worker for each run): every span started meanwhile carries it,
+and is stored and shown with it only."""
+
+
+def bind_namespace(namespace: str) -> None:
+    """The rest of this task works for ``namespace``: its spans, and the current one."""
+    CURRENT_NAMESPACE.set(namespace)
+    span = get_current_span()
+    if span.is_recording():
+        span.set_attribute(NAMESPACE, namespace)
+
+
+class NamespaceStamp(SpanProcessor):
+    """Stamps each span, as it starts, with the namespace of the work it times."""
+
+    def on_start(self, span: Span, parent_context: object = None) -> None:
+        namespace = CURRENT_NAMESPACE.get()
+        if namespace is not None:
+            span.set_attribute(NAMESPACE, namespace)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
 
 
 def otlp_requested() -> bool:
@@ -79,13 +115,15 @@ def _plain(attributes: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in attributes.items()}
 
 
-_Leaf = tuple[SpanContext, str, int, int, dict[str, Any]]
+_Leaf = tuple[SpanContext, str, int, int, dict[str, Any], str | None]
 """A store write's span as noted on the write's path (parent, name, start, end,
-attributes): a tuple, the cheapest thing to make there."""
+attributes, namespace): a tuple, the cheapest thing to make there."""
 
 
 def _stored_leaf(leaf: _Leaf) -> dict[str, Any]:
-    parent, name, start_ns, end_ns, attributes = leaf
+    parent, name, start_ns, end_ns, attributes, namespace = leaf
+    if namespace is not None:
+        attributes = {**attributes, NAMESPACE: namespace}
     return stored_span(
         f"{parent.trace_id:032x}",
         f"{random.getrandbits(64) or 1:016x}",
@@ -172,7 +210,9 @@ class LeafSpans(WriteSpans):
             return
         if self.direct:
             assert self.stored is not None
-            self.stored.pending.append((parent, name, start_ns, time.time_ns(), attributes))
+            self.stored.pending.append(
+                (parent, name, start_ns, time.time_ns(), attributes, CURRENT_NAMESPACE.get())
+            )
             return
         span = self.tracer.start_span(name, attributes=attributes, start_time=start_ns)
         span.end()
@@ -195,6 +235,7 @@ class Telemetry:
             self.tracer: Tracer = NoOpTracer()
             return
         self.provider = TracerProvider(resource=Resource.create({"service.name": "hangar"}))
+        self.provider.add_span_processor(NamespaceStamp())
         if mode != "off" and store is not None:
             self.stored = StoreSpans(store)
             self.provider.add_span_processor(self.stored)

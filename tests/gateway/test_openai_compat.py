@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 
-from tests.helpers import ServerThread, agent, scripted_model
+from tests.helpers import ServerThread, agent, doc, scripted_model
 
 WEATHER_TOOL = {
     "type": "function",
@@ -120,14 +119,14 @@ def test_errors_come_back_as_openai_errors(server: ServerThread, client: openai.
 
 
 def test_the_openai_provider_reaches_an_openai_compatible_endpoint(
-    server: ServerThread, api: httpx.Client, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+    server: ServerThread, api: httpx.Client, client: openai.OpenAI
 ) -> None:
     """A Model with provider `openai` whose endpoint is Hangar itself: the upstream agent
     calls a tool the downstream agent owns, which runs it and continues over real HTTP."""
-    monkeypatch.setenv("HANGAR_TEST_UPSTREAM_KEY", server.admin_key)
     api.post(
         "/v1/apply",
         json=[
+            doc("Secret", "upstream", {"data": {"key": server.admin_key}}),
             scripted_model(
                 "timekeeper",
                 {"toolCalls": [{"name": "current_time", "arguments": {"timezone": "UTC"}}]},
@@ -142,14 +141,13 @@ def test_the_openai_provider_reaches_an_openai_compatible_endpoint(
                     "provider": "openai",
                     "model": "timekeeper",
                     "baseUrl": f"{server.url}/v1",
-                    "apiKeyEnv": "HANGAR_TEST_UPSTREAM_KEY",
+                    "apiKey": {"secret": "upstream", "key": "key"},
                     "pricing": {"inputPerMillion": 1.0, "outputPerMillion": 2.0},
                 },
             },
             agent("proxy", "upstream", tools=[{"builtin": "current_time"}]),
         ],
     )
-    assert os.environ["HANGAR_TEST_UPSTREAM_KEY"]
     run = api.post("/v1/agents/proxy/runs", json={"input": "What time is it?"}).json()
     assert run["status"] == "succeeded", run
     assert run["output"]["text"] == "Checked the clock."

@@ -1,9 +1,10 @@
 """NATS JetStream Triggers on the machine's real NATS: a message starts exactly one
-run, even when NATS delivers it again."""
+run, even when NATS delivers it again; a namespace hears only its own subjects."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -18,13 +19,16 @@ NATS_URL = "nats://127.0.0.1:4222"
 
 
 async def test_a_nats_message_starts_exactly_one_run(tmp_path: Path) -> None:
-    subject = f"hangar.test.{uuid.uuid4().hex[:8]}.orders"
-    runtime = Runtime(Settings(home=tmp_path / "home", telemetry="off", nats_url=NATS_URL))
+    subject = f"test.{uuid.uuid4().hex[:8]}.orders"
+    prefix = f"hangar{uuid.uuid4().hex[:6]}"
+    settings = Settings(
+        home=tmp_path / "home", telemetry="off", nats_url=NATS_URL, nats_subject_prefix=prefix
+    )
+    runtime = Runtime(settings)
     await runtime.start()
     client = await nats.connect(NATS_URL)
-    stream = f"HANGAR_TEST_{uuid.uuid4().hex[:8]}".upper()
+    stream = "HANGAR_DEFAULT_NEW_ORDER"  # the namespace's own stream for its Trigger
     js = client.jetstream()
-    await js.add_stream(name=stream, subjects=[subject])
     try:
         for document in (
             scripted_model("m", {"text": "handled"}),
@@ -42,7 +46,11 @@ async def test_a_nats_message_starts_exactly_one_run(tmp_path: Path) -> None:
         assert triggers is not None
         await eventually(lambda: ("default", "new-order") in triggers.ready, what="the consumer")
 
-        ack = await js.publish(subject, b'{"order": 42}')
+        # The tenant's subject is heard under the namespace's prefix only: the same
+        # subject published bare (or under another namespace) starts nothing.
+        await client.publish(subject, b'{"order": 1}')
+        await client.publish(f"{prefix}.team-b.{subject}", b'{"order": 2}')
+        ack = await js.publish(f"{prefix}.default.{subject}", b'{"order": 42}')
         run_id = await _one_run(runtime)
         run = await runtime.runs.wait("default", run_id, timeout=30)
         assert run.status.value == "succeeded"
@@ -61,9 +69,10 @@ async def test_a_nats_message_starts_exactly_one_run(tmp_path: Path) -> None:
         assert again == run_id
         assert len(await runtime.store.list_runs("default")) == 1
     finally:
-        await js.delete_stream(stream)
-        await client.close()
         await runtime.stop()
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+        await client.close()
 
 
 async def _one_run(runtime: Runtime) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,11 +12,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from hangar.errors import LeaseLostError
+from hangar.roles import Role
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
 from hangar.store import RunStatus, SqlStore, Usage, sql
 from hangar.store.base import ClaimRequest, stored_span
+from hangar.store.sql import now
 from hangar.store.tables import metadata
+from hangar.telemetry.genai import NAMESPACE
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run
 
@@ -99,6 +103,29 @@ async def test_api_keys_authenticate_only_their_secret(store: SqlStore) -> None:
     )
     assert await store.authenticate(secret + "x") is None
     assert await store.authenticate("") is None
+
+
+async def test_keys_have_a_role_an_expiry_a_revocation_and_a_last_use(store: SqlStore) -> None:
+    soon = now() + timedelta(hours=1)
+    viewer, secret = await store.create_api_key("team-a", "dash", role=Role.VIEWER, expires_at=soon)
+    other, _ = await store.create_api_key("team-b", "ci", role=Role.RUNNER)
+    found = await store.authenticate(secret)
+    assert found is not None and found.role is Role.VIEWER and found.expires_at == soon
+    assert found.unusable(now()) is None
+    assert "expired" in (found.unusable(soon + timedelta(seconds=1)) or "")
+    assert [k.id for k in await store.list_api_keys("team-a")] == [viewer.id]
+    assert {k.id for k in await store.list_api_keys()} == {viewer.id, other.id}
+
+    assert await store.revoke_api_key(viewer.id, "team-b") is None  # not that namespace's
+    revoked = await store.revoke_api_key(viewer.id, "team-a")
+    assert revoked is not None and revoked.revoked_at is not None
+    again = await store.authenticate(secret)  # still found: the gateway says why it is refused
+    assert again is not None and "revoked" in (again.unusable(now()) or "")
+
+    used = now().replace(microsecond=0)
+    await store.touch_api_key(other.id, used)
+    [listed] = await store.list_api_keys("team-b")
+    assert listed.last_used_at == used and listed.revoked_at is None
 
 
 async def test_claim_takes_runs_oldest_first_and_only_once(store: SqlStore) -> None:
@@ -472,15 +499,32 @@ async def test_spans_are_kept_by_trace_in_time_order_across_flushes(store: SqlSt
         )  # fmt: skip
 
     first, second = "a" * 32, "b" * 32
-    await store.record_spans([span(first, "2" * 16, 20, step=1), span(second, "9" * 16, 5)])
-    await store.record_spans([span(first, "1" * 16, 10, tool="current_time", tags=["x"])])
+    ns = {NAMESPACE: "team-a"}
+    await store.record_spans(
+        [span(first, "2" * 16, 20, step=1, **ns), span(second, "9" * 16, 5, **ns)]
+    )
+    await store.record_spans([span(first, "1" * 16, 10, tool="current_time", tags=["x"], **ns)])
     await store.record_spans([])
-    kept = await store.list_spans(first)
+    kept = await store.list_spans("team-a", first)
     assert [(s.span_id, s.start_ns) for s in kept] == [("1" * 16, 10), ("2" * 16, 20)]
-    assert kept[0].attributes == {"tool": "current_time", "tags": ["x"]}
+    assert kept[0].attributes == {"tool": "current_time", "tags": ["x"], **ns}
     assert kept[0].to_dict()["durationMs"] == 2.0
-    assert [s.trace_id for s in await store.list_spans(second)] == [second]
-    assert await store.list_spans("c" * 32) == []
+    assert [s.trace_id for s in await store.list_spans("team-a", second)] == [second]
+    assert await store.list_spans("team-a", "c" * 32) == []
+
+
+async def test_a_trace_shows_each_namespace_only_its_own_spans(store: SqlStore) -> None:
+    """Another namespace's caller may bring the same trace id: what it records under it
+    is its own, and neither sees the other's (nor what no namespace made)."""
+
+    def span(span_id: str, namespace: str | None) -> dict[str, Any]:
+        attributes = {} if namespace is None else {NAMESPACE: namespace}
+        return stored_span("d" * 32, span_id, None, "op", "internal", 1, 2, "unset", attributes, [])
+
+    await store.record_spans([span("1" * 16, "team-a"), span("2" * 16, "team-b")])
+    await store.record_spans([span("3" * 16, None)])
+    assert [s.span_id for s in await store.list_spans("team-a", "d" * 32)] == ["1" * 16]
+    assert [s.span_id for s in await store.list_spans("team-b", "d" * 32)] == ["2" * 16]
 
 
 async def test_a_claim_can_store_the_runs_start_and_a_finish_its_last_events(

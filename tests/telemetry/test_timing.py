@@ -51,7 +51,10 @@ def test_a_run_says_how_long_the_model_the_tools_and_hangar_took(
         assert parent["name"].split()[0] in ("invoke_agent", "chat", "execute_tool")
         assert parent["startTimeUnixNano"] <= write["startTimeUnixNano"]
         assert write["endTimeUnixNano"] <= parent["endTimeUnixNano"]
-    assert all(w["attributes"] == {"db.system.name": "sqlite"} for w in writes)
+    assert all(
+        w["attributes"] == {"db.system.name": "sqlite", "hangar.namespace": "default"}
+        for w in writes
+    )
     assert len({s["spanId"] for s in spans}) == len(spans)
     shown = CliRunner().invoke(
         app, ["--url", server.url, "--api-key", server.admin_key, "runs", "show", run["id"]]

@@ -151,6 +151,6 @@ def test_a_run_is_one_trace_with_genai_spans_everywhere_it_is_sent(
 async def stored_spans(database: Path) -> list[SpanRecord]:
     store = SqlStore(f"sqlite+aiosqlite:///{database}")
     try:
-        return await store.list_spans(CALLER_TRACE)
+        return await store.list_spans("default", CALLER_TRACE)
     finally:
         await store.close()

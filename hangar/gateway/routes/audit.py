@@ -7,14 +7,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadKey, RuntimeDep
 
 router = APIRouter(tags=["audit"])
 
 
 @router.get("/v1/audit/tool-calls")
 async def tool_calls(
-    key: KeyDep,
+    key: ReadKey,
     rt: RuntimeDep,
     run: str | None = None,
     agent: str | None = None,

@@ -8,11 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from hangar.errors import InvalidRequestError, NotFoundError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.errors import NotFoundError
+from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep, own
 
 router = APIRouter(tags=["batches"])
-MAX_BYTES = 100_000_000
 
 
 class BatchNotFoundError(NotFoundError):
@@ -24,30 +23,29 @@ def _missing(batch_id: str) -> BatchNotFoundError:
 
 
 @router.post("/v1/batches", status_code=201)
-async def create_batch(request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def create_batch(request: Request, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     """The body is JSONL: one request per line. Every good line starts a run at once;
     a bad line is recorded with its error and the rest go on."""
     body = await request.body()
-    if len(body) > MAX_BYTES:
-        raise InvalidRequestError(f"a batch file is at most {MAX_BYTES} bytes")
-    batch_id = await rt.batches.create(key.namespace, body.decode("utf-8", errors="replace"))
+    text = body.decode("utf-8", errors="replace")
+    batch_id = await rt.batches.create(key.namespace, text, key_id=key.id)
     described = await rt.batches.describe(key.namespace, batch_id)
     assert described is not None
     return described
 
 
 @router.get("/v1/batches/{batch_id}")
-async def get_batch(batch_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    described = await rt.batches.describe(key.namespace, batch_id)
+async def get_batch(batch_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
+    described = await rt.batches.describe(key.namespace, batch_id, own(key))
     if described is None:
         raise _missing(batch_id)
     return described
 
 
 @router.get("/v1/batches/{batch_id}/results")
-async def batch_results(batch_id: str, key: KeyDep, rt: RuntimeDep) -> Response:
+async def batch_results(batch_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> Response:
     """JSONL, one line per finished request, in the order of the input file."""
-    results = await rt.batches.results(key.namespace, batch_id)
+    results = await rt.batches.results(key.namespace, batch_id, own(key))
     if results is None:
         raise _missing(batch_id)
     text = "".join(json.dumps(line) + "\n" for line in results)

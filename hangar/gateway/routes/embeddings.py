@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from hangar.errors import InvalidRequestError, ModelNotFoundError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import RunKey, RuntimeDep
 from hangar.memory.embedders import LOCAL_MODEL
 
 router = APIRouter(tags=["openai"])
@@ -24,7 +24,7 @@ class EmbeddingRequest(BaseModel):
 
 
 @router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def embeddings(body: EmbeddingRequest, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     if body.model != LOCAL_MODEL:
         raise ModelNotFoundError(
             f"no embedding model {body.model!r} here",

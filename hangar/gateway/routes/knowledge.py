@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from hangar.errors import InvalidRequestError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadKey, ReadOrRunKey, RuntimeDep, WriteKey
 from hangar.memory.documents import MAX_BYTES, Upload
 
 router = APIRouter(tags=["knowledge"])
@@ -65,26 +65,26 @@ async def _uploads(request: Request) -> list[Upload] | None:
 
 
 @router.post("/v1/knowledgebases/{name}/ingestions", status_code=202)
-async def ingest(name: str, request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def ingest(name: str, request: Request, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     """Starts an ingestion job and returns it; its progress is at its URL."""
     uploads = await _uploads(request)
     return await rt.knowledge.ingest(key.namespace, name, uploads)
 
 
 @router.get("/v1/knowledgebases/{name}/ingestions/{job_id}")
-async def get_ingestion(name: str, job_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def get_ingestion(name: str, job_id: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     return await rt.knowledge.job(key.namespace, name, job_id)
 
 
 @router.get("/v1/knowledgebases/{name}/sources")
-async def list_sources(name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_sources(name: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     found = await rt.knowledge.sources(key.namespace, name)
     return {"items": [{"source": s.source, "chunks": s.chunks, "digest": s.digest} for s in found]}
 
 
 @router.delete("/v1/knowledgebases/{name}/sources")
 async def delete_source(
-    name: str, source: Annotated[str, Query(min_length=1)], key: KeyDep, rt: RuntimeDep
+    name: str, source: Annotated[str, Query(min_length=1)], key: WriteKey, rt: RuntimeDep
 ) -> dict[str, Any]:
     removed = await rt.knowledge.delete_source(key.namespace, name, source)
     return {"source": source, "deleted": removed > 0, "chunks": removed}
@@ -99,7 +99,9 @@ class SearchRequest(BaseModel):
 
 
 @router.post("/v1/knowledgebases/{name}/search")
-async def search(name: str, body: SearchRequest, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def search(
+    name: str, body: SearchRequest, key: ReadOrRunKey, rt: RuntimeDep
+) -> dict[str, Any]:
     hits = await rt.knowledge.search(key.namespace, name, body.query, body.k, body.mode)
     return {
         "items": [

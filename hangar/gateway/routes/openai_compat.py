@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from hangar.errors import AgentNotFoundError, RunFailedError, RunWaitingApprovalError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep
 from hangar.gateway.routes.runs import follow_items, subscribed_start
 from hangar.gateway.sse import SSE_HEADERS, frame
 from hangar.runtime.events import EventType, StopReason
@@ -30,7 +30,9 @@ router = APIRouter(tags=["openai"])
 
 _FAILURE_STATUS = {
     StopReason.TIMEOUT.value: 504,
-    StopReason.CONFIGURATION_ERROR.value: 500,
+    # The namespace's resources cannot work as declared (a missing Model, a Secret):
+    # the request fails until they are fixed, and the fault is not the server's.
+    StopReason.CONFIGURATION_ERROR.value: 422,
     StopReason.BUDGET_EXCEEDED.value: 429,
 }
 _LIMIT_REASONS = {StopReason.MAX_STEPS.value, StopReason.MAX_TOKENS.value}
@@ -58,7 +60,7 @@ def _model_object(stored_name: str, namespace: str, created: float) -> dict[str,
 
 
 @router.get("/v1/models")
-async def list_models(key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_models(key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
     agents = await rt.store.list_resources(key.namespace, Agent.KIND)
     return {
         "object": "list",
@@ -67,7 +69,7 @@ async def list_models(key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/v1/models/{model}")
-async def get_model(model: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def get_model(model: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
     stored = await rt.store.get_resource(key.namespace, Agent.KIND, model)
     if stored is None:
         raise AgentNotFoundError(f"no agent named {model!r} in namespace {key.namespace!r}")
@@ -129,10 +131,12 @@ def _completion(run: RunRecord, model: str) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, key: KeyDep, rt: RuntimeDep
+    body: ChatCompletionRequest, key: RunKey, rt: RuntimeDep
 ) -> dict[str, Any] | StreamingResponse:
     # OpenAI's ``user``, the end user's id, is the run's user: their memory is used.
-    run_input = RunInput(messages=body.messages, tools=body.tools or [], user=body.user)
+    run_input = RunInput(
+        messages=body.messages, tools=body.tools or [], user=body.user, key_id=key.id
+    )
     if body.stream:
         queue, run = await subscribed_start(rt, key.namespace, body.model, run_input)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -15,7 +14,8 @@ from hangar.errors import (
     NamespaceMismatchError,
     ResourceNotFoundError,
 )
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadKey, RuntimeDep, WriteKey, refuse
+from hangar.roles import Permission
 from hangar.sandbox.registry import availability
 from hangar.spec import (
     Agent,
@@ -29,26 +29,37 @@ from hangar.spec import (
     read_yaml,
 )
 from hangar.spec.base import Resource
+from hangar.spec.budget import Budget
 from hangar.spec.knowledge import KnowledgeBase
-from hangar.store.base import StoredResource
+from hangar.spec.quota import Quota
+from hangar.spec.toolpolicy import NamespaceToolPolicy
+from hangar.store.base import ApiKey, StoredResource
 
 router = APIRouter(tags=["resources"])
 
-MAX_APPLY_BYTES = 5_000_000
+GOVERNING = frozenset({Budget.KIND, Quota.KIND, NamespaceToolPolicy.KIND})
+"""Kinds that bound what the rest of a namespace may do: a namespace admin's to set."""
+
+
+def _may_change(key: ApiKey, kind: str) -> None:
+    permission = Permission.GOVERN if kind in GOVERNING else Permission.WRITE
+    if not key.may(permission):
+        raise refuse(key, permission)
 
 
 async def _documents(request: Request) -> list[tuple[str, int, Any]]:
     body = await request.body()
-    if len(body) > MAX_APPLY_BYTES:
-        raise InvalidRequestError(f"the request body is over {MAX_APPLY_BYTES} bytes")
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     text = body.decode("utf-8", errors="replace")
     if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
         return list(read_yaml(text, "request body"))
     try:
-        data = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise InvalidYamlError(f"request body is not valid JSON: {exc}") from None
+        data = json.loads(text) if text.strip() else None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidYamlError(
+            f"request body is not valid JSON: {str(exc)[:200]}",
+            hint="send JSON, or YAML with Content-Type: application/yaml",
+        ) from None
     if isinstance(data, dict) and "documents" in data:
         data = data["documents"]
     if isinstance(data, dict):
@@ -58,6 +69,26 @@ async def _documents(request: Request) -> list[tuple[str, int, Any]]:
             "expected a resource document, a list of them, or {'documents': [...]}"
         )
     return [("request body", i, doc) for i, doc in enumerate(data)]
+
+
+async def admit_warm_pools(rt: RuntimeDep, namespace: str, resources: list[Resource]) -> None:
+    """Refuse templates whose warm pools would, with the namespace's others, pass the
+    administrator's ceiling on warm sandboxes per namespace."""
+    templates = {r.name: r.spec.warm_pool for r in resources if isinstance(r, SandboxTemplate)}
+    if not templates:
+        return
+    stored = await rt.store.list_resources(namespace, SandboxTemplate.KIND)
+    total = sum(int(s.spec.get("warmPool", 0)) for s in stored if s.name not in templates)
+    total += sum(templates.values())
+    most = rt.admission.grants(namespace).ceilings.warm_pool_total
+    if total > most:
+        from hangar.admission import AdmissionDeniedError
+
+        raise AdmissionDeniedError(
+            f"the namespace's SandboxTemplates would keep {total} warm sandboxes; the most "
+            f"allowed is {most}",
+            hint="lower spec.warmPool; nothing was applied",
+        )
 
 
 async def _warnings(rt: RuntimeDep, namespace: str, resource: Resource) -> list[str]:
@@ -70,24 +101,28 @@ async def _warnings(rt: RuntimeDep, namespace: str, resource: Resource) -> list[
 
 
 @router.post("/v1/apply")
-async def apply(request: Request, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    """Create or update resources; idempotent. All documents are validated before any is stored."""
+async def apply(request: Request, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
+    """Create or update resources; idempotent. All documents are validated, and admitted
+    against what the administrator granted the namespace, before any is stored."""
     resources = parse_documents(await _documents(request))
     for resource in resources:
         ns = resource.metadata.namespace
         if ns is not None and ns != key.namespace:
             raise NamespaceMismatchError(
-                f"{resource.kind} {resource.name!r} is in namespace {ns!r}, but this API key is "
-                f"bound to {key.namespace!r}",
+                f"{resource.kind} {resource.name!r} is in namespace {ns!r}, but this request "
+                f"acts in {key.namespace!r}",
                 hint="remove metadata.namespace or use a key of that namespace",
             )
+        _may_change(key, resource.kind)
+        rt.admission.check(key.namespace, resource)
+    await admit_warm_pools(rt, key.namespace, resources)
     results = []
     for resource in resources:
         if isinstance(resource, Secret):
             resource = rt.secret_box.seal(resource)  # the store never sees a plain value
         stored, outcome = await rt.store.apply_resource(key.namespace, resource)
         if isinstance(resource, SandboxTemplate) and availability(resource.spec.backend).available:
-            rt.sandboxes.warm_soon(resource.spec)
+            rt.sandboxes.warm_soon(resource.spec, key.namespace)
         results.append(
             {
                 "kind": stored.kind,
@@ -128,21 +163,21 @@ def _document(rt: RuntimeDep, stored: StoredResource) -> dict[str, Any]:
 
 
 @router.get("/v1/resources/{kind}")
-async def list_resources(kind: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_resources(kind: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
+    """The namespace's resources of a kind. MCPServers show their connection's state
+    in this process (``idle`` until something uses them: listing starts nothing)."""
     cls = kind_class(kind)
     items = await rt.store.list_resources(key.namespace, cls.KIND)
-    if cls is MCPServer:  # health is part of the answer: connect those not yet connected
-        await rt.hub.probe(key.namespace, [item.name for item in items])
     return {"kind": cls.KIND, "items": [_document(rt, item) for item in items]}
 
 
 @router.get("/v1/resources/{kind}/{name}")
-async def get_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def get_resource(kind: str, name: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     return _document(rt, await _get(rt, key.namespace, kind, name))
 
 
 @router.get("/v1/resources/{kind}/{name}/versions")
-async def list_versions(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_versions(kind: str, name: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     cls = kind_class(kind)
     versions = await rt.store.list_versions(key.namespace, cls.KIND, name)
     if not versions:
@@ -162,12 +197,15 @@ async def list_versions(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> di
 
 
 @router.delete("/v1/resources/{kind}/{name}")
-async def delete_resource(kind: str, name: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def delete_resource(kind: str, name: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     cls = kind_class(kind)
+    _may_change(key, cls.KIND)
     if not await rt.store.delete_resource(key.namespace, cls.KIND, name):
         raise _not_found(cls.KIND, name, key.namespace)
     if cls is KnowledgeBase:  # its chunks go with it
         await rt.knowledge.index.delete_base(key.namespace, name)
+    if cls is MCPServer:  # its connection (a process, a session) goes with it
+        await rt.hub.forget(key.namespace, name)
     return {"kind": cls.KIND, "name": name, "namespace": key.namespace, "deleted": True}
 
 

@@ -10,15 +10,18 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.errors import RunNotFoundError, SessionNotFoundError
+from hangar.gateway.auth import ApproveKey, ReadOrRunKey, RunKey, RuntimeDep, own, visible
 from hangar.gateway.sse import SSE_HEADERS, event_frame
 from hangar.runtime.bus import BusItem
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
-from hangar.store.base import RunRecord
+from hangar.store.base import ApiKey, RunRecord, RunStatus
 from hangar.store.sql import new_id
 
 router = APIRouter(tags=["runs"])
+MAX_SEQ = 2**31 - 1
+"""The largest event sequence number a cursor may name."""
 
 
 class RunRequest(BaseModel):
@@ -53,7 +56,7 @@ class RunRequest(BaseModel):
             raise ValueError("give exactly one of 'input' or 'messages'")
         return self
 
-    def run_input(self) -> RunInput:
+    def run_input(self, key: ApiKey) -> RunInput:
         messages = self.messages or [{"role": "user", "content": self.input}]
         return RunInput(
             messages=messages,
@@ -61,19 +64,37 @@ class RunRequest(BaseModel):
             priority=self.priority,
             session=self.session,
             user=self.user,
+            key_id=key.id,
         )
 
 
+async def readable_run(rt: Runtime, key: ApiKey, run_id: str) -> RunRecord:
+    """The run, if this key may see it (a runner sees only the runs it started)."""
+    run = await rt.runs.get(key.namespace, run_id)
+    if not visible(key, run.key_id):
+        raise RunNotFoundError(
+            f"run {run_id!r} not found in namespace {key.namespace!r}", details={"run": run_id}
+        )
+    return run
+
+
 @router.post("/v1/agents/{agent}/runs", status_code=200)
-async def start_run(agent: str, body: RunRequest, key: KeyDep, rt: RuntimeDep) -> Any:
+async def start_run(agent: str, body: RunRequest, key: RunKey, rt: RuntimeDep) -> Any:
+    if body.session is not None:  # a turn sees the session's history: the key must see it
+        session = await rt.sessions.get(key.namespace, body.session)
+        if not visible(key, session.key_id):
+            raise SessionNotFoundError(
+                f"session {body.session!r} not found in namespace {key.namespace!r}",
+                details={"session": body.session},
+            )
     if body.stream:
-        queue, run = await subscribed_start(rt, key.namespace, agent, body.run_input())
+        queue, run = await subscribed_start(rt, key.namespace, agent, body.run_input(key))
         return StreamingResponse(
             _stream(rt, key.namespace, run.id, queue=queue),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, "X-Hangar-Run-Id": run.id},
         )
-    run = await rt.runs.start(key.namespace, agent, body.run_input())
+    run = await rt.runs.start(key.namespace, agent, body.run_input(key))
     if not body.wait:
         return JSONResponse(
             run.to_dict(), status_code=202, headers={"Location": f"/v1/runs/{run.id}"}
@@ -132,26 +153,27 @@ async def follow_items(
 
 @router.get("/v1/runs")
 async def list_runs(
-    key: KeyDep,
+    key: ReadOrRunKey,
     rt: RuntimeDep,
     agent: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    runs = await rt.store.list_runs(key.namespace, agent=agent, limit=limit)
+    """The namespace's runs, newest first (a runner key: the runs it started)."""
+    runs = await rt.store.list_runs(key.namespace, agent=agent, limit=limit, key_id=own(key))
     return {"items": [run.to_dict() for run in runs]}
 
 
 @router.get("/v1/runs/{run_id}")
-async def get_run(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    return (await rt.runs.get(key.namespace, run_id)).to_dict()
+async def get_run(run_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
+    return (await readable_run(rt, key, run_id)).to_dict()
 
 
 @router.get("/v1/runs/{run_id}/events", response_model=None)
 async def run_events(
     run_id: str,
-    key: KeyDep,
+    key: ReadOrRunKey,
     rt: RuntimeDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     follow: bool = False,
     accept: Annotated[str | None, Header()] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -159,21 +181,22 @@ async def run_events(
     """The run's events as JSON, or followed live over SSE (``?follow=true`` or
     ``Accept: text/event-stream``); ``Last-Event-ID`` resumes a dropped stream."""
     if follow or (accept and "text/event-stream" in accept):
-        if last_event_id and last_event_id.isdigit():
+        if last_event_id and last_event_id.isdigit() and len(last_event_id) < 10:
             after = max(after, int(last_event_id))
-        await rt.runs.get(key.namespace, run_id)
+        await readable_run(rt, key, run_id)
         return StreamingResponse(
             _stream(rt, key.namespace, run_id, after),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    await rt.runs.get(key.namespace, run_id)
+    await readable_run(rt, key, run_id)
     events = await rt.store.list_events(key.namespace, run_id, after=after)
     return {"items": [event.to_dict() for event in events]}
 
 
 @router.post("/v1/runs/{run_id}/cancel")
-async def cancel_run(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def cancel_run(run_id: str, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
+    await readable_run(rt, key, run_id)
     return (await rt.runs.cancel(key.namespace, run_id)).to_dict()
 
 
@@ -186,8 +209,24 @@ class Decision(BaseModel):
     comment: str = Field(default="", max_length=2000, description="Shown to the model on deny.")
 
 
+@router.get("/v1/approvals")
+async def approvals_inbox(
+    key: ApproveKey, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    """Every tool call of the namespace that waits for a decision, oldest run first:
+    the approver's inbox."""
+    waiting = await rt.store.list_runs(
+        key.namespace, limit=limit, status=RunStatus.WAITING_APPROVAL
+    )
+    items = []
+    for run in reversed(waiting):
+        for call in await rt.runs.pending_approvals(key.namespace, run.id):
+            items.append({"run": run.id, "agent": run.agent, **call})
+    return {"items": items}
+
+
 @router.get("/v1/runs/{run_id}/approvals")
-async def pending_approvals(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def pending_approvals(run_id: str, key: ApproveKey, rt: RuntimeDep) -> dict[str, Any]:
     """Tool calls of the run that wait for a decision."""
     await rt.runs.get(key.namespace, run_id)
     return {"items": await rt.runs.pending_approvals(key.namespace, run_id)}
@@ -195,7 +234,7 @@ async def pending_approvals(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[st
 
 @router.post("/v1/runs/{run_id}/approve")
 async def approve(
-    run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
+    run_id: str, key: ApproveKey, rt: RuntimeDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Let held tool calls run; once none is pending the run resumes (on any worker)."""
     return await _decide(rt, key, run_id, True, body or Decision())
@@ -203,7 +242,7 @@ async def approve(
 
 @router.post("/v1/runs/{run_id}/deny")
 async def deny(
-    run_id: str, key: KeyDep, rt: RuntimeDep, body: Decision | None = None
+    run_id: str, key: ApproveKey, rt: RuntimeDep, body: Decision | None = None
 ) -> dict[str, Any]:
     """Refuse held tool calls: the model is told, with the comment, and the run goes on."""
     return await _decide(rt, key, run_id, False, body or Decision())
@@ -223,12 +262,13 @@ def _who(key: Any) -> str:
 
 
 @router.get("/v1/runs/{run_id}/trace")
-async def run_trace(run_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def run_trace(run_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
     """The run's trace as stored: every span (gateway, run, model and tool calls, store
-    writes, agents it called), with parent links, GenAI attributes and times."""
-    run = await rt.runs.get(key.namespace, run_id)
+    writes, agents it called) of this namespace, with parent links, GenAI attributes
+    and times."""
+    run = await readable_run(rt, key, run_id)
     if run.trace_id is None:
         return {"traceId": None, "spans": []}
     await rt.telemetry.flush()
-    spans = await rt.store.list_spans(run.trace_id)
+    spans = await rt.store.list_spans(key.namespace, run.trace_id)
     return {"traceId": run.trace_id, "spans": [span.to_dict() for span in spans]}

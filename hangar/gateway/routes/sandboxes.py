@@ -11,7 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hangar.errors import InvalidRequestError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import KeyDep, RunKey, RuntimeDep
 from hangar.gateway.sse import SSE_HEADERS, frame
 from hangar.runtime.sandboxes import template_spec
 from hangar.sandbox.archive import extract
@@ -21,8 +21,6 @@ from hangar.sandbox.registry import all_availability
 from hangar.spec.sandbox import Backend, SandboxTemplateSpec
 
 router = APIRouter(tags=["sandboxes"])
-
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 class CreateSandbox(BaseModel):
@@ -77,7 +75,7 @@ async def backends(_: KeyDep) -> dict[str, Any]:
 
 
 @router.post("/v1/sandboxes", status_code=201)
-async def create(body: CreateSandbox, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def create(body: CreateSandbox, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     if body.template and body.backend:
         raise InvalidRequestError("give a template or a backend, not both")
     if body.backend:
@@ -89,18 +87,18 @@ async def create(body: CreateSandbox, key: KeyDep, rt: RuntimeDep) -> dict[str, 
 
 
 @router.get("/v1/sandboxes")
-async def list_sandboxes(key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_sandboxes(key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     return {"items": [_describe(s) for s in rt.sandboxes.list(key.namespace)]}
 
 
 @router.get("/v1/sandboxes/{sandbox_id}")
-async def get_sandbox(sandbox_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def get_sandbox(sandbox_id: str, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     return _describe(rt.sandboxes.get(key.namespace, sandbox_id))
 
 
 @router.post("/v1/sandboxes/{sandbox_id}/exec", response_model=None)
 async def execute(
-    sandbox_id: str, body: ExecRequest, key: KeyDep, rt: RuntimeDep
+    sandbox_id: str, body: ExecRequest, key: RunKey, rt: RuntimeDep
 ) -> dict[str, Any] | StreamingResponse:
     sandbox = rt.sandboxes.get(key.namespace, sandbox_id).sandbox
 
@@ -141,7 +139,7 @@ async def execute(
 
 
 @router.get("/v1/sandboxes/{sandbox_id}/files")
-async def list_files(sandbox_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_files(sandbox_id: str, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     files = await rt.sandboxes.get(key.namespace, sandbox_id).sandbox.list_files()
     return {"items": [{"path": f.path, "size": f.size} for f in files]}
 
@@ -150,37 +148,34 @@ FilePath = Annotated[str, Path(description="A path inside the workspace.")]
 
 
 @router.get("/v1/sandboxes/{sandbox_id}/files/{path:path}")
-async def download(sandbox_id: str, path: FilePath, key: KeyDep, rt: RuntimeDep) -> Response:
+async def download(sandbox_id: str, path: FilePath, key: RunKey, rt: RuntimeDep) -> Response:
     data = await rt.sandboxes.get(key.namespace, sandbox_id).sandbox.read_file(path)
     return Response(data, media_type="application/octet-stream")
 
 
 @router.put("/v1/sandboxes/{sandbox_id}/files/{path:path}")
 async def upload(
-    sandbox_id: str, path: FilePath, request: Request, key: KeyDep, rt: RuntimeDep
+    sandbox_id: str, path: FilePath, request: Request, key: RunKey, rt: RuntimeDep
 ) -> dict[str, Any]:
     data = await request.body()
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidRequestError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
     info = await rt.sandboxes.get(key.namespace, sandbox_id).sandbox.write_file(path, data)
     return {"path": info.path, "size": info.size}
 
 
 @router.post("/v1/sandboxes/{sandbox_id}/archive")
 async def upload_archive(
-    sandbox_id: str, request: Request, key: KeyDep, rt: RuntimeDep, into: str = ""
+    sandbox_id: str, request: Request, key: RunKey, rt: RuntimeDep, into: str = ""
 ) -> dict[str, Any]:
     """Extract a tar (optionally compressed) or zip archive into the workspace; an
     archive with links, absolute paths or '..' is refused whole."""
     data = await request.body()
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InvalidRequestError(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes")
-    sandbox = rt.sandboxes.get(key.namespace, sandbox_id).sandbox
-    files = await extract(sandbox, data, into)
+    session = rt.sandboxes.get(key.namespace, sandbox_id)
+    limit = session.spec.limits.workspace_mb * 1024 * 1024
+    files = await extract(session.sandbox, data, into, limit)
     return {"items": [{"path": f.path, "size": f.size} for f in files]}
 
 
 @router.delete("/v1/sandboxes/{sandbox_id}")
-async def delete(sandbox_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def delete(sandbox_id: str, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     await rt.sandboxes.delete(key.namespace, sandbox_id)
     return {"id": sandbox_id, "deleted": True}

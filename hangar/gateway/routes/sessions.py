@@ -7,9 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.errors import SessionNotFoundError
+from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep, visible
 from hangar.gateway.routes.runs import RunRequest, start_run
+from hangar.runtime.host import Runtime
 from hangar.runtime.sessions import conversation
+from hangar.store.base import ApiKey, SessionRecord
 
 router = APIRouter(tags=["sessions"])
 
@@ -21,27 +24,38 @@ class SessionRequest(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict, description="Your own labels.")
 
 
+async def _session(rt: Runtime, key: ApiKey, session_id: str) -> SessionRecord:
+    """The session, if this key may see it (a runner: the sessions it opened)."""
+    session = await rt.sessions.get(key.namespace, session_id)
+    if not visible(key, session.key_id):
+        raise SessionNotFoundError(
+            f"session {session_id!r} not found in namespace {key.namespace!r}",
+            details={"session": session_id},
+        )
+    return session
+
+
 @router.post("/v1/sessions", status_code=201)
-async def create_session(body: SessionRequest, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
-    session = await rt.sessions.create(key.namespace, body.agent, body.metadata)
+async def create_session(body: SessionRequest, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
+    session = await rt.sessions.create(key.namespace, body.agent, body.metadata, key_id=key.id)
     return session.to_dict()
 
 
 @router.get("/v1/sessions")
 async def list_sessions(
-    key: KeyDep,
+    key: ReadOrRunKey,
     rt: RuntimeDep,
     agent: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
     found = await rt.store.list_sessions(key.namespace, agent=agent, limit=limit)
-    return {"items": [session.to_dict() for session in found]}
+    return {"items": [session.to_dict() for session in found if visible(key, session.key_id)]}
 
 
 @router.get("/v1/sessions/{session_id}")
-async def get_session(session_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def get_session(session_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
     """The session with its conversation (the succeeded turns' messages) and its runs."""
-    session = await rt.sessions.get(key.namespace, session_id)
+    session = await _session(rt, key, session_id)
     turns = await rt.store.session_runs(key.namespace, session_id)
     return {
         **session.to_dict(),
@@ -54,15 +68,16 @@ async def get_session(session_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str,
 
 
 @router.delete("/v1/sessions/{session_id}")
-async def delete_session(session_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def delete_session(session_id: str, key: RunKey, rt: RuntimeDep) -> dict[str, Any]:
     """Deletes the session's runs and their events too (the usage ledger keeps its lines)."""
+    await _session(rt, key, session_id)
     await rt.sessions.delete(key.namespace, session_id)
     return {"id": session_id, "object": "session", "deleted": True}
 
 
 @router.post("/v1/sessions/{session_id}/runs", status_code=200)
-async def start_turn(session_id: str, body: RunRequest, key: KeyDep, rt: RuntimeDep) -> Any:
+async def start_turn(session_id: str, body: RunRequest, key: RunKey, rt: RuntimeDep) -> Any:
     """The session's next turn: ``POST /v1/agents/{its agent}/runs`` with ``session`` set."""
-    session = await rt.sessions.get(key.namespace, session_id)
+    session = await _session(rt, key, session_id)
     turn = body.model_copy(update={"session": session.id})
     return await start_run(session.agent, turn, key, rt)

@@ -8,12 +8,13 @@ import io
 import re
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hangar.errors import InvalidRequestError
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadKey, RuntimeDep, principal, refuse
+from hangar.roles import Permission
 from hangar.store.base import LEDGER_GROUPS
 
 router = APIRouter(tags=["usage"])
@@ -23,7 +24,7 @@ COLUMNS = ("calls", "input_tokens", "cached_input_tokens", "output_tokens", "cos
 
 @router.get("/v1/usage", response_model=None)
 async def usage(
-    key: KeyDep,
+    key: ReadKey,
     rt: RuntimeDep,
     by: str = Query(default="agent", description="Comma-separated: " + ", ".join(LEDGER_GROUPS)),
     since: str | None = Query(default=None, description="First day, YYYY-MM-DD (UTC)."),
@@ -61,7 +62,12 @@ async def usage(
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(rt: RuntimeDep) -> Response:
-    """Prometheus exposition (unauthenticated, as scrapers expect: serve it on a
-    network only the monitoring system reaches)."""
+async def metrics(request: Request, rt: RuntimeDep) -> Response:
+    """Prometheus exposition: unauthenticated, as scrapers expect (serve it on a network
+    only the monitoring system reaches), or with an admin key when
+    ``HANGAR_METRICS_AUTH`` is set (it shows every namespace's figures)."""
+    if rt.settings.metrics_auth:
+        key = principal(request)
+        if not key.may(Permission.INSTALLATION):
+            raise refuse(key, Permission.INSTALLATION)
     return Response(await rt.metrics.exposition(rt), media_type=CONTENT_TYPE_LATEST)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from hangar.gateway.auth import KeyDep, RuntimeDep
+from hangar.gateway.auth import ReadKey, RuntimeDep, WriteKey
 from hangar.memory.users import MAX_FACT_CHARS, check_user
 
 router = APIRouter(tags=["users"])
@@ -21,33 +21,33 @@ class MemoryText(BaseModel):
 
 
 @router.get("/v1/users/{user}/memories")
-async def list_memories(user: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def list_memories(user: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     found = await rt.store.list_memories(key.namespace, check_user(user))
     return {"items": [memory.to_dict() for memory in found]}
 
 
 @router.post("/v1/users/{user}/memories", status_code=201)
-async def add_memory(user: str, body: MemoryText, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def add_memory(user: str, body: MemoryText, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     memory = await rt.worker.memories.add(key.namespace, check_user(user), body.text)
     return memory.to_dict()
 
 
 @router.patch("/v1/users/{user}/memories/{memory_id}")
 async def edit_memory(
-    user: str, memory_id: str, body: MemoryText, key: KeyDep, rt: RuntimeDep
+    user: str, memory_id: str, body: MemoryText, key: WriteKey, rt: RuntimeDep
 ) -> dict[str, Any]:
     memory = await rt.worker.memories.edit(key.namespace, check_user(user), memory_id, body.text)
     return memory.to_dict()
 
 
 @router.delete("/v1/users/{user}/memories/{memory_id}")
-async def delete_memory(user: str, memory_id: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def delete_memory(user: str, memory_id: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     await rt.worker.memories.delete(key.namespace, check_user(user), memory_id)
     return {"id": memory_id, "object": "memory", "deleted": True}
 
 
 @router.delete("/v1/users/{user}")
-async def forget_user(user: str, key: KeyDep, rt: RuntimeDep) -> dict[str, Any]:
+async def forget_user(user: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     """Forget the user: their memories, runs, sessions and every trace of them."""
     removed = await rt.store.forget_user(key.namespace, check_user(user))
     return {"user": user, "object": "user", "forgotten": True, "removed": removed}
