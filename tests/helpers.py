@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -234,4 +237,76 @@ class ServerThread:
             base_url=self.url,
             headers={"Authorization": f"Bearer {key or self.admin_key}"},
             timeout=60,
+        )
+
+
+BIN = Path(sys.executable).parent
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """No provider keys, no Hangar overrides: only what a fresh shell has (and
+    ``extra``)."""
+    drop = ("HANGAR_", "OPENAI_", "ANTHROPIC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env["HANGAR_HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    return env | extra
+
+
+class Up:
+    """``hangar up`` for real: its own process, started as a user starts it, in the
+    repository (so the examples' folder is the one it grants)."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        self.home = home
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home.parent / f"up-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Up:
+        self.proc = subprocess.Popen(
+            [str(BIN / "hangar"), "up", "--port", str(self.port)],
+            env=clean_env(self.home, **self.env),
+            cwd=ROOT,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                return httpx.get(f"{self.url}/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=60, what="hangar up")
+        return self
+
+    @property
+    def admin_key(self) -> str:
+        return (self.home / "admin.key").read_text().strip()
+
+    def rss_mb(self) -> float:
+        """The server process's resident memory, in MiB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(30)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "hangar"), *args],
+            env=clean_env(self.home, **self.env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )

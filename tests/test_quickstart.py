@@ -4,71 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.helpers import free_port, wait_until
-
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).parents[1]
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """No provider keys, no Hangar overrides: only what a fresh shell has."""
-    drop = ("HANGAR_", "OPENAI_", "ANTHROPIC_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-    env["HANGAR_HOME"] = str(home)
-    env["COLUMNS"] = "200"
-    return env
-
-
-class Up:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.log = home.parent / f"up-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Up:
-        self.proc = subprocess.Popen(
-            [str(BIN / "hangar"), "up", "--port", str(self.port)],
-            env=clean_env(self.home),
-            cwd=ROOT,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-
-        def healthy() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            try:
-                return httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, timeout=60, what="hangar up")
-        return self
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(30)
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "hangar"), *args],
-            env=clean_env(self.home),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+from tests.helpers import Up
 
 
 @pytest.fixture
@@ -84,6 +25,10 @@ def up(tmp_path: Path) -> Iterator[Up]:
 def test_quick_start_answers_with_the_bundled_local_model(up: Up) -> None:
     printed = up.log.read_text()
     assert f"http://127.0.0.1:{up.port}" in printed and "admin API key: hgr_" in printed
+    # The laptop's grants are written where its owner sees them: the default namespace
+    # may read the folder Hangar started in (the examples' knowledge base is there).
+    admission = (up.home / "admission.yaml").read_text()
+    assert "namespaces:\n  - default" in admission and "OPENAI_API_KEY" in admission
 
     models = up.cli("get", "models")
     assert "local" in models.stdout and "provider=local" in models.stdout, models.stderr
@@ -109,7 +54,10 @@ def test_state_and_the_admin_key_survive_a_restart(up: Up) -> None:
     first = up.cli("run", "scripted-clock", "time?")
     assert first.returncode == 0, first.stderr
     key = (up.home / "admin.key").read_text().strip()
-    assert oct((up.home / "admin.key").stat().st_mode & 0o777) == "0o600"
+    # The state is the server's alone: the folder 0700, its files 0600.
+    assert up.home.stat().st_mode & 0o777 == 0o700
+    for name in ("admin.key", "client.json", "hangar.db", "secret.key", "admission.yaml"):
+        assert (up.home / name).stat().st_mode & 0o777 == 0o600, name
     assert up.stop() == 0
 
     again = Up(up.home).start()

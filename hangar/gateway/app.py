@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from hangar import __version__
-from hangar.gateway.errors import install_error_handlers
+from hangar.gateway.errors import install_error_handlers, install_openapi
 from hangar.gateway.guard import Guard, KeyCache
 from hangar.gateway.mcp_endpoint import PATH as MCP_PATH
 from hangar.gateway.mcp_endpoint import MCPEndpoint
@@ -64,6 +64,7 @@ def create_app(
     # starts, so the span carries its namespace.
     app.add_middleware(Guard, keys=key_cache, settings=runtime.settings)
     install_error_handlers(app)
+    install_openapi(app)
     for module in (
         resources,
         runs,

@@ -8,7 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from hangar.errors import HangarError
@@ -25,6 +27,56 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable: clients may match on it.")
+    message: str = Field(description="What was wrong, and where.")
+    details: dict[str, Any] = Field(description="More about it; 'hint' says what to do.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's body."""
+
+    error: ErrorDetail
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document declares what errors really look like: every operation may
+    answer an ``ErrorBody`` (its ``default`` response), and FastAPI's own validation
+    error shape, which Hangar never sends, is gone."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {})
+        found = components.setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            found.pop(name, None)
+        found["ErrorDetail"] = ErrorDetail.model_json_schema()
+        found["ErrorBody"] = {
+            "title": "ErrorBody",
+            "description": ErrorBody.__doc__,
+            "type": "object",
+            "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
+            "required": ["error"],
+        }
+        error = {
+            "description": "An error: what was wrong, where, and what to do.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+        }
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                responses["default"] = error
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

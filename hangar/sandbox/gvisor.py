@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hangar.egress import PUBLIC_ONLY, AddressPolicy
+from hangar.sandbox import seccomp
 from hangar.sandbox.base import Availability
 from hangar.sandbox.bwrap import HOST_ETC, PYTHON, SANDBOX_UID, readable_kernel
 from hangar.sandbox.cgroups import detect
@@ -89,6 +90,7 @@ def oci_config(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> 
         "mounts": mounts,
         "linux": {
             "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            **({"seccomp": seccomp.oci_profile()} if seccomp.supported() else {}),
         },
     }
 
@@ -105,6 +107,7 @@ class GvisorSandbox(ProcessSandbox):
             "--rootless",
             "--network=none",
             "--ignore-cgroups",
+            "--oci-seccomp",
             f"--root={self.state}",
         ]
         if egress is not None:

@@ -95,6 +95,8 @@ class CellCpuLimit(BaseException):
     pass
 
 
+STRAY_SECONDS = 0.5
+"""How long the kernel waits for the processes it killed after a call to be gone."""
 SHELL_DRAIN_SECONDS = 0.1
 """After a shell command exits, how long its output pipes are still read: a process
 it left in the background holds them open, and must not hold the call too."""
@@ -494,24 +496,36 @@ def run_shell(command, timeout, cpu_seconds=None):
 
 def reap_strays():
     """Kill what a call left running (``cmd &``, a daemon, a child a cell started), unless
-    the template keeps background processes for the session's later calls. Only this
-    kernel, and the sandbox's init and the kernel's parent, stay."""
-    if BACKGROUND == "keep" or not os.path.isdir("/proc"):
+    the template keeps background processes for the session's later calls. The sandbox
+    is its own pid namespace: ``kill(-1)`` reaches every process in it but its init
+    (bwrap's) and this kernel; gVisor's kernel, where this kernel is the init, sends it
+    nowhere, so what /proc still lists is killed one by one."""
+    if BACKGROUND == "keep" or not hasattr(os, "fork"):
         return
     keep = {1, os.getpid(), os.getppid()}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in keep:
+    strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+    if not strays:
+        return
+    try:
+        os.kill(-1, 9)
+    except OSError:
+        for pid in strays:
             try:  # noqa: SIM105 (contextlib is not imported at start)
-                os.kill(int(entry), 9)
+                os.kill(pid, 9)
             except OSError:
                 pass
-    while True:  # our own children, killed, are ours to reap
+    # Gone means reaped: ours by us (a killed process lingers as a zombie until its
+    # parent waits), orphans by the sandbox's init. A moment at most.
+    deadline = time.monotonic() + STRAY_SECONDS
+    while time.monotonic() < deadline:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
         except ChildProcessError:
+            pass
+        if not any(os.path.exists(f"/proc/{pid}") for pid in strays):
             return
-        if pid == 0:
-            return
+        time.sleep(0.005)
 
 
 def crowded():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import platform
 import struct
+from typing import Any
 
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
@@ -175,3 +176,34 @@ def program(machine: str | None = None) -> bytes:
         _insn(_RET_K, 0, 0, _RET_ALLOW),
     ]
     return b"".join(code)
+
+
+_OCI_ARCHES = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}
+
+
+def oci_profile(machine: str | None = None) -> dict[str, Any]:
+    """The same filter as an OCI runtime profile (``linux.seccomp``), for gVisor, which
+    applies it to the sandboxed programs inside its own kernel. Without the ``clone3``
+    rule: gVisor's kernel answers ``clone3`` with ENOSYS itself, and a filter's answer
+    there stops libc's fallback to ``clone`` (no thread could start)."""
+    machine = machine or platform.machine()
+    names = sorted(_DENIED[machine])
+    # One rule per namespace flag: OCI conditions compare, they cannot test "any bit".
+    clone_rules = [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": errno.EPERM,
+            "args": [{"index": 0, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+        for bit in (1 << i for i in range(32))
+        if NAMESPACE_FLAGS & bit
+    ]
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": [_OCI_ARCHES[machine]],
+        "syscalls": [
+            {"names": names, "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EPERM},
+            *clone_rules,
+        ],
+    }

@@ -35,7 +35,7 @@ def split_pattern(pattern: str) -> tuple[str, int | None]:
         return host, int(port) if port.isdigit() else None
     if text.count(":") == 1:
         host, _, port = text.partition(":")
-        return host, int(port) if port.isdigit() else -1
+        return host.rstrip("."), int(port) if port.isdigit() else -1
     return text, None
 
 

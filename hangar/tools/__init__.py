@@ -1,4 +1,4 @@
-"""Tools: the ``Tool`` protocol, function tools, built-ins and the egress allow-list."""
+"""Tools: the ``Tool`` protocol, function tools, built-ins, MCP and the tool policy."""
 
 from hangar.tools.base import Tool, ToolContext
 from hangar.tools.builtin import BUILTIN_TOOLS

@@ -172,3 +172,82 @@ async def test_a_full_workspace_refuses_more(start: StartSandbox) -> None:
     assert result.status in (ExecStatus.DENIED, ExecStatus.ERROR), result
     with pytest.raises(SandboxFileError):
         await sandbox.write_file("upload.bin", b"y" * 2 * 1024 * 1024)
+
+
+NESTED_NAMESPACES = r"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+made = []
+for flag in (0x10000000, 0x20000000, 0x40000000, 0x00020000):  # user, pid, net, mount
+    if libc.unshare(flag) == 0:
+        made.append(("unshare", hex(flag)))
+    pid = libc.syscall(56, flag | 17, 0, 0, 0, 0)  # clone(flags | SIGCHLD)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+        made.append(("clone", hex(flag)))
+made
+"""
+
+
+async def test_no_nested_namespace_can_be_made(start_process: StartSandbox) -> None:
+    """A nested user namespace would give the code every capability inside it: unshare
+    and clone with a namespace flag are refused, in each process sandbox."""
+    sandbox = await start_process()
+    result = await sandbox.run_python(NESTED_NAMESPACES)
+    assert (result.status, result.value) == (ExecStatus.OK, "[]"), result
+    shell = await sandbox.run_shell("unshare -Ur id")
+    assert shell.exit_code != 0 and "uid=0" not in shell.stdout
+
+
+async def test_threads_and_processes_still_start(start_process: StartSandbox) -> None:
+    """clone3 answers ENOSYS (bwrap's filter) or is not there (gVisor): libc falls back."""
+    sandbox = await start_process()
+    code = (
+        "import subprocess, threading\n"
+        "box = []\n"
+        "t = threading.Thread(target=lambda: box.append('thread')); t.start(); t.join()\n"
+        "box + [subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout]"
+    )
+    result = await sandbox.run_python(code)
+    assert result.value == "['thread', 'child\\n']", result
+
+
+async def test_cpu_is_enforced_by_the_host_whatever_the_code_does_with_its_signals(
+    start_process: StartSandbox,
+) -> None:
+    sandbox = await start_process(limits={"cpuSeconds": 1, "wallSeconds": 30})
+    code = "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass"
+    result = await sandbox.run_python(code, timeout=25)
+    assert result.status == ExecStatus.TIMEOUT, result
+    assert "s of CPU" in (result.error or "")
+    assert result.duration_ms < 15_000  # killed near its CPU limit, not at the wall's
+
+
+async def test_a_shell_commands_cpu_is_the_kernels_to_stop(start_process: StartSandbox) -> None:
+    sandbox = await start_process(limits={"cpuSeconds": 1, "wallSeconds": 30})
+    result = await sandbox.run_shell("python3 -c 'while True: pass'; echo exit=$?", timeout=25)
+    assert "exit=137" in result.stdout or result.status == ExecStatus.TIMEOUT, result
+
+
+LIVING = "python3 -c \"import os; print(sum(p.isdigit() for p in os.listdir('/proc')))\""
+"""How many processes the sandbox holds (gVisor's /proc cannot be listed by ls)."""
+
+
+async def test_a_background_process_ends_with_its_call(start_process: StartSandbox) -> None:
+    sandbox = await start_process()
+    idle = int((await sandbox.run_shell(LIVING)).stdout)
+    started = await sandbox.run_shell("sleep 300 &\necho started")
+    assert (started.status, started.stdout) == (ExecStatus.OK, "started\n"), started
+    assert int((await sandbox.run_shell(LIVING)).stdout) == idle
+    cell = await sandbox.run_python("import subprocess\nsubprocess.Popen(['sleep', '300'])\n1")
+    assert cell.status == ExecStatus.OK
+    assert int((await sandbox.run_shell(LIVING)).stdout) == idle
+
+
+async def test_a_template_may_keep_background_processes(start_process: StartSandbox) -> None:
+    sandbox = await start_process(background="keep")
+    idle = int((await sandbox.run_shell(LIVING)).stdout)
+    await sandbox.run_shell("sleep 300 &")
+    assert int((await sandbox.run_shell(LIVING)).stdout) == idle + 1
