@@ -43,7 +43,7 @@ from hangar.errors import ConfigurationError, HangarError, PermissionDeniedError
 from hangar.spec.agent import Agent
 from hangar.spec.base import Resource, SpecModel
 from hangar.spec.hosts import split_pattern
-from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase
+from hangar.spec.knowledge import KnowledgeBase
 from hangar.spec.mcp import MCPServer
 from hangar.spec.model import Model
 from hangar.spec.sandbox import SandboxLimits, SandboxTemplate, SandboxTemplateSpec
@@ -381,31 +381,33 @@ def _host_problem(host: str, where: str, grants: Grants) -> str | None:
     )
 
 
+def _check_endpoint(
+    grants: Grants,
+    where: str,
+    problems: list[str],
+    base_url: str | None,
+    api_key_env: str | None,
+    base_url_env: str | None = None,
+) -> None:
+    """A model's or an embedder's endpoint: granted variables only, no internal URL."""
+    for name, key in ((api_key_env, "apiKeyEnv"), (base_url_env, "baseUrlEnv")):
+        if name is not None:
+            _refused(problems, grants.env, name, f"{where}.{key}")
+    problem = literal_address_problem(base_url, f"{where}.baseUrl", grants)
+    if problem:
+        problems.append(problem)
+
+
 def _check_model(grants: Grants, model: Model, problems: list[str]) -> None:
     spec = model.spec
-    for name, where in (
-        (spec.api_key_env, "spec.apiKeyEnv"),
-        (spec.base_url_env, "spec.baseUrlEnv"),
-    ):
-        if name is not None:
-            _refused(problems, grants.env, name, where)
+    _check_endpoint(grants, "spec", problems, spec.base_url, spec.api_key_env, spec.base_url_env)
     if spec.path is not None:
         _refused(problems, grants.readable, spec.path, "spec.path")
-    problem = literal_address_problem(spec.base_url, "spec.baseUrl", grants)
-    if problem:
-        problems.append(problem)
-
-
-def _check_embedder(grants: Grants, spec: EmbedderSpec, problems: list[str]) -> None:
-    if spec.api_key_env is not None:
-        _refused(problems, grants.env, spec.api_key_env, "spec.embedder.apiKeyEnv")
-    problem = literal_address_problem(spec.base_url, "spec.embedder.baseUrl", grants)
-    if problem:
-        problems.append(problem)
 
 
 def _check_knowledge(grants: Grants, kb: KnowledgeBase, problems: list[str]) -> None:
-    _check_embedder(grants, kb.spec.embedder, problems)
+    embedder = kb.spec.embedder
+    _check_endpoint(grants, "spec.embedder", problems, embedder.base_url, embedder.api_key_env)
     for i, source in enumerate(kb.spec.sources):
         if source.folder is not None:
             _refused(problems, grants.readable, source.folder, f"spec.sources[{i}]")

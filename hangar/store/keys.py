@@ -31,6 +31,7 @@ def hash_key(secret: str) -> str:
 
 
 def _utc(value: datetime | None) -> datetime | None:
+    """A stored time as an aware UTC one (SQLite hands them back naive)."""
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -66,7 +66,7 @@ from hangar.store.base import (
     started_data,
     trace_id_of,
 )
-from hangar.store.keys import KeyStore
+from hangar.store.keys import KeyStore, _utc
 from hangar.store.notices import Announcer, listen_postgres
 from hangar.store.postgres import driver_dsn
 from hangar.store.tables import (
@@ -90,12 +90,6 @@ T = TypeVar("T")
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def new_id(prefix: str) -> str:

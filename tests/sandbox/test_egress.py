@@ -45,6 +45,18 @@ LOOPBACK = AddressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
 reach it, even through the proxy."""
 
 
+def request(host: str, port: int, tunnel: bool) -> str:
+    """Code that asks the proxy for ``host:port``: a CONNECT tunnel, or plain HTTP."""
+    if tunnel:
+        return (
+            "import http.client\n"
+            "c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=10)\n"
+            f"c.set_tunnel({host!r}, {port})\n"
+            "c.request('GET', '/')"
+        )
+    return f"import urllib.request\nurllib.request.urlopen('http://{host}:{port}/')"
+
+
 def allow(*hosts: str, policy: AddressPolicy = LOOPBACK) -> dict[str, object]:
     return {"network": {"mode": "allowlist", "allowHosts": list(hosts)}, "policy": policy}
 
@@ -92,16 +104,7 @@ async def test_a_host_off_the_list_is_denied_with_the_policy_named(
     start_process: StartSandbox, host_port: int, tunnel: bool
 ) -> None:
     sandbox = await start_process(**allow("pypi.org", "*.example.com"))
-    if tunnel:
-        code = (
-            "import http.client\n"
-            "c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=10)\n"
-            f"c.set_tunnel('127.0.0.1', {host_port})\n"
-            "c.request('GET', '/')"
-        )
-    else:
-        code = f"import urllib.request\nurllib.request.urlopen('http://127.0.0.1:{host_port}/')"
-    result = await sandbox.run_python(code, timeout=20)
+    result = await sandbox.run_python(request("127.0.0.1", host_port, tunnel), timeout=20)
     assert result.status == ExecStatus.DENIED, result
     assert "Hangar egress policy" in (result.error or "")
 
@@ -125,16 +128,7 @@ async def test_an_allowed_name_on_an_address_not_granted_is_denied(
     namespace was not granted: the proxy refuses it, whatever the name (here a name
     that resolves to 127.0.0.1, as a rebinding name would)."""
     sandbox = await start_process(**allow(f"localhost:{host_port}", policy=AddressPolicy()))
-    if tunnel:
-        code = (
-            "import http.client\n"
-            "c = http.client.HTTPConnection('127.0.0.1', 3128, timeout=10)\n"
-            f"c.set_tunnel('localhost', {host_port})\n"
-            "c.request('GET', '/')"
-        )
-    else:
-        code = f"import urllib.request\nurllib.request.urlopen('http://localhost:{host_port}/')"
-    result = await sandbox.run_python(code, timeout=20)
+    result = await sandbox.run_python(request("localhost", host_port, tunnel), timeout=20)
     assert result.status == ExecStatus.DENIED, result
     assert "Hangar egress policy" in (result.error or "")
     assert sandbox.egress.denied_hosts == ["localhost"]  # type: ignore[attr-defined]
