@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
 from hangar.store.postgres import driver_dsn
-from hangar.store.sql import FAIR_SHARE_SECONDS
+from hangar.store.runs import FAIR_SHARE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -146,7 +146,7 @@ async def _prepare(db: Database, namespaces: tuple[str, ...] = ("default",)) -> 
 async def _queue(store: Any, namespace: str, runs: int) -> datetime:
     """Queue ``runs`` runs of the echo agent in one transaction; returns a time before
     the first of them."""
-    from hangar.store.sql import new_id, now
+    from hangar.ids import new_id, now
     from hangar.store.tables import runs as runs_table
 
     since = now()
@@ -272,7 +272,7 @@ async def _flood_and_trickle(
     """Queue ``flood`` runs in one namespace; once they fill every slot, ``trickle`` in
     another. Returns the trickle's share of the runs started while both were waiting,
     and how many of the flood were still queued when the trickle's last one started."""
-    from hangar.store.sql import now
+    from hangar.ids import now
     from hangar.store.tables import runs as runs_table
 
     store = await _prepare(db, ("flood", "trickle"))

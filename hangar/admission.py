@@ -39,7 +39,12 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from hangar.egress import PUBLIC_ONLY, AddressPolicy, IPNetwork
-from hangar.errors import ConfigurationError, HangarError, PermissionDeniedError, shown
+from hangar.errors import (
+    AdmissionDeniedError,
+    ConfigurationError,
+    HangarError,
+    shown,
+)
 from hangar.spec.agent import Agent
 from hangar.spec.base import Resource, SpecModel
 from hangar.spec.hosts import split_pattern
@@ -52,12 +57,6 @@ log = logging.getLogger("hangar.admission")
 
 ADMISSION_FILE = "admission.yaml"
 RELOAD_SECONDS = 1.0
-
-
-class AdmissionDeniedError(PermissionDeniedError):
-    """A resource asks for host-level power its namespace was not granted."""
-
-    code = "admission_denied"
 
 
 class Grant(SpecModel):

@@ -109,6 +109,12 @@ class NamespaceMismatchError(PermissionDeniedError):
     code = "namespace_mismatch"
 
 
+class AdmissionDeniedError(PermissionDeniedError):
+    """A resource asks for host-level power its namespace was not granted."""
+
+    code = "admission_denied"
+
+
 class PayloadTooLargeError(ClientError):
     """A request body over the route's limit: refused before it is read."""
 
@@ -141,12 +147,32 @@ class ModelNotFoundError(ResourceNotFoundError):
     code = "model_not_found"
 
 
+class IngestionNotFoundError(ResourceNotFoundError):
+    code = "ingestion_not_found"
+
+
+class KnowledgeBaseNotFoundError(ResourceNotFoundError):
+    code = "knowledge_base_not_found"
+
+
 class RunNotFoundError(NotFoundError):
     code = "run_not_found"
 
 
 class SessionNotFoundError(NotFoundError):
     code = "session_not_found"
+
+
+class MemoryNotFoundError(NotFoundError):
+    code = "memory_not_found"
+
+
+class KeyNotFoundError(NotFoundError):
+    code = "key_not_found"
+
+
+class BatchNotFoundError(NotFoundError):
+    code = "batch_not_found"
 
 
 class ConflictError(ClientError):
@@ -220,6 +246,13 @@ class BackendUnavailableError(ClientError):
     status = 422
 
 
+class SandboxLimitError(ClientError):
+    """A namespace holds as many live sandboxes as its ceiling allows."""
+
+    code = "sandbox_limit"
+    status = 429
+
+
 # --- failures of what Hangar depends on ---------------------------------------------------
 
 
@@ -282,3 +315,16 @@ class LeaseLostError(StoreError):
 
     code = "lease_lost"
     retryable = False
+
+
+class RemoteError(HangarError):
+    """An error the server answered with; carries the server's code and status."""
+
+    def __init__(self, code: str, message: str, status: int, details: dict[str, Any]) -> None:
+        super().__init__(message, hint=details.get("hint"), details=details)
+        self.remote_code = code
+        self.remote_status = status
+
+
+class RunCancelled(Exception):
+    """Raised inside the loop when a cancel request is seen between steps."""

@@ -22,10 +22,10 @@ from hangar.admission import default_config
 from hangar.config import Settings
 from hangar.gateway.app import create_app
 from hangar.gateway.server import bootstrap
+from hangar.ids import new_id, now
 from hangar.runtime.host import Runtime
 from hangar.spec import API_VERSION
-from hangar.store.base import RunRecord, RunStatus
-from hangar.store.sql import new_id, now
+from hangar.store.records import RunRecord, RunStatus
 
 T = TypeVar("T")
 ROOT = Path(__file__).parents[1]

@@ -12,16 +12,7 @@ from typing import Any
 import httpx
 
 from hangar.config import Settings
-from hangar.errors import ConfigurationError, HangarError
-
-
-class RemoteError(HangarError):
-    """An error the server answered with; carries the server's code and status."""
-
-    def __init__(self, code: str, message: str, status: int, details: dict[str, Any]) -> None:
-        super().__init__(message, hint=details.get("hint"), details=details)
-        self.remote_code = code
-        self.remote_status = status
+from hangar.errors import ConfigurationError, RemoteError
 
 
 def client_config(url: str | None, api_key: str | None) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from hangar.errors import AuthenticationError, PermissionDeniedError
 from hangar.gateway.guard import STATE_KEY
 from hangar.roles import PERMISSIONS, Permission, Role
 from hangar.runtime.host import Runtime
-from hangar.store.base import ApiKey
+from hangar.store.records import ApiKey
 
 _DOING = {
     Permission.READ: "read this namespace",

@@ -39,7 +39,8 @@ from hangar.errors import (
     RateLimitedError,
 )
 from hangar.spec.base import check_name
-from hangar.store.base import ApiKey, Store
+from hangar.store.base import KeyStore
+from hangar.store.records import ApiKey
 from hangar.telemetry.tracing import bind_namespace
 
 log = logging.getLogger("hangar.gateway")
@@ -83,7 +84,7 @@ class KeyCache:
     """Keys by secret, for a second: a request's key costs the store one lookup a
     second per key, and a revoked key stops working within that second."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: KeyStore, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.clock = clock
         self._keys: dict[str, tuple[float, ApiKey]] = {}

@@ -41,7 +41,7 @@ from hangar.runtime.service import RunInput
 from hangar.runtime.subagents import INPUT_SCHEMA, agent_input, agent_tool_description
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.mcp import MCPServer
-from hangar.store.base import ApiKey, StoredResource, ToolAudit
+from hangar.store.records import ApiKey, StoredResource, ToolAudit
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPTool
 from hangar.tools.mcp.hub import SEPARATOR

@@ -17,7 +17,8 @@ from hangar.memory.chunking import approximate_tokens
 from hangar.memory.users import transcript
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings
-from hangar.store.base import RunRecord, RunStatus, Usage
+from hangar.store.records import RunRecord, RunStatus
+from hangar.usage import Usage
 
 SUMMARISE = """Summarise this conversation between a user and an assistant for the
 assistant, who will go on with it and no longer sees these turns. Keep every fact, name,

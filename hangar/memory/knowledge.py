@@ -43,8 +43,9 @@ from hangar.errors import (
     DocumentError,
     DocumentTooLargeError,
     HangarError,
+    IngestionNotFoundError,
     InvalidRequestError,
-    ResourceNotFoundError,
+    KnowledgeBaseNotFoundError,
     ToolError,
     ToolNotAllowedError,
 )
@@ -54,7 +55,7 @@ from hangar.memory.embedders import Embedder, LocalEmbedder, OpenAIEmbedder
 from hangar.memory.index import Hit, KnowledgeIndex, SourceInfo, hybrid_search
 from hangar.models.registry import Endpoint, resolve_endpoint
 from hangar.spec.knowledge import EmbedderSpec, KnowledgeBase, KnowledgeBaseSpec, SourceSpec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore
 from hangar.store.secrets import SecretResolver
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,6 @@ class _Job:
     lost: bool = False
 
 
-class KnowledgeBaseNotFoundError(ResourceNotFoundError):
-    code = "knowledge_base_not_found"
-
-
-class IngestionNotFoundError(ResourceNotFoundError):
-    code = "ingestion_not_found"
-
-
 Reader = Callable[[], Awaitable[Document]]
 """Reads one source when its turn comes; raises ``DocumentError`` if it cannot."""
 
@@ -110,7 +103,7 @@ class Knowledge:
 
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         index: Callable[[], KnowledgeIndex],
         local: Embedder | None = None,
         admission: Admission | None = None,
@@ -197,7 +190,7 @@ class Knowledge:
     ) -> dict[str, Any]:
         """Start a job over ``uploads``, or over the base's declared sources when none
         are given; returns the job as first stored (``GET`` it for progress)."""
-        from hangar.store.sql import new_id
+        from hangar.ids import new_id
 
         spec = await self.base(namespace, kb)
         if uploads is not None:

@@ -16,14 +16,21 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from hangar.errors import InvalidRequestError, NotFoundError
+from hangar.errors import InvalidRequestError, MemoryNotFoundError
+from hangar.ids import new_id, now
 from hangar.memory.embedders import Embedder
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings
-from hangar.store.base import MemoryChanges, MemoryRecord, Store, Usage
-from hangar.store.sql import new_id, now
+from hangar.store.base import MemoryStore, RunQueue
+from hangar.store.records import MemoryChanges, MemoryRecord
+from hangar.usage import Usage
+
+
+class _UsersStore(MemoryStore, RunQueue, Protocol):
+    """What user memory uses of the store: memories, and the runs they are learnt from."""
+
 
 SAME_FACT = 0.85
 """Cosine similarity above which a new fact restates a kept one (and replaces it)."""
@@ -48,10 +55,6 @@ Conversation:
 
 Answer with JSON only, empty lists when there is nothing to add or change:
 {{"facts": ["..."], "updates": [{{"id": "...", "text": "..."}}]}}"""
-
-
-class MemoryNotFoundError(NotFoundError):
-    code = "memory_not_found"
 
 
 def check_user(user: str) -> str:
@@ -122,7 +125,7 @@ class _Turns:
 
 
 class UserMemories:
-    def __init__(self, store: Store, embedder: Embedder) -> None:
+    def __init__(self, store: _UsersStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
         self._learning: dict[tuple[str, str], _Turns] = {}

@@ -24,7 +24,7 @@ from hangar.models.messages import (
     ToolCall,
     ToolCallPart,
 )
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 DEFAULT_MAX_TOKENS = 4096
 _STOP_REASONS = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}

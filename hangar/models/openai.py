@@ -20,7 +20,7 @@ from hangar.models.messages import (
     ToolCall,
     ToolCallPart,
 )
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 
 class OpenAIChatModel:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hangar.spec.model import Pricing
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 
 def priced(usage: Usage, pricing: Pricing) -> Usage:

@@ -23,7 +23,7 @@ from hangar.models.messages import (
     ToolCallPart,
 )
 from hangar.spec.model import ScriptStep
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 _WORD = re.compile(r"\S+\s*|\s+")
 

@@ -16,9 +16,10 @@ from collections import Counter
 from typing import Any
 
 from hangar.errors import HangarError, InvalidRequestError
+from hangar.ids import new_id
 from hangar.runtime.service import RunInput, RunService
-from hangar.store.base import BatchItem, RunRecord, Store
-from hangar.store.sql import new_id
+from hangar.store.base import BatchStore
+from hangar.store.records import BatchItem, RunRecord
 
 MAX_LINES = 50_000
 
@@ -53,7 +54,7 @@ def parse_line(number: int, text: str) -> tuple[str, str, RunInput]:
 
 
 class Batches:
-    def __init__(self, store: Store, runs: RunService) -> None:
+    def __init__(self, store: BatchStore, runs: RunService) -> None:
         self.store = store
         self.runs = runs
 

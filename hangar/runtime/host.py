@@ -17,12 +17,14 @@ from hangar.runtime.batches import Batches
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.schedules import Schedules
 from hangar.runtime.service import RunService
+from hangar.runtime.sessions import Sessions
 from hangar.runtime.triggers import NatsTriggers
 from hangar.runtime.worker import Worker
 from hangar.sandbox.manager import SandboxManager
-from hangar.sandbox.registry import availability
+from hangar.sandbox.registry import probe
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
-from hangar.store.base import Notice, Store
+from hangar.store.base import Store
+from hangar.store.records import Notice
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
 from hangar.telemetry import Telemetry
@@ -45,8 +47,7 @@ class Runtime:
             settings.resolved_database_url, schema=settings.database_schema
         )
         self.telemetry = Telemetry(self.store, settings.telemetry, span_processors)
-        if isinstance(self.store, SqlStore):
-            self.store.spans = self.telemetry.leaf_spans
+        self.store.spans = self.telemetry.leaf_spans
         self.bus = EventBus()
         self.sandboxes = SandboxManager(admission=self.admission)
         self.secret_box = SecretBox.from_environment(settings.home)
@@ -71,8 +72,10 @@ class Runtime:
             self.knowledge,
             self.admission,
         )
-        self.runs = RunService(self.store, self.bus, self.worker, self.telemetry, self.budgets)
-        self.sessions = self.runs.sessions
+        self.sessions = Sessions(self.store)
+        self.runs = RunService(
+            self.store, self.bus, self.worker, self.telemetry, self.budgets, self.sessions
+        )
         self.batches = Batches(self.store, self.runs)
         self.schedules = Schedules(self.store, self.runs)
         self.triggers = (
@@ -81,6 +84,16 @@ class Runtime:
             else None
         )
         self._listening: asyncio.Task[None] | None = None
+
+    async def exposition(self) -> bytes:
+        """The Prometheus scrape: the metrics' counters, and gauges read now from this
+        process's parts (runs by state from the store, sandbox pools, MCP servers)."""
+        return self.metrics.exposition(
+            runs=await self.store.count_runs(),
+            pools={pool: len(ready) for pool, ready in self.sandboxes.pools.items()},
+            sandbox_sessions=len(self.sandboxes.sessions),
+            servers=self.hub.statuses(),
+        )
 
     def on_notice(self, notice: Notice) -> None:
         """A change another process committed (or this one: the database tells all)."""
@@ -115,7 +128,7 @@ class Runtime:
         """Start the warm pools every stored SandboxTemplate asks for (in the background)."""
         for stored in await self.store.list_all_resources(SandboxTemplate.KIND):
             spec = SandboxTemplateSpec.model_validate(stored.spec)
-            if spec.warm_pool and availability(spec.backend).available:
+            if spec.warm_pool and (await probe(spec.backend)).available:
                 self.sandboxes.warm_soon(spec, stored.namespace)
 
     async def stop(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from opentelemetry.trace import NoOpTracer, StatusCode, Tracer
 
-from hangar.errors import BudgetExceededError, HangarError
+from hangar.errors import BudgetExceededError, HangarError, RunCancelled
 from hangar.memory.retrieval import with_context
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
@@ -28,12 +28,13 @@ from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.replay import Resume
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
-from hangar.store.base import RunStatus, ToolAudit, Usage
+from hangar.store.records import RunStatus, ToolAudit
 from hangar.telemetry import genai
 from hangar.telemetry.budgets import RunBudget
 from hangar.tools.base import Tool, ToolContext, ToolReport
 from hangar.tools.function import FunctionTool
 from hangar.tools.policy import AGENT_POLICY, Decision, NamedPolicy, decide_all, refusal
+from hangar.usage import Usage
 
 
 class Recorder(Protocol):
@@ -87,10 +88,6 @@ class Outcome:
     error: dict[str, Any] | None = None
     timing: dict[str, float] | None = None
     """Milliseconds in the model, in tools and in Hangar itself; set by the worker."""
-
-
-class RunCancelled(Exception):
-    """Raised inside the loop when a cancel request is seen between steps."""
 
 
 def _ms(start: float) -> float:

@@ -9,7 +9,8 @@ from typing import Any
 
 from hangar.models.messages import Message, ToolCall
 from hangar.runtime.events import EventType
-from hangar.store.base import RunEvent, Usage
+from hangar.store.records import RunEvent
+from hangar.usage import Usage
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from hangar.runtime.subagents import AgentTool, ChildRunner
 from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.model import Model, ModelSpec, Pricing
 from hangar.spec.toolpolicy import NamespaceToolPolicy, ToolPolicySpec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.tools.base import Tool
 from hangar.tools.builtin import BUILTIN_TOOLS
@@ -32,7 +32,7 @@ class AgentSpecs:
     """Agent specs by generation. A version never changes once stored, so each is
     read and validated once per process."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: ResourceStore) -> None:
         self.store = store
         self._specs: dict[tuple[str, str, int], AgentSpec] = {}
 
@@ -52,7 +52,7 @@ class ModelCache:
 
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         settings: Settings,
         admission: Admission | None = None,
         secrets: SecretResolver | None = None,
@@ -108,7 +108,7 @@ class ModelCache:
         )
 
 
-async def namespace_policies(store: Store, namespace: str) -> tuple[NamedPolicy, ...]:
+async def namespace_policies(store: ResourceStore, namespace: str) -> tuple[NamedPolicy, ...]:
     """The namespace's ToolPolicies (read through the store's short cache)."""
     found = await store.cached_resources(namespace, NamespaceToolPolicy.KIND)
     return tuple(

@@ -7,14 +7,14 @@ import asyncio
 
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.manager import SandboxManager, Session, template_spec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore
 
 __all__ = ["RunSandbox", "template_spec"]
 
 
 class RunSandbox:
     def __init__(
-        self, manager: SandboxManager, store: Store, namespace: str, template: str | None
+        self, manager: SandboxManager, store: ResourceStore, namespace: str, template: str | None
     ) -> None:
         self.manager = manager
         self.store = store

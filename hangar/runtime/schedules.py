@@ -19,7 +19,8 @@ from hangar.errors import ConflictError, HangarError
 from hangar.runtime.service import RunInput, RunService
 from hangar.runtime.triggers import run_id_for
 from hangar.spec.trigger import Trigger, TriggerSpec
-from hangar.store.base import Store, StoredResource
+from hangar.store.base import ResourceStore
+from hangar.store.records import StoredResource
 
 log = logging.getLogger("hangar.schedules")
 TICK_SECONDS = 0.5
@@ -38,7 +39,7 @@ class _Plan:
 
 
 class Schedules:
-    def __init__(self, store: Store, runs: RunService) -> None:
+    def __init__(self, store: ResourceStore, runs: RunService) -> None:
         self.store = store
         self.runs = runs
         self._plans: dict[tuple[str, str], _Plan] = {}

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
 
@@ -17,6 +17,7 @@ from hangar.errors import (
     RunNotActiveError,
     RunNotFoundError,
 )
+from hangar.ids import new_id, now
 from hangar.memory.users import check_user
 from hangar.models.messages import Message
 from hangar.runtime.bus import RESYNC, BusItem, EventBus
@@ -24,10 +25,15 @@ from hangar.runtime.events import EventType
 from hangar.runtime.sessions import Sessions
 from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
-from hangar.store.base import RunRecord, RunStatus, Store
-from hangar.store.sql import new_id, now
+from hangar.store.base import EventLog, ResourceStore, RunQueue
+from hangar.store.records import RunRecord, RunStatus
 from hangar.telemetry import Telemetry, genai
 from hangar.telemetry.budgets import Budgets
+
+
+class _RunsStore(RunQueue, EventLog, ResourceStore, Protocol):
+    """What the run service uses of the store: the queue, runs' events, agents."""
+
 
 FOLLOW_POLL_SECONDS = 0.5
 CANCEL_WAIT_SECONDS = 10.0
@@ -68,18 +74,19 @@ class RunInput:
 class RunService:
     def __init__(
         self,
-        store: Store,
+        store: _RunsStore,
         bus: EventBus,
-        worker: Worker | None = None,
-        telemetry: Telemetry | None = None,
-        budgets: Budgets | None = None,
+        worker: Worker | None,
+        telemetry: Telemetry,
+        budgets: Budgets,
+        sessions: Sessions,
     ) -> None:
         self.store = store
         self.bus = bus
         self.worker = worker
-        self.telemetry = telemetry or Telemetry(None, "off")
-        self.budgets = budgets or Budgets(store)
-        self.sessions = Sessions(store)
+        self.telemetry = telemetry
+        self.budgets = budgets
+        self.sessions = sessions
 
     async def start(
         self, namespace: str, agent: str, run_input: RunInput, *, run_id: str | None = None

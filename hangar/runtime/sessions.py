@@ -10,12 +10,18 @@ one sees the answer of the one before.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from hangar.errors import AgentNotFoundError, InvalidRequestError, SessionNotFoundError
+from hangar.ids import new_id, now
 from hangar.spec.agent import Agent
-from hangar.store.base import RunRecord, RunStatus, SessionRecord, Store
-from hangar.store.sql import new_id, now
+from hangar.store.base import ResourceStore, SessionStore
+from hangar.store.records import RunRecord, RunStatus, SessionRecord
+
+
+class _SessionsStore(SessionStore, ResourceStore, Protocol):
+    """What conversations use of the store: sessions, and the agents they talk to."""
+
 
 MAX_METADATA = 16
 
@@ -34,7 +40,7 @@ def conversation(turns: list[RunRecord], *, before: str | None = None) -> list[d
 
 
 class Sessions:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: _SessionsStore) -> None:
         self.store = store
 
     async def create(

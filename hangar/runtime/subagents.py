@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from hangar.errors import ToolError
 from hangar.models.messages import ToolDefinition
-from hangar.store.base import RunRecord, RunStatus
+from hangar.store.records import RunRecord, RunStatus
 from hangar.tools.base import ToolContext
 
 INPUT_SCHEMA = {

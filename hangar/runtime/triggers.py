@@ -16,12 +16,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from hangar.errors import ConflictError, HangarError
 from hangar.runtime.service import RunInput, RunService
 from hangar.spec.trigger import Trigger, TriggerSpec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore, RunQueue
+
+
+class _TriggersStore(ResourceStore, RunQueue, Protocol):
+    """What triggers use of the store: their resources, and the runs they started."""
+
 
 log = logging.getLogger("hangar.triggers")
 SYNC_SECONDS = 2.0
@@ -42,7 +47,9 @@ def stream_for(namespace: str, name: str) -> str:
 
 
 class NatsTriggers:
-    def __init__(self, store: Store, runs: RunService, url: str, prefix: str = "hangar") -> None:
+    def __init__(
+        self, store: _TriggersStore, runs: RunService, url: str, prefix: str = "hangar"
+    ) -> None:
         self.store = store
         self.runs = runs
         self.url = url

@@ -28,8 +28,10 @@ from hangar.errors import (
     HangarError,
     LeaseLostError,
     ModelProviderError,
+    RunCancelled,
     ToolError,
 )
+from hangar.ids import new_id, now
 from hangar.memory.history import fit, model_summariser, turns_of
 from hangar.memory.index import index_for
 from hangar.memory.knowledge import Knowledge
@@ -39,31 +41,30 @@ from hangar.models.messages import Message, ToolDefinition
 from hangar.models.pricing import priced
 from hangar.runtime.bus import BusItem, EventBus
 from hangar.runtime.events import EventType, StopReason
-from hangar.runtime.loop import LoopInput, Outcome, RunCancelled, run_loop
+from hangar.runtime.loop import LoopInput, Outcome, run_loop
 from hangar.runtime.replay import replay
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools, namespace_policies
 from hangar.runtime.sandboxes import RunSandbox
 from hangar.runtime.sessions import conversation
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.agent import Agent, AgentSpec
-from hangar.store.base import (
+from hangar.store.base import Store
+from hangar.store.records import (
     ClaimRequest,
     LedgerEntry,
     RunEvent,
     RunRecord,
     RunStatus,
-    Store,
-    Usage,
     started_data,
 )
 from hangar.store.secrets import SecretBox, SecretResolver
-from hangar.store.sql import new_id, now
 from hangar.telemetry import Telemetry, genai
 from hangar.telemetry.budgets import Budgets, RunBudget
 from hangar.telemetry.metrics import UNKNOWN_TOOL, Metrics
 from hangar.telemetry.tracing import CURRENT_NAMESPACE
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp import MCPHub
+from hangar.usage import Usage
 
 log = logging.getLogger("hangar.runtime")
 

@@ -21,23 +21,21 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from hangar.admission import Admission, AdmissionDeniedError
+from hangar.admission import Admission
 from hangar.egress import PUBLIC_ONLY, AddressPolicy
-from hangar.errors import ClientError, ResourceNotFoundError, SandboxNotFoundError
+from hangar.errors import (
+    AdmissionDeniedError,
+    ResourceNotFoundError,
+    SandboxLimitError,
+    SandboxNotFoundError,
+)
 from hangar.sandbox.base import Sandbox
 from hangar.sandbox.registry import backend, default_backend
 from hangar.sandbox.teardown import settle_teardowns
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore
 
 log = logging.getLogger("hangar.sandbox")
-
-
-class SandboxLimitError(ClientError):
-    """A namespace holds as many live sandboxes as its ceiling allows."""
-
-    code = "sandbox_limit"
-    status = 429
 
 
 @dataclass
@@ -50,14 +48,16 @@ class Session:
     last_used: float = field(default_factory=time.monotonic)
 
 
-def default_template() -> SandboxTemplateSpec:
-    return SandboxTemplateSpec.model_validate({"backend": default_backend()})
+async def default_template() -> SandboxTemplateSpec:
+    return SandboxTemplateSpec.model_validate({"backend": await default_backend()})
 
 
-async def template_spec(store: Store, namespace: str, name: str | None) -> SandboxTemplateSpec:
+async def template_spec(
+    store: ResourceStore, namespace: str, name: str | None
+) -> SandboxTemplateSpec:
     """A namespace's SandboxTemplate by name (None: the host's default)."""
     if name is None:
-        return default_template()
+        return await default_template()
     stored = await store.get_resource(namespace, SandboxTemplate.KIND, name)
     if stored is None:
         raise ResourceNotFoundError(
@@ -105,7 +105,7 @@ class SandboxManager:
 
     @staticmethod
     async def _start_warm(spec: SandboxTemplateSpec, policy: AddressPolicy) -> Sandbox:
-        sandbox = await backend(spec.backend).start(spec, policy)
+        sandbox = await (await backend(spec.backend)).start(spec, policy)
         try:
             await sandbox.warm_up()
         except BaseException:
@@ -145,14 +145,14 @@ class SandboxManager:
                 return sandbox
         if spec.warm_pool:
             self._refill(spec, policy)
-        return await backend(spec.backend).start(spec, policy)
+        return await (await backend(spec.backend)).start(spec, policy)
 
     # --- sessions -----------------------------------------------------------------------
 
     async def create(
         self, namespace: str, spec: SandboxTemplateSpec | None = None, template: str = "default"
     ) -> Session:
-        spec = spec or default_template()
+        spec = spec or await default_template()
         grants = self.admission.grants(namespace)
         problems = grants.limits_problems(spec)
         if problems:

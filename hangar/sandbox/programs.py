@@ -72,7 +72,7 @@ async def sandboxed_program(
             f"sandboxes; this template's backend is {spec.backend!r}",
             hint="name a SandboxTemplate with backend bwrap in the MCPServer's stdio.sandbox",
         )
-    backend(spec.backend)  # raises if bwrap does not work on this host
+    await backend(spec.backend)  # raises if bwrap does not work on this host
     program = SandboxedProgram(argv=[])
     try:
         program.egress = await start_egress(spec, label, policy)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
 
 from hangar.errors import BackendUnavailableError, ConfigurationError
 from hangar.sandbox.base import Availability, SandboxBackend
@@ -18,20 +18,39 @@ PLANNED: tuple[str, ...] = ()
 """Backends the spec names whose implementation has not landed yet."""
 
 
-@functools.cache
+_PROBED: dict[str, Availability] = {}
+
+
 def availability(name: str) -> Availability:
-    backend = BACKENDS.get(name)
-    if backend is None:
-        return Availability(name, False, "not implemented yet in this version of Hangar")
-    return backend.availability()
+    """Whether a backend works here, probed once per process. The first call blocks (bwrap
+    and runsc start a sandbox to find out: up to seconds); async code calls ``probe``."""
+    known = _PROBED.get(name)
+    if known is None:
+        backend = BACKENDS.get(name)
+        if backend is None:
+            known = Availability(name, False, "not implemented yet in this version of Hangar")
+        else:
+            known = backend.availability()
+        _PROBED[name] = known
+    return known
+
+
+async def probe(name: str) -> Availability:
+    """``availability`` without blocking the event loop: the probe runs in a thread."""
+    known = _PROBED.get(name)
+    return known if known is not None else await asyncio.to_thread(availability, name)
 
 
 def all_availability() -> list[Availability]:
     return [availability(name) for name in (*BACKENDS, *PLANNED)]
 
 
-def backend(name: str) -> SandboxBackend:
-    state = availability(name)
+async def probe_all() -> list[Availability]:
+    return [await probe(name) for name in (*BACKENDS, *PLANNED)]
+
+
+async def backend(name: str) -> SandboxBackend:
+    state = await probe(name)
     if not state.available:
         raise BackendUnavailableError(
             f"sandbox backend {name!r} is not available on this host: {state.detail}",
@@ -40,10 +59,10 @@ def backend(name: str) -> SandboxBackend:
     return BACKENDS[name]
 
 
-def default_backend() -> str:
+async def default_backend() -> str:
     """The safest backend that works here: namespaces first, then WebAssembly."""
     for name in ("bwrap", "wasm"):
-        if availability(name).available:
+        if (await probe(name)).available:
             return name
     raise ConfigurationError(
         "no sandbox backend works on this host",

@@ -1,17 +1,16 @@
-"""Persistence: one ``Store`` protocol, one SQL implementation for SQLite and PostgreSQL."""
+"""Persistence: narrow protocols per concern, one SQL implementation for SQLite and PostgreSQL."""
 
-from hangar.store.base import (
+from hangar.store.base import Store
+from hangar.store.records import (
     ApiKey,
     ApplyOutcome,
     ResourceVersion,
     RunEvent,
     RunRecord,
     RunStatus,
-    Store,
     StoredResource,
-    Usage,
 )
-from hangar.store.sql import SqlStore, new_id
+from hangar.store.sql import SqlStore
 
 __all__ = [
     "ApiKey",
@@ -23,6 +22,4 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoredResource",
-    "Usage",
-    "new_id",
 ]

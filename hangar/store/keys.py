@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from hangar.ids import utc
 from hangar.roles import Role
-from hangar.store.base import ApiKey
+from hangar.store.engine import SqlCore
+from hangar.store.records import ApiKey
 from hangar.store.tables import api_keys
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    pass
 
 KEY_PREFIX = "hgr_"
 
@@ -30,15 +32,8 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """A stored time as an aware UTC one (SQLite hands them back naive)."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _key(row: RowMapping) -> ApiKey:
-    created = _utc(row["created_at"])
+    created = utc(row["created_at"])
     assert created is not None
     return ApiKey(
         id=row["id"],
@@ -47,16 +42,14 @@ def _key(row: RowMapping) -> ApiKey:
         prefix=row["prefix"],
         role=Role(row["role"]),
         created_at=created,
-        expires_at=_utc(row["expires_at"]),
-        revoked_at=_utc(row["revoked_at"]),
-        last_used_at=_utc(row["last_used_at"]),
+        expires_at=utc(row["expires_at"]),
+        revoked_at=utc(row["revoked_at"]),
+        last_used_at=utc(row["last_used_at"]),
     )
 
 
-class KeyStore:
-    """The key operations of the ``Store`` protocol, over ``self.engine``."""
-
-    engine: AsyncEngine
+class SqlKeys(SqlCore):
+    """The store's API keys, over the core's engine."""
 
     async def create_api_key(
         self,

@@ -25,8 +25,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from hangar.store.base import Notice
 from hangar.store.postgres import driver_dsn
+from hangar.store.records import Notice
 
 log = logging.getLogger("hangar.store")
 

@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from hangar.errors import ConfigurationError, SecretNotFoundError
 from hangar.spec.secret import Secret, SecretKeyRef, SecretSpec
-from hangar.store.base import Store
+from hangar.store.base import ResourceStore
 
 SEALED = "sealed:v1:"
 
@@ -82,7 +82,7 @@ class SecretResolver:
     """Opens secret references for one purpose at a time; nothing is cached, so a
     re-applied or deleted Secret takes effect on the next use."""
 
-    def __init__(self, store: Store, box: SecretBox) -> None:
+    def __init__(self, store: ResourceStore, box: SecretBox) -> None:
         self.store = store
         self.box = box
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from hangar.errors import BudgetExceededError
 from hangar.models.base import estimate_request_tokens
@@ -20,7 +21,14 @@ from hangar.models.messages import ModelRequest
 from hangar.models.pricing import priced
 from hangar.spec.budget import Budget, BudgetSpec
 from hangar.spec.model import Pricing
-from hangar.store.base import BudgetLine, Store, Usage
+from hangar.store.base import Ledger, ResourceStore
+from hangar.store.records import BudgetLine
+from hangar.usage import Usage
+
+
+class _BudgetsStore(Ledger, ResourceStore, Protocol):
+    """What budgets use of the store: the ledger's counters, and the Budget resources."""
+
 
 DEFAULT_OUTPUT_ESTIMATE = 1024
 """Tokens a call may answer when its agent sets no ``maxOutputTokens``."""
@@ -51,7 +59,7 @@ class Hold:
 
 
 class Budgets:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: _BudgetsStore) -> None:
         self.store = store
 
     async def applying(self, namespace: str, agent: str) -> list[_Applied]:

@@ -9,14 +9,12 @@ Counters are per process, as Prometheus expects: it sums them across replicas.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from hangar.store.base import Usage
-
-if TYPE_CHECKING:
-    from hangar.runtime.host import Runtime
+from hangar.usage import Usage
 
 UNKNOWN_TOOL = "unknown"
 """The tool label of a call to a tool the run does not have: a model may name anything,
@@ -145,22 +143,31 @@ class Metrics:
 
     # --- at scrape time ---------------------------------------------------------------
 
-    async def exposition(self, runtime: Runtime) -> bytes:
-        counts = await runtime.store.count_runs()
+    def exposition(
+        self,
+        *,
+        runs: Iterable[tuple[str, str, int]],
+        pools: Mapping[str, int],
+        sandbox_sessions: int,
+        servers: Mapping[tuple[str, str], Mapping[str, Any]],
+    ) -> bytes:
+        """The scrape: counters kept as things happened, and gauges set from what the
+        caller read just now (runs by namespace and state, ready sandboxes by pool, live
+        sandbox sessions, MCP servers by (namespace, name))."""
         self.runs.clear()
         self.queue_depth.clear()
-        for namespace, state, count in counts:
+        for namespace, state, count in runs:
             self.runs.labels(namespace, state).set(count)
             if state == "queued":
                 self.queue_depth.labels(namespace).set(count)
         self.sandbox_pool.clear()
-        for pool, ready in runtime.sandboxes.pools.items():
-            self.sandbox_pool.labels(pool).set(len(ready))
-        self.sandbox_sessions.set(len(runtime.sandboxes.sessions))
+        for pool, ready in pools.items():
+            self.sandbox_pool.labels(pool).set(ready)
+        self.sandbox_sessions.set(sandbox_sessions)
         self.mcp_up.clear()
         self.mcp_tools.clear()
         self.mcp_restarts.clear()
-        for (namespace, server), status in runtime.hub.statuses().items():
+        for (namespace, server), status in servers.items():
             self.mcp_up.labels(namespace, server, status["state"]).set(
                 1 if status["state"] == "ready" else 0
             )

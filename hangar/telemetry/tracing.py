@@ -31,7 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NoOpTracer, Span, SpanContext, Tracer, get_current_span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from hangar.store.base import NoWriteSpans, Store, WriteSpans, stored_span
+from hangar.store.base import SpanSink
+from hangar.store.records import NoWriteSpans, WriteSpans, stored_span
 from hangar.telemetry.genai import NAMESPACE
 
 log = logging.getLogger("hangar.telemetry")
@@ -147,7 +148,7 @@ class StoreSpans(SpanProcessor):
     they are, then made into their stored form and written in batches off the event
     loop: what a span costs the run it times is its making, no more."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SpanSink) -> None:
         self.store = store
         self.pending: deque[ReadableSpan | _Leaf] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -223,7 +224,7 @@ class Telemetry:
 
     def __init__(
         self,
-        store: Store | None,
+        store: SpanSink | None,
         mode: Mode = "stored",
         processors: Sequence[SpanProcessor] = (),
     ) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.models.messages import ToolDefinition
 from hangar.sandbox.base import Sandbox
-from hangar.store.base import Usage
+from hangar.usage import Usage
 
 
 @dataclass

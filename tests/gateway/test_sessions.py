@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from hangar.errors import SessionBusyError, SessionNotFoundError
-from hangar.store.base import RunRecord, SessionRecord
-from hangar.store.sql import SqlStore, new_id, now
+from hangar.ids import new_id, now
+from hangar.store.records import RunRecord, SessionRecord
+from hangar.store.sql import SqlStore
 from tests.helpers import agent, event_data, queued_run, scripted_model
 
 

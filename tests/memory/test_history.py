@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from hangar.memory.history import Turn, fit
-from hangar.store.base import Usage
+from hangar.usage import Usage
 from tests.helpers import ServerThread, agent, scripted_model
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from hangar.admission import Admission, AdmissionDeniedError
+from hangar.admission import Admission
 from hangar.config import Settings
-from hangar.errors import ConfigurationError
+from hangar.errors import AdmissionDeniedError, ConfigurationError
 from hangar.models.anthropic import AnthropicChatModel
 from hangar.models.openai import OpenAIChatModel
 from hangar.models.registry import Endpoint, build_chat_model, resolve_endpoint

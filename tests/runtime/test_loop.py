@@ -11,7 +11,7 @@ from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.loop import LoopInput, run_loop
 from hangar.spec.agent import AgentSpec, Limits
 from hangar.spec.model import Pricing, ScriptStep
-from hangar.store.base import RunStatus
+from hangar.store.records import RunStatus
 from hangar.tools.base import Tool
 from hangar.tools.function import FunctionTool
 

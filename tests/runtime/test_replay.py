@@ -13,7 +13,7 @@ from hangar.runtime.loop import LoopInput, run_loop
 from hangar.runtime.replay import replay
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import ScriptStep
-from hangar.store.base import RunEvent, RunStatus
+from hangar.store.records import RunEvent, RunStatus
 from tests.runtime.test_loop import Recorded
 
 NEVER = [ScriptStep.model_validate({"error": "the model must not be asked again"})]

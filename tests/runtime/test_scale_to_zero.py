@@ -43,7 +43,7 @@ async def test_a_cold_worker_drains_the_queue_then_exits_when_idle(tmp_path: Pat
             await runtime.runs.start("default", "a", RunInput([{"role": "user", "content": "x"}]))
             for _ in range(3)
         ]
-        assert queue_depth(await runtime.metrics.exposition(runtime)) == 3  # what KEDA reads
+        assert queue_depth(await runtime.exposition()) == 3  # what KEDA reads
 
         env = {**os.environ, "HANGAR_HOME": str(home), "HANGAR_WORKER_IDLE_SECONDS": "1"}
         worker = await asyncio.to_thread(
@@ -59,7 +59,7 @@ async def test_a_cold_worker_drains_the_queue_then_exits_when_idle(tmp_path: Pat
         for run in runs:
             done = await runtime.runs.get("default", run.id)
             assert done.status.value == "succeeded"
-        assert queue_depth(await runtime.metrics.exposition(runtime)) == 0
+        assert queue_depth(await runtime.exposition()) == 0
     finally:
         await runtime.stop()
 

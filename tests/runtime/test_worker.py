@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from hangar.config import Settings
+from hangar.ids import now
 from hangar.runtime import worker as worker_module
 from hangar.runtime.bus import Doorbell, EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store import RunRecord, RunStatus, SqlStore
-from hangar.store.sql import now
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run, scripted_model
 

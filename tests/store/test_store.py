@@ -12,14 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from hangar.errors import LeaseLostError
+from hangar.ids import now
 from hangar.roles import Role
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
-from hangar.store import RunStatus, SqlStore, Usage, sql
-from hangar.store.base import ClaimRequest, stored_span
-from hangar.store.sql import now
+from hangar.store import RunStatus, SqlStore
+from hangar.store import runs as sql_runs
+from hangar.store.records import ClaimRequest, stored_span
 from hangar.store.tables import metadata
 from hangar.telemetry.genai import NAMESPACE
+from hangar.usage import Usage
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run
 
@@ -300,7 +302,7 @@ async def test_a_namespace_queueing_beside_a_lone_one_gets_its_share_at_once(
     """While one namespace alone has queued runs, claims take its next run without
     weighing namespaces, and that look at the queue stands a while; a run queued in
     another namespace through the same store ends it before the next claim."""
-    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)  # only a change ends the look
+    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)  # only a change ends the look
     for _ in range(3):
         await store.create_run(queued_run("team-a"))
     first = await store.claim_run("w")
@@ -315,7 +317,7 @@ async def test_claims_share_namespaces_from_one_look_counting_their_own_claims_a
 ) -> None:
     """Between looks at the queue, claims choose the namespace as the claim itself would,
     counting the runs claimed and ended through the same store since the look."""
-    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)  # one look for the whole test
+    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)  # one look for the whole test
     for namespace in ("team-a", "team-b"):
         for _ in range(3):
             await store.create_run(queued_run(namespace))
@@ -329,7 +331,7 @@ async def test_claims_share_namespaces_from_one_look_counting_their_own_claims_a
 async def test_a_quota_applied_binds_the_next_claim(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql, "FAIR_SHARE_SECONDS", 3600)
+    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)
     for _ in range(3):
         await store.create_run(queued_run("team-a"))
     assert await store.claim_run("w") is not None  # team-a alone, with no limit
@@ -382,9 +384,9 @@ async def test_a_database_restart_costs_no_store_call(
 ) -> None:
     """Pooled connections the server dropped (as a restart does) are found dead when
     next taken after a pause, and replaced, before any statement is sent on them."""
-    from hangar.store import sql
+    from hangar.store import dialect
 
-    monkeypatch.setattr(sql, "IDLE_PING_SECONDS", 0.2)  # as if the pauses were long
+    monkeypatch.setattr(dialect, "IDLE_PING_SECONDS", 0.2)  # as if the pauses were long
     store = SqlStore(POSTGRES_URL, schema=pg_schema)
     killer = SqlStore(POSTGRES_URL, schema=pg_schema)
     try:
@@ -434,10 +436,10 @@ async def test_the_hot_paths_resource_cache_is_fresh_here_and_soon_elsewhere(
     """A run's Model and a namespace's Budgets are read from a cache: what this process
     applies or deletes is seen at once, what another process does within the cache's
     age, and a resource not found is never cached (it may be applied next)."""
-    import hangar.store.sql as sql
+    from hangar.store import resources
     from tests.helpers import eventually
 
-    monkeypatch.setattr(sql, "RESOURCE_CACHE_SECONDS", 2.0)
+    monkeypatch.setattr(resources, "RESOURCE_CACHE_SECONDS", 2.0)
     other = SqlStore(store.url, schema=store.schema)
     try:
         assert await store.cached_resource("default", "Agent", "support") is None
@@ -469,8 +471,8 @@ async def test_the_hot_paths_resource_cache_is_fresh_here_and_soon_elsewhere(
 async def test_a_model_calls_event_and_its_ledger_line_are_stored_together(
     store: SqlStore,
 ) -> None:
-    from hangar.store.base import LedgerEntry
-    from hangar.store.sql import now
+    from hangar.ids import now
+    from hangar.store.records import LedgerEntry
 
     run = await store.create_run(queued_run())
     claimed = await store.claim_run("w1")
@@ -590,7 +592,7 @@ async def test_the_queues_statistics_are_refreshed_once_they_are_stale(store: Sq
     not again until it has changed that much once more. SQLite has nothing to do."""
     for _ in range(60):
         await store.create_run(queued_run())
-    if store.dialect != "postgresql":
+    if not store.dialect.shared:
         assert await store.refresh_queue_statistics() is False
         return
     await eventually(store.refresh_queue_statistics, what="stale statistics analysed")
@@ -641,7 +643,7 @@ async def test_a_deleted_run_gives_back_what_its_crashed_call_reserved(store: Sq
     reservation on a run another worker has ended since: forgetting the run's user
     gives it back with the run (no one will take a deleted run over)."""
     from hangar.store import tables
-    from hangar.store.base import BudgetLine
+    from hangar.store.records import BudgetLine
 
     run = await store.create_run(queued_run(user="alice"))
     line = BudgetLine("default/daily/2026-11-26", 1000, None)

@@ -14,11 +14,12 @@ import pytest
 
 from hangar.config import Settings
 from hangar.errors import BudgetExceededError
+from hangar.ids import now
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
 from hangar.store import RunStatus
-from hangar.store.sql import SqlStore, now
+from hangar.store.sql import SqlStore
 from tests.helpers import agent, doc, queued_run, scripted_model
 
 MAX_OUTPUT = 30

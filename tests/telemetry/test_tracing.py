@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from hangar.store.base import SpanRecord
+from hangar.store.records import SpanRecord
 from hangar.store.sql import SqlStore
 from tests.helpers import ServerThread, agent, free_port, scripted_model
 

@@ -8,14 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from hangar.errors import NotFoundError
+from hangar.errors import BatchNotFoundError
 from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep, own
 
 router = APIRouter(tags=["batches"])
-
-
-class BatchNotFoundError(NotFoundError):
-    code = "batch_not_found"
 
 
 def _missing(batch_id: str) -> BatchNotFoundError:

@@ -13,17 +13,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hangar.errors import InvalidRequestError, NotFoundError, PermissionDeniedError
+from hangar.errors import (
+    InvalidRequestError,
+    KeyNotFoundError,
+    PermissionDeniedError,
+)
 from hangar.gateway.auth import KeyDep, KeysKey, RuntimeDep
 from hangar.roles import PERMISSIONS, Permission, Role, may_grant
 from hangar.spec.base import check_name
-from hangar.store.base import ApiKey
+from hangar.store.records import ApiKey
 
 router = APIRouter(tags=["keys"])
-
-
-class KeyNotFoundError(NotFoundError):
-    code = "key_not_found"
 
 
 class KeyRequest(BaseModel):

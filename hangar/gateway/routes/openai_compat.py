@@ -23,7 +23,8 @@ from hangar.runtime.events import EventType, StopReason
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec.agent import Agent
-from hangar.store.base import RunRecord, RunStatus, Usage
+from hangar.store.records import RunRecord, RunStatus
+from hangar.usage import Usage
 
 router = APIRouter(tags=["openai"])
 

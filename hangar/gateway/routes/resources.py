@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from hangar.errors import (
+    AdmissionDeniedError,
     InvalidRequestError,
     InvalidYamlError,
     NamespaceMismatchError,
@@ -16,7 +17,7 @@ from hangar.errors import (
 )
 from hangar.gateway.auth import ReadKey, RuntimeDep, WriteKey, refuse
 from hangar.roles import Permission
-from hangar.sandbox.registry import availability
+from hangar.sandbox.registry import probe
 from hangar.spec import (
     Agent,
     MCPServer,
@@ -33,7 +34,7 @@ from hangar.spec.budget import Budget
 from hangar.spec.knowledge import KnowledgeBase
 from hangar.spec.quota import Quota
 from hangar.spec.toolpolicy import NamespaceToolPolicy
-from hangar.store.base import ApiKey, StoredResource
+from hangar.store.records import ApiKey, StoredResource
 
 router = APIRouter(tags=["resources"])
 
@@ -82,8 +83,6 @@ async def admit_warm_pools(rt: RuntimeDep, namespace: str, resources: list[Resou
     total += sum(templates.values())
     most = rt.admission.grants(namespace).ceilings.warm_pool_total
     if total > most:
-        from hangar.admission import AdmissionDeniedError
-
         raise AdmissionDeniedError(
             f"the namespace's SandboxTemplates would keep {total} warm sandboxes; the most "
             f"allowed is {most}",
@@ -121,7 +120,7 @@ async def apply(request: Request, key: WriteKey, rt: RuntimeDep) -> dict[str, An
         if isinstance(resource, Secret):
             resource = rt.secret_box.seal(resource)  # the store never sees a plain value
         stored, outcome = await rt.store.apply_resource(key.namespace, resource)
-        if isinstance(resource, SandboxTemplate) and availability(resource.spec.backend).available:
+        if isinstance(resource, SandboxTemplate) and (await probe(resource.spec.backend)).available:
             rt.sandboxes.warm_soon(resource.spec, key.namespace)
         results.append(
             {

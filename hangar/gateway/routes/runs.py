@@ -13,11 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hangar.errors import RunNotFoundError, SessionNotFoundError
 from hangar.gateway.auth import ApproveKey, ReadOrRunKey, RunKey, RuntimeDep, own, visible
 from hangar.gateway.sse import SSE_HEADERS, event_frame
+from hangar.ids import new_id
 from hangar.runtime.bus import BusItem
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
-from hangar.store.base import ApiKey, RunRecord, RunStatus
-from hangar.store.sql import new_id
+from hangar.store.records import ApiKey, RunRecord, RunStatus
 
 router = APIRouter(tags=["runs"])
 MAX_SEQ = 2**31 - 1

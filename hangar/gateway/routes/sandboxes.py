@@ -17,7 +17,7 @@ from hangar.runtime.sandboxes import template_spec
 from hangar.sandbox.archive import extract
 from hangar.sandbox.base import OutputCallback
 from hangar.sandbox.manager import Session
-from hangar.sandbox.registry import all_availability
+from hangar.sandbox.registry import probe_all
 from hangar.spec.sandbox import Backend, SandboxTemplateSpec
 
 router = APIRouter(tags=["sandboxes"])
@@ -69,7 +69,7 @@ async def backends(_: KeyDep) -> dict[str, Any]:
                 "hint": a.hint,
                 "features": a.features,
             }
-            for a in all_availability()
+            for a in await probe_all()
         ]
     }
 

@@ -12,7 +12,7 @@ from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep, visible
 from hangar.gateway.routes.runs import RunRequest, start_run
 from hangar.runtime.host import Runtime
 from hangar.runtime.sessions import conversation
-from hangar.store.base import ApiKey, SessionRecord
+from hangar.store.records import ApiKey, SessionRecord
 
 router = APIRouter(tags=["sessions"])
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from hangar.errors import InvalidRequestError
 from hangar.gateway.auth import ReadKey, RuntimeDep, principal, refuse
 from hangar.roles import Permission
-from hangar.store.base import LEDGER_GROUPS
+from hangar.store.records import LEDGER_GROUPS
 
 router = APIRouter(tags=["usage"])
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -70,4 +70,4 @@ async def metrics(request: Request, rt: RuntimeDep) -> Response:
         key = principal(request)
         if not key.may(Permission.INSTALLATION):
             raise refuse(key, Permission.INSTALLATION)
-    return Response(await rt.metrics.exposition(rt), media_type=CONTENT_TYPE_LATEST)
+    return Response(await rt.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -17,14 +17,15 @@ import re
 from fnmatch import fnmatchcase
 from typing import Any
 
-from hangar.admission import Admission, AdmissionDeniedError
-from hangar.errors import ResourceNotFoundError
+from hangar.admission import Admission
+from hangar.errors import AdmissionDeniedError, ResourceNotFoundError
 from hangar.models.messages import ToolDefinition
 from hangar.sandbox.manager import template_spec
 from hangar.sandbox.programs import sandboxed_program
 from hangar.spec.mcp import MCPServer, MCPServerSpec
 from hangar.spec.secret import SecretKeyRef
-from hangar.store.base import Store, StoredResource
+from hangar.store.base import ResourceStore
+from hangar.store.records import StoredResource
 from hangar.store.secrets import SecretResolver
 from hangar.tools.base import ToolContext
 from hangar.tools.mcp.upstream import Launch, Upstream, UpstreamTool
@@ -71,7 +72,7 @@ class MCPTool:
 class MCPHub:
     def __init__(
         self,
-        store: Store,
+        store: ResourceStore,
         secrets: SecretResolver,
         admission: Admission | None = None,
     ) -> None:

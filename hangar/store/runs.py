@@ -1,0 +1,492 @@
+"""Runs and the queue in SQL: created, claimed under a lease, renewed, ended, parked,
+cancelled."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hangar.errors import (
+    ConflictError,
+    SessionNotFoundError,
+)
+from hangar.ids import now
+from hangar.store.engine import SqlCore
+from hangar.store.queue_sql import (
+    ANALYSING,
+    STATISTICS_STALE,
+    claim_driver_args,
+    claim_driver_statement,
+    claim_params,
+    claim_statement,
+    end_values,
+    finish_and_claim_pg,
+    finish_pg,
+    finish_pg_args,
+    queue_view_statement,
+)
+from hangar.store.records import (
+    ClaimRequest,
+    RunRecord,
+    RunStatus,
+    started_data,
+)
+from hangar.store.rows import (
+    RUN_STARTED,
+    Events,
+    driver_run,
+    held_by,
+    not_held,
+    store_events_with,
+    to_run,
+)
+from hangar.store.sessions import refuse_if_session_active
+from hangar.store.tables import (
+    runs,
+    sessions,
+)
+from hangar.usage import Usage
+
+FAIR_SHARE_SECONDS = 0.1
+"""How long a look at the queue (``SqlStore._claimable``) stands. Within it, a
+namespace that starts queueing waits at most this long to be part of the fair choice
+(at once for runs queued through this process, or announced to it on PostgreSQL), and
+so do a namespace's higher priority, a Quota's new limit applied through another
+process, a run whose worker died (its lease ran out up to this long ago), and runs
+other processes claimed or ended."""
+
+
+class SqlRunQueue(SqlCore):
+    """The store's runs calls, over the core's engine."""
+
+    async def create_run(self, run: RunRecord) -> RunRecord:
+        try:
+            return await self._insert_run(run)
+        except IntegrityError:
+            raise ConflictError(f"run {run.id!r} exists already") from None
+
+    async def _insert_run(self, run: RunRecord) -> RunRecord:
+        async with self.engine.begin() as conn:
+            if run.session_id is not None:
+                await self._claim_session_turn(conn, run)
+            await conn.execute(
+                runs.insert().values(
+                    id=run.id,
+                    namespace=run.namespace,
+                    agent=run.agent,
+                    agent_generation=run.agent_generation,
+                    status=run.status.value,
+                    reason=run.reason,
+                    input=run.input,
+                    output=run.output,
+                    error=run.error,
+                    usage=run.usage.to_dict(),
+                    last_seq=0,
+                    cancel_requested=False,
+                    worker=run.worker,
+                    created_at=run.created_at,
+                    started_at=run.started_at,
+                    parent_id=run.parent_id,
+                    depth=run.depth,
+                    trace_context=run.trace_context,
+                    lease_expires_at=run.lease_expires_at,
+                    priority=run.priority,
+                    session_id=run.session_id,
+                    user_id=run.user,
+                    key_id=run.key_id,
+                )
+            )
+        if run.status is RunStatus.QUEUED:
+            self._queue_changed(run.namespace)
+        return run
+
+    @staticmethod
+    async def _claim_session_turn(conn: AsyncConnection, run: RunRecord) -> None:
+        """Touch the session first: the row lock (PostgreSQL) or the write lock (SQLite)
+        it takes makes two runs started at once for one session take turns, so the
+        check for an active run below cannot pass for both."""
+        touched = await conn.execute(
+            sessions.update()
+            .where((sessions.c.id == run.session_id) & (sessions.c.namespace == run.namespace))
+            .values(updated_at=run.created_at)
+        )
+        if touched.rowcount == 0:
+            raise SessionNotFoundError(
+                f"session {run.session_id!r} not found in namespace {run.namespace!r}",
+                hint="create one with POST /v1/sessions or `hangar sessions create AGENT`",
+                details={"session": run.session_id},
+            )
+        await refuse_if_session_active(conn, run.session_id or "", "start another run in it")
+
+    async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
+        query = sa.select(runs).where((runs.c.namespace == namespace) & (runs.c.id == run_id))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else to_run(row)
+
+    async def list_runs(
+        self,
+        namespace: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        key_id: str | None = None,
+        status: RunStatus | None = None,
+    ) -> list[RunRecord]:
+        query = sa.select(runs).where(runs.c.namespace == namespace)
+        if agent is not None:
+            query = query.where(runs.c.agent == agent)
+        if key_id is not None:
+            query = query.where(runs.c.key_id == key_id)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [to_run(row) for row in (await conn.execute(query)).mappings()]
+
+    async def count_runs(self) -> list[tuple[str, str, int]]:
+        query = sa.select(runs.c.namespace, runs.c.status, sa.func.count()).group_by(
+            runs.c.namespace, runs.c.status
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(str(ns), str(status), int(count)) for ns, status, count in rows]
+
+    async def claim_run(
+        self,
+        worker: str,
+        lease_seconds: float = 30.0,
+        max_running: int | None = None,
+        *,
+        started: dict[str, Any] | None = None,
+    ) -> RunRecord | None:
+        """Take the next run that is queued, or running under a lease that ran out (its
+        worker died), or None. Next: the highest priority; among equals, the namespace
+        with the fewest runs running (fair share: a namespace with a thousand queued runs
+        does not starve one with two); then the oldest. With ``max_running``, a namespace
+        that many runs are running in gets no more. If every claimable run of the chosen
+        namespace is being claimed by others at this moment, None (the caller tries again
+        at its next wake-up). One statement, so it is atomic on
+        SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait
+        on each other and never take the same run). The claimer holds the run for
+        ``lease_seconds``. With ``started``, the run's ``run_started`` event (that data,
+        plus ``resumed`` when the run had events before) is stored with the claim: the
+        returned run's ``last_seq`` is that event's."""
+        next_of = await self._claimable(max_running)
+        if next_of is not None:
+            run = await self._claim(worker, lease_seconds, max_running, started, next_of)
+            if run is not None:
+                return run
+            self._queue_changed(None)  # its runs are taken: look again
+        return await self._claim(worker, lease_seconds, max_running, started, None)
+
+    async def _claim(
+        self,
+        worker: str,
+        lease_seconds: float,
+        max_running: int | None,
+        started: dict[str, Any] | None,
+        next_of: str | None,
+    ) -> RunRecord | None:
+        """One claim statement: the fair choice, or ``next_of``'s next run. A run it
+        claims counts as running here (``_running_here``)."""
+        params = claim_params(worker, lease_seconds, max_running, started, next_of)
+        if self.dialect.driver_pool:  # several times a run
+            pool = await self._driver()
+            record = await pool.fetchrow(
+                claim_driver_statement(started is not None, next_of is not None),
+                *claim_driver_args(params),
+            )
+            if record is None:
+                return None
+            run = driver_run(record)
+            if started is not None:
+                self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
+            return self._running_here(run)
+        statement = claim_statement(self.dialect, started is not None, next_of is not None)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(statement, params)).mappings().first()
+            if row is not None and started is not None:
+                data = started_data(started, resumed=row["last_seq"] > 1)
+                await store_events_with(conn, row, [(RUN_STARTED, data)])
+        return None if row is None else self._running_here(to_run(row))
+
+    async def _claimable(self, max_running: int | None) -> str | None:
+        """The namespace to take the next run of, or None (choose fairly in the claim's
+        own statement). Chosen here, as the claim's statement would, from a look at
+        the queue: the highest priority, then the fewest runs running, counting the
+        runs claimed and ended through this store since the look. Only while no limit
+        applies (neither ``max_running`` nor any namespace's Quota: limits are counted
+        exactly, by the claim) and no run's lease ran out. Looked at afresh every
+        ``FAIR_SHARE_SECONDS`` at most, or at once when a change seen here may have
+        made it wrong."""
+        if max_running is not None:
+            return None
+        until, heads = self._queue_view
+        if time.monotonic() >= until:
+            changes = self._queue_changes
+            async with self.engine.connect() as conn:
+                rows = (
+                    await conn.execute(queue_view_statement(self.dialect), {"now": now()})
+                ).all()
+            heads = None
+            if rows and not any(row.expired or row.cap is not None for row in rows):
+                heads = {row.namespace: [int(row.p), int(row.n)] for row in rows}
+            if changes == self._queue_changes:  # else it may be stale already
+                self._queue_view = (time.monotonic() + FAIR_SHARE_SECONDS, heads)
+        if not heads:
+            return None
+        return min(
+            heads, key=lambda namespace: (-heads[namespace][0], heads[namespace][1], namespace)
+        )
+
+    def _queue_changed(self, namespace: str | None) -> None:
+        """A run was queued in ``namespace`` (None: anything the fair choice depends on
+        may have changed): the next claim looks at the queue again, unless the
+        namespace is among those it chooses from already."""
+        self._queue_changes += 1
+        heads = self._queue_view[1]
+        if namespace is None or heads is None or namespace not in heads:
+            self._queue_view = (0.0, None)
+
+    def _running_here(self, run: RunRecord) -> RunRecord:
+        """Count a run claimed here as running in its namespace, until it ends here."""
+        self._claimed_here[run.id] = run.namespace
+        heads = self._queue_view[1]
+        if heads is not None and run.namespace in heads:
+            heads[run.namespace][1] += 1
+        return run
+
+    def _not_running_here(self, run_id: str) -> None:
+        namespace = self._claimed_here.pop(run_id, None)
+        heads = self._queue_view[1]
+        if namespace is not None and heads is not None and namespace in heads:
+            heads[namespace][1] -= 1
+
+    async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
+        """Extend the leases of runs (id to holding worker) still held by that worker;
+        returns the ids renewed. A run missing from the answer was taken over."""
+        if not holders:
+            return set()
+        until = now() + timedelta(seconds=lease_seconds)
+        renewed: set[str] = set()
+        async with self.engine.begin() as conn:
+            for run_id, holder in holders.items():
+                done = await conn.execute(
+                    runs.update()
+                    .where(
+                        (runs.c.id == run_id)
+                        & (runs.c.worker == holder)
+                        & (runs.c.status == RunStatus.RUNNING.value)
+                    )
+                    .values(lease_expires_at=until)
+                )
+                if done.rowcount:
+                    renewed.add(run_id)
+        for run_id in set(holders) - renewed:  # taken over, or ended elsewhere
+            self._not_running_here(run_id)
+        return renewed
+
+    async def refresh_queue_statistics(self) -> bool:
+        """PostgreSQL plans a prepared statement once and keeps the plan: the claim,
+        planned while the runs table held a few rows, went on walking the wrong index
+        as it grew, and with autovacuum off (its analyse never came) four workers fell
+        from 760 runs a second to 300 over 5,000 runs. New statistics make every
+        process plan it again. Done when autovacuum's own rule says they are stale
+        (changes since the last analyse over 50 + 10% of the rows), by one process at
+        a time; with autovacuum on, it has usually done it already."""
+        if not self.dialect.shared:
+            return False
+        pool = await self._driver()
+        async with pool.acquire() as conn:
+            if not await conn.fetchval(STATISTICS_STALE):
+                return False
+            if not await conn.fetchval(ANALYSING, True):
+                return False  # another process is at it
+            try:
+                await conn.execute("ANALYZE runs")
+            finally:
+                await conn.fetchval(ANALYSING, False)
+        return True
+
+    async def finish_and_claim(
+        self,
+        run_id: str,
+        status: RunStatus,
+        claim: ClaimRequest,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
+        holder: str,
+        events: Events = (),
+    ) -> tuple[RunRecord, RunRecord | None]:
+        ending = end_values(status, reason, output, error, usage, timing)
+        self._not_running_here(run_id)  # before its slot's next claim is chosen
+        if not self.dialect.driver_pool or not events:
+            finished = await self._finish(run_id, ending, holder, events)
+            return finished, await self.claim_run(
+                claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
+            )
+        next_of = await self._claimable(claim.max_running)
+        pool = await self._driver()
+        params = claim_params(
+            claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}, next_of
+        )
+        records = await pool.fetch(
+            finish_and_claim_pg(next_of is not None),
+            *finish_pg_args(run_id, ending, holder, events),
+            *claim_driver_args(params),
+        )
+        row = next((r for r in records if r["finished"]), None)
+        if row is None:
+            not_held(run_id, holder)
+        done = driver_run(row)
+        self._announce(done.namespace, done.id, done.last_seq, [type for type, _ in events])
+        claimed = next((driver_run(r) for r in records if not r["finished"]), None)
+        if claimed is not None:
+            self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
+            self._running_here(claimed)
+        elif next_of is not None:  # its runs are taken: look again, and choose anew
+            self._queue_changed(None)
+            claimed = await self._claim(
+                claim.worker, claim.lease_seconds, claim.max_running, claim.started, None
+            )
+        return done, claimed
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        reason: str | None = None,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: Usage | None = None,
+        timing: dict[str, float] | None = None,
+        holder: str | None = None,
+        events: Events = (),
+    ) -> RunRecord:
+        ending = end_values(status, reason, output, error, usage, timing)
+        if holder is not None:
+            self._not_running_here(run_id)
+        return await self._finish(run_id, ending, holder, events)
+
+    async def _finish(
+        self, run_id: str, values: dict[str, Any], holder: str | None, events: Events
+    ) -> RunRecord:
+        if self.dialect.driver_pool and events:
+            return await self._finish_run_postgres(run_id, values, holder, events)
+        if events:
+            values["last_seq"] = runs.c.last_seq + len(events)
+        return await self._change_run(held_by(run_id, holder), values, run_id, holder, events)
+
+    async def _finish_run_postgres(
+        self,
+        run_id: str,
+        values: dict[str, Any],
+        holder: str | None,
+        events: Events,
+    ) -> RunRecord:
+        """A run's end and its last events as one statement on the driver (as
+        ``append_event``): through SQLAlchemy it took four round trips and a
+        transaction of its own, the worker's costliest call per run."""
+        pool = await self._driver()
+        record = await pool.fetchrow(
+            finish_pg(holder is not None), *finish_pg_args(run_id, values, holder, events)
+        )
+        if record is None:
+            not_held(run_id, holder)
+        run = driver_run(record)
+        self._announce(run.namespace, run.id, run.last_seq, [type for type, _ in events])
+        return run
+
+    async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
+        where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
+        parked = (RunStatus.QUEUED.value, RunStatus.WAITING_APPROVAL.value)
+        async with self.engine.begin() as conn:
+            ended = (
+                await conn.execute(
+                    runs.update()
+                    .where(where & runs.c.status.in_(parked))
+                    .values(
+                        status=RunStatus.CANCELLED.value,
+                        reason="cancelled",
+                        cancel_requested=True,
+                        finished_at=now(),
+                    )
+                    .returning(runs.c.id)
+                )
+            ).first()
+            await conn.execute(
+                runs.update()
+                .where(where & (runs.c.status == RunStatus.RUNNING.value))
+                .values(cancel_requested=True)
+            )
+            row = (await conn.execute(sa.select(runs).where(where))).mappings().first()
+        return None if row is None else (to_run(row), ended is not None)
+
+    async def park_run(
+        self,
+        run_id: str,
+        usage: Usage,
+        holder: str | None = None,
+        events: Events = (),
+    ) -> RunRecord:
+        values: dict[str, Any] = {
+            "status": RunStatus.WAITING_APPROVAL.value,
+            "worker": None,
+            "usage": usage.to_dict(),
+        }
+        if events:
+            values["last_seq"] = runs.c.last_seq + len(events)
+        running = held_by(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
+        self._not_running_here(run_id)
+        return await self._change_run(running, values, run_id, holder, events)
+
+    async def _change_run(
+        self,
+        where: Any,
+        values: dict[str, Any],
+        run_id: str,
+        holder: str | None,
+        events: Events,
+    ) -> RunRecord:
+        """Update the run (only as its holder) and store ``events`` in the same transaction."""
+        async with self.engine.begin() as conn:
+            row = (
+                (await conn.execute(runs.update().where(where).values(**values).returning(*runs.c)))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                not_held(run_id, holder)
+            await store_events_with(conn, row, events)
+        run = to_run(row)
+        self._announce(run.namespace, run.id, run.last_seq, [type for type, _ in events])
+        return run
+
+    async def requeue_run(self, namespace: str, run_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            done = (
+                await conn.execute(
+                    runs.update()
+                    .where(
+                        (runs.c.namespace == namespace)
+                        & (runs.c.id == run_id)
+                        & (runs.c.status == RunStatus.WAITING_APPROVAL.value)
+                    )
+                    .values(status=RunStatus.QUEUED.value)
+                    .returning(runs.c.id)
+                )
+            ).first()
+        if done is not None:
+            self._queue_changed(namespace)
+        return done is not None
