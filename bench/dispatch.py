@@ -48,8 +48,8 @@ import sqlalchemy as sa
 
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
+from hangar.runtime.queue import FAIR_SHARE_SECONDS
 from hangar.store.postgres import driver_dsn
-from hangar.store.runs import FAIR_SHARE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -29,6 +29,7 @@ from hangar.cli.render import (
 )
 from hangar.cli.users import memories_app, users_app
 from hangar.errors import HangarError
+from hangar.runtime.events import Delta, RunError, RunFinished, ToolCalled, ToolResult, parse
 
 app = typer.Typer(
     name="hangar",
@@ -190,19 +191,17 @@ def _print_stream(c: Client, path: str, body: dict[str, Any]) -> str | None:
     status: str | None = None
     for _event, data in c.sse("POST", path, json=body):
         item = json.loads(data)
-        kind, payload = item["type"], item["data"]
-        if kind == "delta":
-            console.out(payload["text"], end="", highlight=False)
-        elif kind == "tool_call":
-            console.print(f"\n[dim]→ {payload['name']}({payload['arguments']})[/]")
-        elif kind == "tool_result":
-            console.print(f"[dim]← {payload['content'][:200]}[/]")
-        elif kind == "error":
-            err_console.print(
-                f"\n[red]error\\[{escape(payload['code'])}][/]: {escape(payload['message'])}"
-            )
-        elif kind == "run_finished":
-            status = payload["status"]
+        event = parse(item["type"], item["data"])
+        if isinstance(event, Delta):
+            console.out(event.text, end="", highlight=False)
+        elif isinstance(event, ToolCalled):
+            console.print(f"\n[dim]→ {event.name}({event.arguments})[/]")
+        elif isinstance(event, ToolResult):
+            console.print(f"[dim]← {event.content[:200]}[/]")
+        elif isinstance(event, RunError):
+            err_console.print(f"\n[red]error\\[{escape(event.code)}][/]: {escape(event.message)}")
+        elif isinstance(event, RunFinished):
+            status = event.status
     console.print()
     if status != "succeeded":
         raise typer.Exit(1)
@@ -366,10 +365,11 @@ def _trace(c: Client, run_id: str) -> dict[str, Any]:
     """A run, its events, and the same for each agent it called as a tool."""
     run_data = c.request("GET", f"/v1/runs/{run_id}")
     events = c.request("GET", f"/v1/runs/{run_id}/events")["items"]
+    called = [parse(e["type"], e["data"]) for e in events]
     children = {
-        e["data"]["child_run"]: _trace(c, e["data"]["child_run"])
-        for e in events
-        if e["type"] == "tool_result" and e["data"].get("child_run")
+        e.child_run: _trace(c, e.child_run)
+        for e in called
+        if isinstance(e, ToolResult) and e.child_run
     }
     return {"run": run_data, "events": events, "children": children}
 

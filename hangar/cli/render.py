@@ -12,6 +12,16 @@ from rich.table import Table
 from rich.tree import Tree
 
 from hangar.errors import HangarError
+from hangar.runtime.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    Final,
+    ModelRequested,
+    ModelResponded,
+    RunError,
+    ToolResult,
+    parse,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -170,44 +180,39 @@ def run_tree(
     tree = Tree(head)
     steps: dict[int, Tree] = {}
     times = _step_times(events)
-    for event in events:
-        data = event["data"]
-        kind = event["type"]
-        step = data.get("step")
-        if kind == "model_request":
-            steps[step] = tree.add(f"step {step}" + times.get(step, ""))
-        elif kind == "model_response":
-            node = steps.get(step, tree)
-            u = data["usage"]
-            message = data["message"]
-            text = message.get("content") or ""
-            calls = message.get("tool_calls") or []
-            what = f"{len(calls)} tool call(s)" if calls else repr(_clip(text, 60))
+    for stored in events:
+        event = parse(stored["type"], stored["data"])
+        if isinstance(event, ModelRequested):
+            steps[event.step] = tree.add(f"step {event.step}" + times.get(event.step, ""))
+        elif isinstance(event, ModelResponded):
+            node = steps.get(event.step, tree)
+            u, calls = event.usage, event.tool_calls
+            what = f"{len(calls)} tool call(s)" if calls else repr(_clip(event.text, 60))
             node.add(
-                f"model {data['model']}: {what}  [dim]tokens {u['input_tokens']}→"
-                f"{u['output_tokens']}  {data['duration_ms']:.1f} ms[/]"
+                f"model {event.model}: {what}  [dim]tokens {u.input_tokens}→"
+                f"{u.output_tokens}  {event.duration_ms:.1f} ms[/]"
             )
-        elif kind == "tool_result":
-            node = steps.get(step, tree)
-            style = "red" if data["is_error"] else "cyan"
+        elif isinstance(event, ToolResult):
+            node = steps.get(event.step, tree)
+            style = "red" if event.is_error else "cyan"
             leaf = node.add(
-                f"[{style}]tool {data['name']}[/] → {_clip(data['content'], 60)!r}  "
-                f"[dim]{data['duration_ms']:.1f} ms[/]"
+                f"[{style}]tool {event.name}[/] → {_clip(event.content, 60)!r}  "
+                f"[dim]{event.duration_ms:.1f} ms[/]"
             )
-            child = children.get(data.get("child_run") or "")
+            child = children.get(event.child_run or "")
             if child is not None:
                 leaf.add(run_tree(child["run"], child["events"], child.get("children")))
-        elif kind == "approval_requested":
-            for call in data["calls"]:
-                tree.add(f"[yellow]waiting for approval[/]: {call['name']}  [dim]{call['rule']}[/]")
-        elif kind == "approval_decided":
-            verb = "approved" if data["decision"] == "approve" else "denied"
-            note = f": {data['comment']}" if data.get("comment") else ""
-            tree.add(f"[yellow]{verb}[/] {data['name']} by {data.get('by', '?')}{note}")
-        elif kind == "error":
-            tree.add(f"[red]error {data.get('code')}[/]: {data.get('message')}")
-        elif kind == "final" and data.get("text"):
-            tree.add(f"[green]answer[/]: {_clip(data['text'], 200)}")
+        elif isinstance(event, ApprovalRequested):
+            for call in event.calls:
+                tree.add(f"[yellow]waiting for approval[/]: {call.name}  [dim]{call.rule}[/]")
+        elif isinstance(event, ApprovalDecided):
+            verb = "approved" if event.approved else "denied"
+            note = f": {event.comment}" if event.comment else ""
+            tree.add(f"[yellow]{verb}[/] {event.name} by {event.by or '?'}{note}")
+        elif isinstance(event, RunError):
+            tree.add(f"[red]error {event.code}[/]: {event.message}")
+        elif isinstance(event, Final) and event.text:
+            tree.add(f"[green]answer[/]: {_clip(event.text, 200)}")
     return tree
 
 
@@ -218,16 +223,16 @@ def _step_times(events: list[dict[str, Any]]) -> dict[int, str]:
     model: dict[int, float] = {}
     tools: dict[int, float] = {}
     last: datetime | None = None
-    for event in events:
-        at = datetime.fromisoformat(event["created_at"])
+    for stored in events:
+        at = datetime.fromisoformat(stored["created_at"])
         last = at
-        data, step = event["data"], event["data"].get("step")
-        if event["type"] == "model_request" and step not in starts:
-            starts[step] = at
-        elif event["type"] == "model_response":
-            model[step] = data.get("duration_ms", 0.0)
-        elif event["type"] == "tool_result":
-            tools[step] = max(tools.get(step, 0.0), data.get("duration_ms", 0.0))
+        event = parse(stored["type"], stored["data"])
+        if isinstance(event, ModelRequested) and event.step not in starts:
+            starts[event.step] = at
+        elif isinstance(event, ModelResponded):
+            model[event.step] = event.duration_ms
+        elif isinstance(event, ToolResult):
+            tools[event.step] = max(tools.get(event.step, 0.0), event.duration_ms)
     ordered = sorted(starts)
     out: dict[int, str] = {}
     for i, step in enumerate(ordered):

@@ -24,7 +24,17 @@ from hangar.memory.retrieval import with_context
 from hangar.models.base import ChatModel, complete
 from hangar.models.messages import Message, ModelRequest, ModelSettings, ToolCall, ToolDefinition
 from hangar.models.pricing import priced
-from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.events import (
+    Event,
+    Final,
+    HeldCall,
+    ModelRequested,
+    ModelResponded,
+    RunError,
+    StopReason,
+    ToolCalled,
+    ToolResult,
+)
 from hangar.runtime.replay import Resume
 from hangar.spec.agent import AgentSpec
 from hangar.spec.model import Pricing
@@ -38,10 +48,10 @@ from hangar.usage import Usage
 
 
 class Recorder(Protocol):
-    async def __call__(self, type: EventType, data: dict[str, Any]) -> None: ...
+    async def __call__(self, event: Event) -> None: ...
 
 
-async def _no_record(type: EventType, data: dict[str, Any]) -> None:
+async def _no_record(event: Event) -> None:
     return None
 
 
@@ -85,7 +95,7 @@ class Outcome:
     reason: StopReason
     usage: Usage
     output: dict[str, Any]
-    error: dict[str, Any] | None = None
+    error: RunError | None = None
     timing: dict[str, float] | None = None
     """Milliseconds in the model, in tools and in Hangar itself; set by the worker."""
 
@@ -164,22 +174,23 @@ class _Step:
         report: ToolReport | None = None,
     ) -> Message:
         await self._audit(call, outcome, started)
-        data: dict[str, Any] = {
-            "step": step,
-            "id": call.id,
-            "name": call.name,
-            "content": content,
-            "is_error": outcome != "ok",
-            "outcome": outcome,
-            "duration_ms": _ms(started),
-        }
-        if report is not None and report.citations:
-            data["citations"] = report.citations
-        if report is not None and report.child_run is not None:
-            data["child_run"] = report.child_run
-            data["usage"] = report.usage.to_dict()
+        child = report is not None and report.child_run is not None
+        if report is not None and child:
             self.spent = self.spent + report.usage
-        await self.inp.record(EventType.TOOL_RESULT, data)
+        await self.inp.record(
+            ToolResult(
+                step,
+                call.id,
+                call.name,
+                content,
+                is_error=outcome != "ok",
+                outcome=outcome,
+                duration_ms=_ms(started),
+                citations=tuple(report.citations) if report is not None else (),
+                child_run=report.child_run if report is not None else None,
+                usage=report.usage if report is not None and child else None,
+            )
+        )
         return Message(role="tool", content=content, tool_call_id=call.id, name=call.name)
 
     async def run(self, step: int, call: ToolCall, approved: bool = False) -> Message:
@@ -238,7 +249,7 @@ def _chat_attributes(inp: LoopInput, step: int) -> dict[str, Any]:
 
 
 def _held(call: ToolCall, rule: str) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments, "rule": rule}
+    return HeldCall(call.id, call.name, call.arguments, rule).to_json()
 
 
 async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
@@ -266,7 +277,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
             reason,
             usage,
             {"text": last_text, "finish_reason": reason.value},
-            {"code": reason.value, "message": message},
+            RunError(reason.value, message),
         )
 
     def handed_back(message: Message) -> Outcome | None:
@@ -287,7 +298,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
 
     async def completed(answer: Message, record: bool = True) -> Outcome:
         if record:
-            await inp.record(EventType.FINAL, {"text": answer.content or ""})
+            await inp.record(Final(answer.content or ""))
         return Outcome(
             RunStatus.SUCCEEDED,
             StopReason.COMPLETED,
@@ -297,9 +308,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
 
     async def hand_back(outcome: Outcome) -> Outcome:
         message = outcome.output["message"]
-        await inp.record(
-            EventType.FINAL, {"text": outcome.output["text"], "tool_calls": message["tool_calls"]}
-        )
+        await inp.record(Final(outcome.output["text"], tuple(message["tool_calls"])))
         return outcome
 
     if resume is not None:
@@ -348,13 +357,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
             raise RunCancelled
         request = ModelRequest(tuple(messages), definitions, settings)
         await inp.record(
-            EventType.MODEL_REQUEST,
-            {
-                "step": step,
-                "model": inp.model.name,
-                "messages": len(messages),
-                "tools": [d.name for d in definitions],
-            },
+            ModelRequested(step, inp.model.name, len(messages), tuple(d.name for d in definitions))
         )
         if limits.max_cost is not None and usage.cost >= limits.max_cost:
             return fail(
@@ -393,15 +396,14 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
         messages.append(message)
         last_text = message.content or last_text
         await inp.record(
-            EventType.MODEL_RESPONSE,
-            {
-                "step": step,
-                "model": inp.model.name,
-                "message": message.to_openai(),
-                "finish_reason": response.finish_reason,
-                "usage": call_usage.to_dict(),
-                "duration_ms": _ms(started),
-            },
+            ModelResponded(
+                step,
+                inp.model.name,
+                message.to_openai(),
+                response.finish_reason,
+                call_usage,
+                _ms(started),
+            )
         )
         if limits.max_cost is not None and usage.cost > limits.max_cost:
             return fail(
@@ -418,10 +420,7 @@ async def run_loop(inp: LoopInput, resume: Resume | None = None) -> Outcome:
 
         ours = [c for c in message.tool_calls if c.name not in caller_names]
         for call in ours:
-            await inp.record(
-                EventType.TOOL_CALL,
-                {"step": step, "id": call.id, "name": call.name, "arguments": call.arguments},
-            )
+            await inp.record(ToolCalled(step, call.id, call.name, call.arguments))
         held = []
         for call in ours:
             decision = inp.decide(call.name)

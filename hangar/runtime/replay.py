@@ -5,10 +5,16 @@ a model call or a finished tool call."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from hangar.models.messages import Message, ToolCall
-from hangar.runtime.events import EventType
+from hangar.runtime.events import (
+    ApprovalDecided,
+    Final,
+    MemoryLoaded,
+    ModelResponded,
+    ToolResult,
+    parse,
+)
 from hangar.store.records import RunEvent
 from hangar.usage import Usage
 
@@ -57,32 +63,28 @@ def replay(events: list[RunEvent], caller_tools: set[str]) -> Resume | None:
     decisions: dict[str, Decision] = {}
     last_text = ""
     final_recorded = False
-    for event in events:
-        data: dict[str, Any] = event.data
-        if event.type == EventType.MODEL_RESPONSE:
-            message = Message.from_openai(data["message"])
+    for stored in events:
+        event = parse(stored.type, stored.data)
+        if isinstance(event, ModelResponded):
+            message = Message.from_openai(event.message)
             appended.append(message)
-            usage = usage + Usage.from_dict(data.get("usage", {}))
-            step = int(data["step"])
+            usage = usage + event.usage
+            step = event.step
             last_calls = [c for c in message.tool_calls if c.name not in caller_tools]
             last_text = message.content or last_text
-        elif event.type == EventType.TOOL_RESULT:
-            done.add(data["id"])
-            if "usage" in data:  # an agent called as a tool: its spend is the run's
-                usage = usage + Usage.from_dict(data["usage"])
+        elif isinstance(event, ToolResult):
+            done.add(event.id)
+            if event.usage is not None:  # an agent called as a tool: its spend is the run's
+                usage = usage + event.usage
             appended.append(
-                Message(
-                    role="tool", content=data["content"], tool_call_id=data["id"], name=data["name"]
-                )
+                Message(role="tool", content=event.content, tool_call_id=event.id, name=event.name)
             )
-        elif event.type == EventType.MEMORY and "usage" in data:
-            usage = usage + Usage.from_dict(data["usage"])  # summarising the history
-        elif event.type == EventType.FINAL:
+        elif isinstance(event, MemoryLoaded) and event.usage is not None:
+            usage = usage + event.usage  # summarising the history
+        elif isinstance(event, Final):
             final_recorded = True
-        elif event.type == EventType.APPROVAL_DECIDED:
-            decisions[data["id"]] = Decision(
-                data["decision"] == "approve", data.get("by", ""), data.get("comment", "")
-            )
+        elif isinstance(event, ApprovalDecided):
+            decisions[event.id] = Decision(event.approved, event.by, event.comment)
     if step == 0:
         return None
     unfinished = [c for c in last_calls if c.id not in done]

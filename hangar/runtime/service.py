@@ -21,7 +21,14 @@ from hangar.ids import new_id, now
 from hangar.memory.users import check_user
 from hangar.models.messages import Message
 from hangar.runtime.bus import RESYNC, BusItem, EventBus
-from hangar.runtime.events import EventType
+from hangar.runtime.events import (
+    ApprovalDecided,
+    ApprovalRequested,
+    EventType,
+    HeldCall,
+    RunFinished,
+    parse,
+)
 from hangar.runtime.sessions import Sessions
 from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
@@ -161,14 +168,15 @@ class RunService:
                     except TimeoutError:
                         pass
 
-    async def pending_approvals(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
+    async def pending_approvals(self, namespace: str, run_id: str) -> list[HeldCall]:
         """The held tool calls of a waiting run that no one has decided yet."""
-        pending: dict[str, dict[str, Any]] = {}
-        for event in await self.store.list_events(namespace, run_id):
-            if event.type == EventType.APPROVAL_REQUESTED:
-                pending = {call["id"]: call for call in event.data["calls"]}
-            elif event.type == EventType.APPROVAL_DECIDED:
-                pending.pop(event.data["id"], None)
+        pending: dict[str, HeldCall] = {}
+        for stored in await self.store.list_events(namespace, run_id):
+            event = parse(stored.type, stored.data)
+            if isinstance(event, ApprovalRequested):
+                pending = {call.id: call for call in event.calls}
+            elif isinstance(event, ApprovalDecided):
+                pending.pop(event.id, None)
         return list(pending.values())
 
     async def decide(
@@ -191,12 +199,12 @@ class RunService:
             )
         pending = await self.pending_approvals(namespace, run_id)
         if call_id is not None:
-            chosen = [c for c in pending if c["id"] == call_id]
+            chosen = [c for c in pending if c.id == call_id]
             if not chosen:
                 raise InvalidRequestError(
                     f"run {run_id!r} has no pending tool call {call_id!r}",
-                    hint=f"pending: {', '.join(c['id'] for c in pending) or 'none'}",
-                    details={"pending": [c["id"] for c in pending]},
+                    hint=f"pending: {', '.join(c.id for c in pending) or 'none'}",
+                    details={"pending": [c.id for c in pending]},
                 )
         else:
             chosen = pending
@@ -205,13 +213,7 @@ class RunService:
                 run.id,
                 namespace,
                 EventType.APPROVAL_DECIDED.value,
-                {
-                    "id": call["id"],
-                    "name": call["name"],
-                    "decision": "approve" if approve else "deny",
-                    "by": by,
-                    "comment": comment,
-                },
+                ApprovalDecided(call.id, call.name, approve, by, comment).to_json(),
             )
             self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
         if len(chosen) == len(pending) and await self.store.requeue_run(namespace, run_id):
@@ -298,15 +300,9 @@ class RunService:
         if run.status == RunStatus.CANCELLED:
             if ended_now:
                 # Cancelled while queued or waiting: no worker will record its end.
+                ended = RunFinished(run.status.value, run.reason or "", run.usage)
                 event = await self.store.append_event(
-                    run.id,
-                    namespace,
-                    EventType.RUN_FINISHED.value,
-                    {
-                        "status": run.status.value,
-                        "reason": run.reason,
-                        "usage": run.usage.to_dict(),
-                    },
+                    run.id, namespace, ended.TYPE.value, ended.to_json()
                 )
                 self.bus.publish(BusItem(run.id, event.seq, event.type, event.data))
             return run

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -40,8 +40,26 @@ from hangar.memory.users import UserMemories, recalled_context
 from hangar.models.messages import Message, ToolDefinition
 from hangar.models.pricing import priced
 from hangar.runtime.bus import BusItem, EventBus
-from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.events import (
+    ApprovalRequested,
+    Event,
+    EventType,
+    Final,
+    HeldCall,
+    KnowledgeFound,
+    MemoryLoaded,
+    ModelRequested,
+    ModelResponded,
+    Recalled,
+    RunError,
+    RunFinished,
+    RunStarted,
+    StopReason,
+    ToolResult,
+    parse,
+)
 from hangar.runtime.loop import LoopInput, Outcome, run_loop
+from hangar.runtime.queue import FairShare
 from hangar.runtime.replay import replay
 from hangar.runtime.resolve import AgentSpecs, ModelCache, agent_tools, namespace_policies
 from hangar.runtime.sandboxes import RunSandbox
@@ -55,7 +73,6 @@ from hangar.store.records import (
     RunEvent,
     RunRecord,
     RunStatus,
-    started_data,
 )
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.telemetry import Telemetry, genai
@@ -147,18 +164,15 @@ class _Spent:
     citations: list[dict[str, Any]] = field(default_factory=list)
     """Knowledge that reached the model (retrieved, or returned by a tool), in order."""
 
-    def cite(self, data: dict[str, Any]) -> None:
-        for citation in data.get("citations", ()):
-            if citation not in self.citations:
-                self.citations.append(citation)
-
-    def note(self, type: EventType, data: dict[str, Any]) -> None:
-        self.cite(data)
-        if type is EventType.MODEL_RESPONSE:
-            self.model_ms += data.get("duration_ms", 0.0)
-        elif type is EventType.TOOL_RESULT:
-            step = int(data.get("step", 0))
-            self.tool_ms[step] = max(self.tool_ms.get(step, 0.0), data.get("duration_ms", 0.0))
+    def note(self, event: Event | None) -> None:
+        if isinstance(event, (ToolResult, KnowledgeFound)):
+            for citation in event.citations:
+                if citation not in self.citations:
+                    self.citations.append(citation)
+        if isinstance(event, ModelResponded):
+            self.model_ms += event.duration_ms
+        elif isinstance(event, ToolResult):
+            self.tool_ms[event.step] = max(self.tool_ms.get(event.step, 0.0), event.duration_ms)
 
     def timing(self, run: RunRecord) -> dict[str, float]:
         """Where the run's time went: the model, tools, and Hangar itself (the rest:
@@ -184,12 +198,12 @@ def _parent_lost(run: RunRecord, usage: Usage) -> Outcome:
         StopReason.PARENT_LOST,
         usage,
         {},
-        {
-            "code": StopReason.PARENT_LOST.value,
-            "message": f"its parent run {run.parent_id} lost its worker while this run "
+        RunError(
+            StopReason.PARENT_LOST.value,
+            f"its parent run {run.parent_id} lost its worker while this run "
             "ran; the parent, resumed, was told the call was interrupted, so this run "
             "was stopped rather than finished for no one",
-        },
+        ),
     )
 
 
@@ -199,7 +213,7 @@ def _cancelled(usage: Usage) -> Outcome:
         StopReason.CANCELLED,
         usage,
         {},
-        {"code": StopReason.CANCELLED.value, "message": "the run was cancelled"},
+        RunError(StopReason.CANCELLED.value, "the run was cancelled"),
     )
 
 
@@ -237,6 +251,7 @@ class Worker:
         self.settings = settings
         self.models = ModelCache(store, settings, self.admission, secrets)
         self.agents = AgentSpecs(store)
+        self.queue = FairShare(store)
         self.id = f"{socket.gethostname()}-{os.getpid()}"
         self.running: dict[str, asyncio.Task[RunRecord | None]] = {}
         self.holders: dict[str, str] = {}
@@ -283,6 +298,7 @@ class Worker:
         renewed = await self.store.renew_leases(held, self.settings.lease_seconds)
         lost = set()
         for run_id in set(held) - renewed:
+            self.queue.ended(run_id)  # taken over, or ended here or elsewhere
             # Not renewed as it ended here meanwhile (its end stored, its slot not yet
             # back to forget it): nothing was taken over.
             task = self.running.get(run_id)
@@ -314,9 +330,7 @@ class Worker:
         while True:
             if run is None:
                 try:
-                    run = await self.store.claim_run(
-                        claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
-                    )
+                    run = await self.queue.claim(claim)
                 except Exception:
                     log.exception("claiming a run failed; retrying")
                 if run is None:
@@ -328,8 +342,8 @@ class Worker:
         """Execute a claimed run to its end; returns the slot's next run when its end
         claimed one (``Store.finish_and_claim``)."""
         resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
-        started = started_data({"worker": self.id}, resumed)
-        self.bus.publish(BusItem(run.id, run.last_seq, EventType.RUN_STARTED.value, started))
+        started = RunStarted(self.id, resumed)
+        self.bus.publish(BusItem(run.id, run.last_seq, started.TYPE.value, started.to_json()))
         if run.parent_id is not None:
             # A child run is never queued: it runs inline in its parent's task. Claimed,
             # its lease ran out with its parent's worker; finishing it would spend for
@@ -470,16 +484,14 @@ class Worker:
         held = _HeldEvents(store_held)
 
         def failed(reason: StopReason, message: str, hint: str | None = None) -> Outcome:
-            error: dict[str, Any] = {"code": reason.value, "message": message}
-            if hint:
-                error["hint"] = hint
+            error = RunError(reason.value, message, hint)
             return Outcome(RunStatus.FAILED, reason, spent.usage, {}, error)
 
         try:
             if resumed is None:  # not claimed from the queue: its start is stored here
                 resumed = run.last_seq > 0
-                started = started_data({"worker": self.id}, resumed)
-                await self.record(run, EventType.RUN_STARTED, started)
+                started = RunStarted(self.id, resumed)
+                await self.record(run, started.TYPE, started.to_json())
             outcome = await self._drive(run, spent, held, resumed)
         except (asyncio.CancelledError, RunCancelled):
             outcome = _cancelled(spent.usage)
@@ -525,32 +537,39 @@ class Worker:
             resume = replay(events, {d.name for d in declared})
             if resume is not None:
                 spent.usage = resume.usage
-            for event in events:
-                spent.cite(event.data)
+            for stored in events:
+                found = parse(stored.type, stored.data)
+                if isinstance(found, (ToolResult, KnowledgeFound)):
+                    spent.note(KnowledgeFound("", "", found.citations))  # citations only
 
-        async def record(type: EventType, data: dict[str, Any]) -> None:
-            if type is EventType.FINAL:  # stored with the run's end
+        async def record(event: Event) -> None:
+            type, data = event.TYPE, event.to_json()
+            if isinstance(event, Final):  # stored with the run's end
                 held.hold(type, data, at_most=None)
                 return
-            if type is EventType.MODEL_REQUEST:  # stored with the response
+            if isinstance(event, ModelRequested):  # stored with the response
                 held.hold(type, data, at_most=HOLD_SECONDS)
                 return
-            spent.note(type, data)
+            spent.note(event)
             ledger = None
-            if type is EventType.MODEL_RESPONSE or (type is EventType.MEMORY and "usage" in data):
-                ledger = self._charged(run, data)
-            elif type is EventType.TOOL_RESULT:
+            if isinstance(event, ModelResponded):
+                ledger = self._charged(run, event.model, event.usage, event.duration_ms)
+            elif isinstance(event, MemoryLoaded) and event.usage is not None:
+                ledger = self._charged(
+                    run, event.model or "", event.usage, event.duration_ms or 0.0
+                )
+            elif isinstance(event, ToolResult):
                 self.metrics.tool_call(
                     run.namespace,
                     run.agent,
-                    data["name"] if data["name"] in offered else UNKNOWN_TOOL,
-                    data.get("outcome", "error" if data["is_error"] else "ok"),
-                    data["duration_ms"] / 1000,
+                    event.name if event.name in offered else UNKNOWN_TOOL,
+                    event.outcome,
+                    event.duration_ms / 1000,
                 )
-            if type is EventType.MODEL_RESPONSE or (
-                type in (EventType.TOOL_RESULT, EventType.MEMORY) and "usage" in data
+            if isinstance(event, (ModelResponded, ToolResult, MemoryLoaded)) and (
+                event.usage is not None
             ):
-                spent.usage = spent.usage + Usage.from_dict(data["usage"])
+                spent.usage = spent.usage + event.usage
             await self.record(run, type, data, ledger=ledger, before=await held.take())
 
         async def on_delta(text: str) -> None:
@@ -576,11 +595,16 @@ class Worker:
         retrieved = remembered
         auto = [ref for ref in spec.knowledge if ref.retrieval == "auto"]
         if auto:  # once per run: a resumed run gets the same passages back
-            found = next((e.data for e in events if e.type == EventType.KNOWLEDGE.value), None)
+            found = next(
+                (e for s in events if isinstance(e := parse(s.type, s.data), KnowledgeFound)),
+                None,
+            )
             if found is None:
-                found = await retrieve(self.knowledge, run.namespace, auto, question(messages))
-                await record(EventType.KNOWLEDGE, found)
-            retrieved = "\n\n".join(p for p in (remembered, found.get("context", "")) if p)
+                found = KnowledgeFound.from_json(
+                    await retrieve(self.knowledge, run.namespace, auto, question(messages))
+                )
+                await record(found)
+            retrieved = "\n\n".join(p for p in (remembered, found.context) if p)
         run_sandbox = (
             RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
             if spec.uses_sandbox()
@@ -635,14 +659,16 @@ class Worker:
         spec: AgentSpec,
         asked: str,
         events: list[RunEvent],
-        record: Callable[[EventType, dict[str, Any]], Awaitable[None]],
+        record: Callable[[Event], Awaitable[None]],
     ) -> tuple[list[dict[str, Any]], str, Usage]:
         """The session history the run sees (summarised past the agent's budget) and
         what it recalls of its end user, recorded once as its ``memory`` event (a
         resumed run reads the recall back; the summary is kept on the session).
         Returns the history, the recall as context, and what summarising cost."""
-        data: dict[str, Any] = {}
-        recorded = next((e.data for e in events if e.type == EventType.MEMORY.value), None)
+        loaded = MemoryLoaded()
+        recorded = next(
+            (e for s in events if isinstance(e := parse(s.type, s.data), MemoryLoaded)), None
+        )
         history: list[dict[str, Any]] = []
         if run.session_id is not None:  # the session's earlier turns come first
             turns = await self.store.session_runs(run.namespace, run.session_id)
@@ -662,29 +688,31 @@ class Worker:
                 )
                 history = fitted.messages
                 if fitted.summary is not None:
-                    data["summary"] = fitted.summary
+                    loaded = replace(loaded, summary=fitted.summary)
                 if fitted.fresh and fitted.summary is not None:
                     await self.store.set_session_summary(
                         run.namespace, run.session_id, fitted.summary
                     )
-                    data["model"] = name
-                    data["usage"] = priced(fitted.usage, pricing).to_dict()
-                    data["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+                    loaded = replace(
+                        loaded,
+                        model=name,
+                        usage=priced(fitted.usage, pricing),
+                        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    )
         facts: list[str] = []
         if spec.memory.user is not None and run.user is not None:
             if recorded is not None:
-                facts = [m["text"] for m in recorded.get("recalled", [])]
+                facts = [m.text for m in recorded.recalled or ()]
             else:
                 found = await self.memories.recall(
                     run.namespace, run.user, asked, spec.memory.user.recall
                 )
-                data["recalled"] = [{"id": m.id, "text": m.text} for m in found]
+                loaded = replace(loaded, recalled=tuple(Recalled(m.id, m.text) for m in found))
                 facts = [m.text for m in found]
         spent = Usage()
-        if data and recorded is None:
-            await record(EventType.MEMORY, data)
-            if "usage" in data:
-                spent = Usage.from_dict(data["usage"])
+        if loaded.to_json() and recorded is None:
+            await record(loaded)
+            spent = loaded.usage or spent
         return history, recalled_context(facts), spent
 
     async def _learn(self, run: RunRecord, outcome: Outcome) -> None:
@@ -703,12 +731,9 @@ class Worker:
             said = [*run.input.get("messages", []), outcome.output["message"]]
             started = time.perf_counter()
             learnt = await self.memories.learn(run.namespace, run.user, model, said, run.id)
-            data = {
-                "model": name,
-                "usage": priced(learnt.usage, pricing).to_dict(),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            }
-            await self._charge(run, data)
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            charged = self._charged(run, name, priced(learnt.usage, pricing), duration_ms)
+            await self.store.record_usage(charged)
             log.info(
                 "run %s: %d facts added, %d updated for its user",
                 run.id,
@@ -718,19 +743,11 @@ class Worker:
         except Exception:  # the run is done; losing one lesson must not disturb it
             log.exception("learning from run %s for its user failed", run.id)
 
-    def _charged(self, run: RunRecord, data: dict[str, Any]) -> LedgerEntry:
-        """A model call's tokens and cost: into the metrics now, and the ledger line,
-        stored with the call's event."""
-        usage = Usage.from_dict(data["usage"])
-        self.metrics.model_call(
-            run.namespace, run.agent, data["model"], usage, data["duration_ms"] / 1000
-        )
-        return LedgerEntry(run.namespace, run.agent, run.id, data["model"], usage, now())
-
-    async def _charge(self, run: RunRecord, data: dict[str, Any]) -> None:
-        """A model call made outside the run's events (learning after it): its ledger
-        line on its own."""
-        await self.store.record_usage(self._charged(run, data))
+    def _charged(self, run: RunRecord, model: str, usage: Usage, duration_ms: float) -> LedgerEntry:
+        """A model call's tokens and cost: into the metrics now, and the ledger line
+        (stored with the call's event, or on its own for a call outside the run's)."""
+        self.metrics.model_call(run.namespace, run.agent, model, usage, duration_ms / 1000)
+        return LedgerEntry(run.namespace, run.agent, run.id, model, usage, now())
 
     async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord:
         """Run ``agent`` on ``text`` as a child of the calling run, inline in this task."""
@@ -785,40 +802,37 @@ class Worker:
         run claims nothing)."""
         last = list(held)
         if outcome.status is RunStatus.WAITING_APPROVAL:
-            data: dict[str, Any] = {
-                "calls": outcome.output["pending"],
-                "usage": outcome.usage.to_dict(),
-            }
-            last.append((EventType.APPROVAL_REQUESTED.value, data))
+            calls = tuple(HeldCall.from_json(c) for c in outcome.output["pending"])
+            requested = ApprovalRequested(calls, outcome.usage)
+            last.append((requested.TYPE.value, requested.to_json()))
+            self.queue.ended(run.id)
             parked = await self.store.park_run(
                 run.id, outcome.usage, holder=run.worker, events=last
             )
             self._publish_last(run, parked.last_seq, last)
             return None
-        if outcome.error is not None:
-            last.append((EventType.ERROR.value, outcome.error))
-        finished_data: dict[str, Any] = {
-            "status": outcome.status.value,
-            "reason": outcome.reason.value,
-            "usage": outcome.usage.to_dict(),
-        }
-        if outcome.timing is not None:
-            finished_data["timing"] = outcome.timing
-        last.append((EventType.RUN_FINISHED.value, finished_data))
+        error = None if outcome.error is None else outcome.error.to_json()
+        if error is not None:
+            last.append((RunError.TYPE.value, error))
+        ended = RunFinished(
+            outcome.status.value, outcome.reason.value, outcome.usage, outcome.timing
+        )
+        last.append((ended.TYPE.value, ended.to_json()))
         ending: dict[str, Any] = {
             "reason": outcome.reason.value,
             "output": outcome.output,
-            "error": outcome.error,
+            "error": error,
             "usage": outcome.usage,
             "timing": outcome.timing,
             "events": last,
         }
         following = None
         if then is not None and run.worker:
-            finished, following = await self.store.finish_and_claim(
+            finished, following = await self.queue.finish_and_claim(
                 run.id, outcome.status, then, holder=run.worker, **ending
             )
         else:
+            self.queue.ended(run.id)
             finished = await self.store.finish_run(
                 run.id, outcome.status, holder=run.worker, **ending
             )

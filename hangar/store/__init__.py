@@ -1,25 +1,7 @@
-"""Persistence: narrow protocols per concern, one SQL implementation for SQLite and PostgreSQL."""
+"""Persistence: narrow protocols per concern, one SQL implementation for SQLite and PostgreSQL.
 
-from hangar.store.base import Store
-from hangar.store.records import (
-    ApiKey,
-    ApplyOutcome,
-    ResourceVersion,
-    RunEvent,
-    RunRecord,
-    RunStatus,
-    StoredResource,
-)
-from hangar.store.sql import SqlStore
-
-__all__ = [
-    "ApiKey",
-    "ApplyOutcome",
-    "ResourceVersion",
-    "RunEvent",
-    "RunRecord",
-    "RunStatus",
-    "SqlStore",
-    "Store",
-    "StoredResource",
-]
+Import from its modules: consumers take the protocols in `hangar.store.base` and the
+records in `hangar.store.records`; only the composition root (`hangar.runtime.host`)
+imports `hangar.store.sql`. Nothing is re-exported here, so that reading a record type
+(the CLI reading events) does not load the SQL engine.
+"""

@@ -23,6 +23,7 @@ from hangar.store.records import (
     MemoryChanges,
     MemoryRecord,
     Notice,
+    QueueHead,
     ResourceVersion,
     RunEvent,
     RunRecord,
@@ -197,7 +198,20 @@ class RunQueue(Protocol):
         max_running: int | None = None,
         *,
         started: dict[str, Any] | None = None,
-    ) -> RunRecord | None: ...
+        next_of: str | None = None,
+    ) -> RunRecord | None:
+        """Take the next claimable run (the fair choice, or ``next_of``'s next run) under
+        a lease, storing its ``run_started`` (``started``) with the claim."""
+        ...
+
+    async def queue_heads(self) -> list[QueueHead] | None:
+        """The namespaces with queued runs; None while the claim must choose itself."""
+        ...
+
+    def watch_queue(self, changed: Callable[[str | None], None]) -> None:
+        """Be told of changes to what the fair choice depends on (a namespace a run was
+        queued in, or None for anything)."""
+        ...
 
     async def renew_leases(
         self, holders: dict[str, str], lease_seconds: float = 30.0
@@ -221,6 +235,7 @@ class RunQueue(Protocol):
         timing: dict[str, float] | None = None,
         holder: str,
         events: Sequence[tuple[str, dict[str, Any]]] = (),
+        next_of: str | None = None,
     ) -> tuple[RunRecord, RunRecord | None]:
         """``finish_run``, then ``claim_run`` for the same worker slot (only if the run
         was still held): its next run comes back with its last one's end (on

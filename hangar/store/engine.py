@@ -149,13 +149,8 @@ class SqlCore:
         """The SQLite file, for the span writer's own connection (None in memory)."""
         self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
         """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
-        self._queue_view: tuple[float, dict[str, list[int]] | None] = (0.0, None)
-        """Until when (monotonic) claims choose their namespace from the last look at
-        the queue, and its namespaces' ``[priority, running]`` (``_claimable``)."""
-        self._claimed_here: dict[str, str] = {}
-        """Runs claimed through this store and running, to their namespaces."""
-        self._queue_changes = 0
-        """Changes to what the fair choice depends on, seen here (``_queue_changed``)."""
+        self._queue_watchers: list[Callable[[str | None], None]] = []
+        """Told of each change the queue's fair choice depends on (``watch_queue``)."""
         self.spans: WriteSpans = NoWriteSpans()
         """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
@@ -165,9 +160,15 @@ class SqlCore:
         """Announces stored events to other processes (PostgreSQL)."""
         self.engine: AsyncEngine = self.dialect.engine(url, schema, echo)
 
+    def watch_queue(self, changed: Callable[[str | None], None]) -> None:
+        """Call ``changed`` with a namespace a run was queued in, or None when anything
+        the queue's fair choice depends on may have changed (a Quota applied, a notice
+        of runs queued or ended by another process)."""
+        self._queue_watchers.append(changed)
+
     def _queue_changed(self, namespace: str | None) -> None:
-        """Something the queue's fair choice depends on changed (``SqlRunQueue`` keeps
-        the look at the queue this invalidates)."""
+        for changed in self._queue_watchers:
+            changed(namespace)
 
     async def migrate(self) -> None:
         """Bring the schema to the newest migration; safe to call on every start, from

@@ -108,7 +108,7 @@ _CHOOSE_NEXT_OF = """head AS (
 
 _NEXT_OF_CHOICE = "(SELECT id FROM head)"
 """The next run of the namespace the process chose from its look at the queue (see
-``SqlStore._claimable``): one probe, its first entry in ``ix_runs_queued``. Under four
+``hangar.runtime.queue``): one probe, its first entry in ``ix_runs_queued``. Under four
 busy worker processes the fair choice's probes in every claim cost a third of their
 throughput."""
 

@@ -463,6 +463,17 @@ class NoWriteSpans:
 
 
 @dataclass(frozen=True)
+class QueueHead:
+    """One namespace with queued runs, as a look at the queue sees it (``RunQueue.queue_heads``)."""
+
+    namespace: str
+    priority: int
+    """Its highest queued priority."""
+    running: int
+    """Its runs running now."""
+
+
+@dataclass(frozen=True)
 class ClaimRequest:
     """A worker slot's claim (``Store.claim_run``'s arguments)."""
 

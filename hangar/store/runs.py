@@ -3,7 +3,6 @@ cancelled."""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +31,7 @@ from hangar.store.queue_sql import (
 )
 from hangar.store.records import (
     ClaimRequest,
+    QueueHead,
     RunRecord,
     RunStatus,
     started_data,
@@ -51,14 +51,6 @@ from hangar.store.tables import (
     sessions,
 )
 from hangar.usage import Usage
-
-FAIR_SHARE_SECONDS = 0.1
-"""How long a look at the queue (``SqlStore._claimable``) stands. Within it, a
-namespace that starts queueing waits at most this long to be part of the fair choice
-(at once for runs queued through this process, or announced to it on PostgreSQL), and
-so do a namespace's higher priority, a Quota's new limit applied through another
-process, a run whose worker died (its lease ran out up to this long ago), and runs
-other processes claimed or ended."""
 
 
 class SqlRunQueue(SqlCore):
@@ -164,37 +156,22 @@ class SqlRunQueue(SqlCore):
         max_running: int | None = None,
         *,
         started: dict[str, Any] | None = None,
+        next_of: str | None = None,
     ) -> RunRecord | None:
         """Take the next run that is queued, or running under a lease that ran out (its
         worker died), or None. Next: the highest priority; among equals, the namespace
         with the fewest runs running (fair share: a namespace with a thousand queued runs
-        does not starve one with two); then the oldest. With ``max_running``, a namespace
-        that many runs are running in gets no more. If every claimable run of the chosen
-        namespace is being claimed by others at this moment, None (the caller tries again
-        at its next wake-up). One statement, so it is atomic on
-        SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``: claimers never wait
-        on each other and never take the same run). The claimer holds the run for
-        ``lease_seconds``. With ``started``, the run's ``run_started`` event (that data,
-        plus ``resumed`` when the run had events before) is stored with the claim: the
-        returned run's ``last_seq`` is that event's."""
-        next_of = await self._claimable(max_running)
-        if next_of is not None:
-            run = await self._claim(worker, lease_seconds, max_running, started, next_of)
-            if run is not None:
-                return run
-            self._queue_changed(None)  # its runs are taken: look again
-        return await self._claim(worker, lease_seconds, max_running, started, None)
-
-    async def _claim(
-        self,
-        worker: str,
-        lease_seconds: float,
-        max_running: int | None,
-        started: dict[str, Any] | None,
-        next_of: str | None,
-    ) -> RunRecord | None:
-        """One claim statement: the fair choice, or ``next_of``'s next run. A run it
-        claims counts as running here (``_running_here``)."""
+        does not starve one with two); then the oldest. With ``next_of``, that
+        namespace's next run instead (the runtime chose it: ``hangar.runtime.queue``).
+        With ``max_running``, a namespace that many runs are running in gets no more.
+        If every claimable run of the chosen namespace is being claimed by others at
+        this moment, None (the caller tries again at its next wake-up). One statement,
+        so it is atomic on SQLite (a single writer) and on PostgreSQL (``SKIP LOCKED``:
+        claimers never wait on each other and never take the same run). The claimer
+        holds the run for ``lease_seconds``. With ``started``, the run's
+        ``run_started`` event (that data, plus ``resumed`` when the run had events
+        before) is stored with the claim: the returned run's ``last_seq`` is that
+        event's."""
         params = claim_params(worker, lease_seconds, max_running, started, next_of)
         if self.dialect.driver_pool:  # several times a run
             pool = await self._driver()
@@ -207,66 +184,25 @@ class SqlRunQueue(SqlCore):
             run = driver_run(record)
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
-            return self._running_here(run)
+            return run
         statement = claim_statement(self.dialect, started is not None, next_of is not None)
         async with self.engine.begin() as conn:
             row = (await conn.execute(statement, params)).mappings().first()
             if row is not None and started is not None:
                 data = started_data(started, resumed=row["last_seq"] > 1)
                 await store_events_with(conn, row, [(RUN_STARTED, data)])
-        return None if row is None else self._running_here(to_run(row))
+        return None if row is None else to_run(row)
 
-    async def _claimable(self, max_running: int | None) -> str | None:
-        """The namespace to take the next run of, or None (choose fairly in the claim's
-        own statement). Chosen here, as the claim's statement would, from a look at
-        the queue: the highest priority, then the fewest runs running, counting the
-        runs claimed and ended through this store since the look. Only while no limit
-        applies (neither ``max_running`` nor any namespace's Quota: limits are counted
-        exactly, by the claim) and no run's lease ran out. Looked at afresh every
-        ``FAIR_SHARE_SECONDS`` at most, or at once when a change seen here may have
-        made it wrong."""
-        if max_running is not None:
+    async def queue_heads(self) -> list[QueueHead] | None:
+        """The namespaces with queued runs, for the runtime to choose from as the claim's
+        own statement would; None while the choice must be left to the claim: a run's
+        lease ran out (its run is claimable again), or a limit applies somewhere
+        (limits are counted exactly, by the claim)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(queue_view_statement(self.dialect), {"now": now()})).all()
+        if any(row.expired or row.cap is not None for row in rows):
             return None
-        until, heads = self._queue_view
-        if time.monotonic() >= until:
-            changes = self._queue_changes
-            async with self.engine.connect() as conn:
-                rows = (
-                    await conn.execute(queue_view_statement(self.dialect), {"now": now()})
-                ).all()
-            heads = None
-            if rows and not any(row.expired or row.cap is not None for row in rows):
-                heads = {row.namespace: [int(row.p), int(row.n)] for row in rows}
-            if changes == self._queue_changes:  # else it may be stale already
-                self._queue_view = (time.monotonic() + FAIR_SHARE_SECONDS, heads)
-        if not heads:
-            return None
-        return min(
-            heads, key=lambda namespace: (-heads[namespace][0], heads[namespace][1], namespace)
-        )
-
-    def _queue_changed(self, namespace: str | None) -> None:
-        """A run was queued in ``namespace`` (None: anything the fair choice depends on
-        may have changed): the next claim looks at the queue again, unless the
-        namespace is among those it chooses from already."""
-        self._queue_changes += 1
-        heads = self._queue_view[1]
-        if namespace is None or heads is None or namespace not in heads:
-            self._queue_view = (0.0, None)
-
-    def _running_here(self, run: RunRecord) -> RunRecord:
-        """Count a run claimed here as running in its namespace, until it ends here."""
-        self._claimed_here[run.id] = run.namespace
-        heads = self._queue_view[1]
-        if heads is not None and run.namespace in heads:
-            heads[run.namespace][1] += 1
-        return run
-
-    def _not_running_here(self, run_id: str) -> None:
-        namespace = self._claimed_here.pop(run_id, None)
-        heads = self._queue_view[1]
-        if namespace is not None and heads is not None and namespace in heads:
-            heads[namespace][1] -= 1
+        return [QueueHead(row.namespace, int(row.p), int(row.n)) for row in rows]
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
         """Extend the leases of runs (id to holding worker) still held by that worker;
@@ -288,8 +224,6 @@ class SqlRunQueue(SqlCore):
                 )
                 if done.rowcount:
                     renewed.add(run_id)
-        for run_id in set(holders) - renewed:  # taken over, or ended elsewhere
-            self._not_running_here(run_id)
         return renewed
 
     async def refresh_queue_statistics(self) -> bool:
@@ -327,15 +261,18 @@ class SqlRunQueue(SqlCore):
         timing: dict[str, float] | None = None,
         holder: str,
         events: Events = (),
+        next_of: str | None = None,
     ) -> tuple[RunRecord, RunRecord | None]:
         ending = end_values(status, reason, output, error, usage, timing)
-        self._not_running_here(run_id)  # before its slot's next claim is chosen
         if not self.dialect.driver_pool or not events:
             finished = await self._finish(run_id, ending, holder, events)
             return finished, await self.claim_run(
-                claim.worker, claim.lease_seconds, claim.max_running, started=claim.started
+                claim.worker,
+                claim.lease_seconds,
+                claim.max_running,
+                started=claim.started,
+                next_of=next_of,
             )
-        next_of = await self._claimable(claim.max_running)
         pool = await self._driver()
         params = claim_params(
             claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}, next_of
@@ -353,12 +290,6 @@ class SqlRunQueue(SqlCore):
         claimed = next((driver_run(r) for r in records if not r["finished"]), None)
         if claimed is not None:
             self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
-            self._running_here(claimed)
-        elif next_of is not None:  # its runs are taken: look again, and choose anew
-            self._queue_changed(None)
-            claimed = await self._claim(
-                claim.worker, claim.lease_seconds, claim.max_running, claim.started, None
-            )
         return done, claimed
 
     async def finish_run(
@@ -375,8 +306,6 @@ class SqlRunQueue(SqlCore):
         events: Events = (),
     ) -> RunRecord:
         ending = end_values(status, reason, output, error, usage, timing)
-        if holder is not None:
-            self._not_running_here(run_id)
         return await self._finish(run_id, ending, holder, events)
 
     async def _finish(
@@ -448,7 +377,6 @@ class SqlRunQueue(SqlCore):
         if events:
             values["last_seq"] = runs.c.last_seq + len(events)
         running = held_by(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
-        self._not_running_here(run_id)
         return await self._change_run(running, values, run_id, holder, events)
 
     async def _change_run(

@@ -13,8 +13,8 @@ from hangar.config import Settings
 from hangar.runtime.bus import EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
-from hangar.store import RunEvent, RunRecord, RunStatus, SqlStore
-from hangar.store.records import ClaimRequest, LedgerEntry
+from hangar.store.records import ClaimRequest, LedgerEntry, RunEvent, RunRecord, RunStatus
+from hangar.store.sql import SqlStore
 from hangar.usage import Usage
 from tests.helpers import agent, eventually, queued_run, scripted_model
 

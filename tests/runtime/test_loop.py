@@ -7,7 +7,7 @@ from typing import Any
 
 from hangar.models.messages import Message, ToolDefinition
 from hangar.models.scripted import ScriptedModel
-from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.events import Event, EventType, StopReason
 from hangar.runtime.loop import LoopInput, run_loop
 from hangar.spec.agent import AgentSpec, Limits
 from hangar.spec.model import Pricing, ScriptStep
@@ -28,8 +28,9 @@ class Recorded:
     def __init__(self) -> None:
         self.events: list[tuple[EventType, dict[str, Any]]] = []
 
-    async def __call__(self, type: EventType, data: dict[str, Any]) -> None:
-        self.events.append((type, data))
+    async def __call__(self, event: Event) -> None:
+        # Kept as the stored JSON: these tests also pin the wire format of each event.
+        self.events.append((event.TYPE, event.to_json()))
 
     def of(self, type: EventType) -> list[dict[str, Any]]:
         return [d for t, d in self.events if t is type]
@@ -143,7 +144,7 @@ async def test_a_run_over_its_step_limit_fails_with_max_steps() -> None:
     outcome, rec = await run(looping, {"add": FunctionTool(add)}, Limits(max_steps=3))
     assert (outcome.status, outcome.reason) == (RunStatus.FAILED, StopReason.MAX_STEPS)
     assert len(rec.of(EventType.MODEL_REQUEST)) == 3
-    assert outcome.error is not None and "3 steps" in outcome.error["message"]
+    assert outcome.error is not None and "3 steps" in outcome.error.message
 
 
 async def test_a_run_over_its_token_limit_fails_with_max_tokens() -> None:

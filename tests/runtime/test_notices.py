@@ -14,13 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from hangar.config import Settings
-from hangar.runtime import service, worker
+from hangar.runtime import queue, service, worker
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
-from hangar.store import runs
 from hangar.store.notices import ANNOUNCE_SECONDS, APPLICATION, parse_notice
-from hangar.store.records import Notice, RunStatus
+from hangar.store.records import ClaimRequest, Notice, RunStatus
 from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run, scripted_model, tool_step
@@ -89,15 +88,16 @@ async def test_a_run_queued_by_another_process_gets_its_namespaces_share_at_once
 ) -> None:
     """A worker taking the next runs of the one namespace with queued runs weighs
     namespaces again as soon as it hears of a run queued in another."""
-    monkeypatch.setattr(runs, "FAIR_SHARE_SECONDS", 3600)  # only a notice ends the look
+    monkeypatch.setattr(queue, "FAIR_SHARE_SECONDS", 3600)  # only a notice ends the look
     async with listening(pg_schema, events=False) as (gateway, heard, _, worker_store):
+        claims = queue.FairShare(worker_store)
         for _ in range(3):
             await gateway.create_run(queued_run("team-a", agent="a"))
-        first = await worker_store.claim_run("w")
+        first = await claims.claim(ClaimRequest("w"))
         assert first is not None and first.namespace == "team-a"
         other = await gateway.create_run(queued_run("team-b", agent="a"))
         await eventually(lambda: Notice("queued", "team-b", other.id) in heard, what="notice")
-        second = await worker_store.claim_run("w")
+        second = await claims.claim(ClaimRequest("w"))
         assert second is not None and second.id == other.id
 
 

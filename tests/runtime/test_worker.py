@@ -16,7 +16,8 @@ from hangar.runtime import worker as worker_module
 from hangar.runtime.bus import Doorbell, EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
-from hangar.store import RunRecord, RunStatus, SqlStore
+from hangar.store.records import RunRecord, RunStatus
+from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
 from tests.helpers import agent, eventually, queued_run, scripted_model
 
@@ -31,12 +32,15 @@ class WatchedClaims(SqlStore):
         max_running: int | None = None,
         *,
         started: dict[str, Any] | None = None,
+        next_of: str | None = None,
     ) -> RunRecord | None:
-        run = await super().claim_run(worker, lease_seconds, max_running, started=started)
-        self.claimed(run)
+        run = await super().claim_run(
+            worker, lease_seconds, max_running, started=started, next_of=next_of
+        )
+        self.claimed(run, next_of)
         return run
 
-    def claimed(self, run: RunRecord | None) -> None:
+    def claimed(self, run: RunRecord | None, next_of: str | None) -> None:
         return None
 
 
@@ -45,7 +49,7 @@ class CancelOnClaim(WatchedClaims):
 
     worker: Worker
 
-    def claimed(self, run: RunRecord | None) -> None:
+    def claimed(self, run: RunRecord | None, next_of: str | None) -> None:
         if run is not None:
             asyncio.get_running_loop().call_soon(self.worker.cancel_local, run.id)
 
@@ -200,9 +204,12 @@ async def test_a_child_run_whose_parent_lost_its_worker_is_stopped_not_finished(
 
 class CountClaims(WatchedClaims):
     claims = 0
+    """A slot's attempts to claim: one that looked for the next run of the namespace
+    its queue chose (``next_of``) and found it taken goes on to a plain claim."""
 
-    def claimed(self, run: RunRecord | None) -> None:
-        self.claims += 1
+    def claimed(self, run: RunRecord | None, next_of: str | None) -> None:
+        if next_of is None or run is not None:
+            self.claims += 1
 
 
 async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:

@@ -16,9 +16,8 @@ from hangar.ids import now
 from hangar.roles import Role
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
-from hangar.store import RunStatus, SqlStore
-from hangar.store import runs as sql_runs
-from hangar.store.records import ClaimRequest, stored_span
+from hangar.store.records import ClaimRequest, RunStatus, stored_span
+from hangar.store.sql import SqlStore
 from hangar.store.tables import metadata
 from hangar.telemetry.genai import NAMESPACE
 from hangar.usage import Usage
@@ -294,58 +293,6 @@ async def test_namespaces_share_workers_fairly_and_within_their_limit(store: Sql
     # Team b's two runs, queued after team a's six, are not left to the end.
     assert order == ["team-a", "team-b", "team-a", "team-b", "team-a", "team-a", "team-a", "team-a"]
     assert len(order) == len(big) + len(small)  # all eight were taken
-
-
-async def test_a_namespace_queueing_beside_a_lone_one_gets_its_share_at_once(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While one namespace alone has queued runs, claims take its next run without
-    weighing namespaces, and that look at the queue stands a while; a run queued in
-    another namespace through the same store ends it before the next claim."""
-    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)  # only a change ends the look
-    for _ in range(3):
-        await store.create_run(queued_run("team-a"))
-    first = await store.claim_run("w")
-    assert first is not None and first.namespace == "team-a"
-    await store.create_run(queued_run("team-b"))
-    second = await store.claim_run("w")
-    assert second is not None and second.namespace == "team-b"  # a: one running, b: none
-
-
-async def test_claims_share_namespaces_from_one_look_counting_their_own_claims_and_ends(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Between looks at the queue, claims choose the namespace as the claim itself would,
-    counting the runs claimed and ended through the same store since the look."""
-    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)  # one look for the whole test
-    for namespace in ("team-a", "team-b"):
-        for _ in range(3):
-            await store.create_run(queued_run(namespace))
-    taken = [await store.claim_run(f"w{i}") for i in range(4)]
-    assert [r.namespace for r in taken if r] == ["team-a", "team-b", "team-a", "team-b"]
-    await store.finish_run(taken[1].id, RunStatus.SUCCEEDED, holder="w1")  # a b run ends
-    following = await store.claim_run("w9")
-    assert following is not None and following.namespace == "team-b"  # b: 1 running, a: 2
-
-
-async def test_a_quota_applied_binds_the_next_claim(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sql_runs, "FAIR_SHARE_SECONDS", 3600)
-    for _ in range(3):
-        await store.create_run(queued_run("team-a"))
-    assert await store.claim_run("w") is not None  # team-a alone, with no limit
-    quota, _ = parse_document(
-        {
-            "apiVersion": "hangar.dev/v1alpha1",
-            "kind": "Quota",
-            "metadata": {"name": "workers"},
-            "spec": {"maxRunning": 1},
-        }
-    )
-    assert quota is not None
-    await store.apply_resource("team-a", quota)
-    assert await store.claim_run("w") is None  # team-a has its one run running
 
 
 async def test_a_runs_end_claims_fairly_when_namespaces_share_the_queue(store: SqlStore) -> None:

@@ -18,7 +18,7 @@ from hangar.ids import now
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
-from hangar.store import RunStatus
+from hangar.store.records import RunStatus
 from hangar.store.sql import SqlStore
 from tests.helpers import agent, doc, queued_run, scripted_model
 

@@ -19,7 +19,7 @@ from hangar.errors import AgentNotFoundError, RunFailedError, RunWaitingApproval
 from hangar.gateway.auth import ReadOrRunKey, RunKey, RuntimeDep
 from hangar.gateway.routes.runs import follow_items, subscribed_start
 from hangar.gateway.sse import SSE_HEADERS, frame
-from hangar.runtime.events import EventType, StopReason
+from hangar.runtime.events import Delta, ModelResponded, RunFinished, StopReason, parse
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec.agent import Agent
@@ -176,19 +176,19 @@ async def _chunks(
     yield chunk({"role": "assistant", "content": ""})
     streamed = 0  # characters of the current step already sent as deltas
     async for item in follow_items(rt, namespace, run.id, queue):
-        if item.type == EventType.DELTA:
-            text = item.data["text"]
-            streamed += len(text)
-            yield chunk({"content": text})
-        elif item.type == EventType.MODEL_RESPONSE:
+        event = parse(item.type, item.data)
+        if isinstance(event, Delta):
+            streamed += len(event.text)
+            yield chunk({"content": event.text})
+        elif isinstance(event, ModelResponded):
             # The step's end (its request may come just before it, stored together,
             # after the deltas): the next step's deltas start from nothing.
-            content = item.data["message"].get("content") or ""
+            content = event.text
             if len(content) > streamed:
                 # Deltas missed (the run executed elsewhere): send the rest at once.
                 yield chunk({"content": content[streamed:]})
             streamed = 0
-        elif item.type == EventType.RUN_FINISHED:
+        elif isinstance(event, RunFinished):
             final = await rt.runs.get(namespace, run.id)
             try:
                 _raise_if_failed(final)

@@ -221,7 +221,7 @@ async def approvals_inbox(
     items = []
     for run in reversed(waiting):
         for call in await rt.runs.pending_approvals(key.namespace, run.id):
-            items.append({"run": run.id, "agent": run.agent, **call})
+            items.append({"run": run.id, "agent": run.agent, **call.to_json()})
     return {"items": items}
 
 
@@ -229,7 +229,8 @@ async def approvals_inbox(
 async def pending_approvals(run_id: str, key: ApproveKey, rt: RuntimeDep) -> dict[str, Any]:
     """Tool calls of the run that wait for a decision."""
     await rt.runs.get(key.namespace, run_id)
-    return {"items": await rt.runs.pending_approvals(key.namespace, run_id)}
+    pending = await rt.runs.pending_approvals(key.namespace, run_id)
+    return {"items": [call.to_json() for call in pending]}
 
 
 @router.post("/v1/runs/{run_id}/approve")
