@@ -24,7 +24,9 @@ from hangar.gateway.app import create_app
 from hangar.gateway.server import bootstrap
 from hangar.ids import new_id, now
 from hangar.runtime.host import Runtime
+from hangar.runtime.worker import Worker
 from hangar.spec import API_VERSION
+from hangar.store.base import Store
 from hangar.store.records import RunRecord, RunStatus
 
 T = TypeVar("T")
@@ -44,6 +46,12 @@ CATALOG = [
 ]
 """The tests' administrator's catalog of host MCP servers: the real servers the tests
 use, run on the host as an administrator would run them."""
+
+
+def worker_on(store: Store, settings: Settings) -> Worker:
+    """A worker over ``store``, composed as the runtime composes it (its slots not
+    started)."""
+    return Runtime(settings, store=store).worker
 
 
 def trusted(**extra: Any) -> dict[str, Any]:

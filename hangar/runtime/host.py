@@ -13,13 +13,19 @@ from hangar.config import Settings
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import index_for
 from hangar.memory.knowledge import Knowledge
+from hangar.memory.users import UserMemories
+from hangar.runtime.accounting import Accounts
 from hangar.runtime.batches import Batches
 from hangar.runtime.bus import BusItem, EventBus
+from hangar.runtime.context import RunContexts
+from hangar.runtime.execution import RunExecutor
+from hangar.runtime.queue import FairShare
+from hangar.runtime.resolve import AgentSpecs, ModelCache
 from hangar.runtime.schedules import Schedules
 from hangar.runtime.service import RunService
 from hangar.runtime.sessions import Sessions
 from hangar.runtime.triggers import NatsTriggers
-from hangar.runtime.worker import Worker
+from hangar.runtime.worker import Worker, worker_id
 from hangar.sandbox.manager import SandboxManager
 from hangar.sandbox.registry import probe
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
@@ -60,18 +66,32 @@ class Runtime:
         self.knowledge = Knowledge(
             self.store, index_for(settings), self.embedder, self.admission, self.secrets
         )
-        self.worker = Worker(
+        self.memories = UserMemories(self.store, self.knowledge.local)
+        """What agents remember of their end users."""
+        self.agents = AgentSpecs(self.store)
+        self.models = ModelCache(self.store, settings, self.admission, self.secrets)
+        self.queue = FairShare(self.store)
+        accounts = Accounts(self.metrics)
+        self.executor = RunExecutor(
+            worker_id(),
             self.store,
             self.bus,
             settings,
-            self.sandboxes,
-            self.hub,
-            self.telemetry,
-            self.metrics,
-            self.budgets,
-            self.knowledge,
-            self.admission,
+            queue=self.queue,
+            agents=self.agents,
+            models=self.models,
+            contexts=RunContexts(
+                self.store, self.agents, self.models, self.memories, self.knowledge, accounts
+            ),
+            accounts=accounts,
+            sandboxes=self.sandboxes,
+            hub=self.hub,
+            knowledge=self.knowledge,
+            telemetry=self.telemetry,
+            budgets=self.budgets,
+            admission=self.admission,
         )
+        self.worker = Worker(self.store, self.bus, settings, self.queue, self.executor)
         self.sessions = Sessions(self.store)
         self.runs = RunService(
             self.store, self.bus, self.worker, self.telemetry, self.budgets, self.sessions

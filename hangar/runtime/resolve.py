@@ -17,7 +17,7 @@ from hangar.spec.agent import Agent, AgentSpec
 from hangar.spec.model import Model, ModelSpec, Pricing
 from hangar.spec.toolpolicy import NamespaceToolPolicy, ToolPolicySpec
 from hangar.store.base import ResourceStore
-from hangar.store.secrets import SecretBox, SecretResolver
+from hangar.store.secrets import SecretResolver
 from hangar.tools.base import Tool
 from hangar.tools.builtin import BUILTIN_TOOLS
 from hangar.tools.mcp import MCPHub
@@ -54,13 +54,13 @@ class ModelCache:
         self,
         store: ResourceStore,
         settings: Settings,
-        admission: Admission | None = None,
-        secrets: SecretResolver | None = None,
+        admission: Admission,
+        secrets: SecretResolver,
     ) -> None:
         self.store = store
         self.settings = settings
-        self.admission = admission or Admission(None)
-        self.secrets = secrets or SecretResolver(store, SecretBox.from_environment(settings.home))
+        self.admission = admission
+        self.secrets = secrets
         self._models: dict[tuple[str, str, int, Endpoint], tuple[ChatModel, Pricing, str]] = {}
 
     async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:

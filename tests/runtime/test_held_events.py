@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from hangar.config import Settings
-from hangar.runtime.bus import EventBus
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store.records import ClaimRequest, LedgerEntry, RunEvent, RunRecord, RunStatus
 from hangar.store.sql import SqlStore
 from hangar.usage import Usage
-from tests.helpers import agent, eventually, queued_run, scripted_model
+from tests.helpers import agent, eventually, queued_run, scripted_model, worker_on
 
 
 class Statements(SqlStore):
@@ -62,7 +61,7 @@ async def run_on(tmp_path: Path, *steps: dict[str, Any]) -> tuple[Statements, Wo
         resource, _ = parse_document(document)
         assert resource is not None
         await store.apply_resource("default", resource)
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
     run = await store.create_run(queued_run(agent="a"))
     worker.start(1)
     return store, worker, run.id

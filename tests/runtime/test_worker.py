@@ -13,13 +13,13 @@ import pytest
 from hangar.config import Settings
 from hangar.ids import now
 from hangar.runtime import worker as worker_module
-from hangar.runtime.bus import Doorbell, EventBus
+from hangar.runtime.bus import Doorbell
 from hangar.runtime.worker import Worker
 from hangar.spec import parse_document
 from hangar.store.records import RunRecord, RunStatus
 from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
-from tests.helpers import agent, eventually, queued_run, scripted_model
+from tests.helpers import agent, eventually, queued_run, scripted_model, worker_on
 
 
 class WatchedClaims(SqlStore):
@@ -66,7 +66,7 @@ async def with_agent(store: SqlStore) -> None:
 async def test_a_run_cancelled_before_its_first_step_still_ends_cancelled(tmp_path: Path) -> None:
     store = CancelOnClaim(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     await with_agent(store)
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
     store.worker = worker
     run = await store.create_run(queued_run(agent="a"))
     worker.start(1)
@@ -91,7 +91,7 @@ async def two_runs_on_one_slot(store: Any, tmp_path: Path) -> tuple[Worker, list
     """Agent ``a`` on ``store``, two runs of it queued, and a worker of one slot (the
     store's ``worker``) started on them: the first run's end claims the second."""
     await with_agent(store)
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
     store.worker = worker
     runs = [await store.create_run(queued_run(agent="a")) for _ in range(2)]
     worker.start(1)
@@ -182,7 +182,7 @@ async def test_a_child_run_whose_parent_lost_its_worker_is_stopped_not_finished(
     child = await store.create_run(
         queued_run(agent="a", worker="gone/child", parent_id=parent.id, depth=1, **crashed)
     )
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
     worker.start(1)
     try:
 
@@ -215,8 +215,8 @@ class CountClaims(WatchedClaims):
 async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:
     store = CountClaims(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     await with_agent(store)
-    bus = EventBus()
-    worker = Worker(store, bus, Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
+    bus = worker.bus
     worker.start(4)
     try:
         await asyncio.sleep(0.2)  # every slot has found nothing and waits
@@ -262,7 +262,7 @@ async def test_a_busy_slot_claims_its_next_run_with_the_last_ones_end(
     store = CountClaims(POSTGRES_URL, schema=pg_schema)
     await with_agent(store)
     queued = [await store.create_run(queued_run(agent="a")) for _ in range(3)]
-    worker = Worker(store, EventBus(), Settings(home=tmp_path))
+    worker = worker_on(store, Settings(home=tmp_path))
     worker.start(1)
     try:
         for run in queued:

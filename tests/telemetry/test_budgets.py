@@ -156,7 +156,7 @@ async def test_what_a_dead_workers_call_reserved_is_given_back_when_its_run_is_t
             agent("a", "m", maxOutputTokens=MAX_OUTPUT),
             doc("Budget", "daily", {"period": "day", "maxTokens": 100_000}),
         )
-        lines = tuple(a.line for a in await runtime.worker.budgets.applying("default", "a"))
+        lines = tuple(a.line for a in await runtime.budgets.applying("default", "a"))
         gone = now() - timedelta(minutes=1)
         run = await store.create_run(
             queued_run(

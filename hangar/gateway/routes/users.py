@@ -28,7 +28,7 @@ async def list_memories(user: str, key: ReadKey, rt: RuntimeDep) -> dict[str, An
 
 @router.post("/v1/users/{user}/memories", status_code=201)
 async def add_memory(user: str, body: MemoryText, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
-    memory = await rt.worker.memories.add(key.namespace, check_user(user), body.text)
+    memory = await rt.memories.add(key.namespace, check_user(user), body.text)
     return memory.to_dict()
 
 
@@ -36,13 +36,13 @@ async def add_memory(user: str, body: MemoryText, key: WriteKey, rt: RuntimeDep)
 async def edit_memory(
     user: str, memory_id: str, body: MemoryText, key: WriteKey, rt: RuntimeDep
 ) -> dict[str, Any]:
-    memory = await rt.worker.memories.edit(key.namespace, check_user(user), memory_id, body.text)
+    memory = await rt.memories.edit(key.namespace, check_user(user), memory_id, body.text)
     return memory.to_dict()
 
 
 @router.delete("/v1/users/{user}/memories/{memory_id}")
 async def delete_memory(user: str, memory_id: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
-    await rt.worker.memories.delete(key.namespace, check_user(user), memory_id)
+    await rt.memories.delete(key.namespace, check_user(user), memory_id)
     return {"id": memory_id, "object": "memory", "deleted": True}
 
 
