@@ -37,12 +37,9 @@ import numpy as np
 
 from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
-from hangar.memory.index import (
-    KnowledgeIndex,
-    PostgresKnowledgeIndex,
-    SqliteKnowledgeIndex,
-    hybrid_search,
-)
+from hangar.memory.index import KnowledgeIndex, hybrid_search
+from hangar.memory.postgres_index import PostgresKnowledgeIndex
+from hangar.memory.sqlite_index import SqliteKnowledgeIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

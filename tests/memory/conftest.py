@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from hangar.memory.index import KnowledgeIndex, PostgresKnowledgeIndex, SqliteKnowledgeIndex
+from hangar.memory.index import KnowledgeIndex
+from hangar.memory.postgres_index import PostgresKnowledgeIndex
+from hangar.memory.sqlite_index import SqliteKnowledgeIndex
 from tests.conftest import POSTGRES_URL, _schema_sql
 from tests.helpers import ServerThread
 

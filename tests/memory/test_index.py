@@ -11,14 +11,10 @@ import pytest
 
 from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
-from hangar.memory.index import (
-    KnowledgeIndex,
-    PostgresKnowledgeIndex,
-    SqliteKnowledgeIndex,
-    fts_query,
-    hybrid_search,
-    ts_query,
-)
+from hangar.memory.index import KnowledgeIndex, hybrid_search
+from hangar.memory.postgres_index import PostgresKnowledgeIndex
+from hangar.memory.sqlite_index import SqliteKnowledgeIndex
+from hangar.memory.words import fts_query, ts_query
 from tests.conftest import POSTGRES_URL
 
 SOURCES = {

@@ -18,8 +18,9 @@ import pytest
 from hangar.admission import Admission
 from hangar.memory.documents import Upload
 from hangar.memory.embedders import LocalEmbedder
-from hangar.memory.index import KnowledgeIndex, SqliteKnowledgeIndex
+from hangar.memory.index import KnowledgeIndex
 from hangar.memory.knowledge import STALE_SECONDS, Knowledge
+from hangar.memory.sqlite_index import SqliteKnowledgeIndex
 from hangar.spec import parse_document
 from hangar.store.base import Store
 from hangar.store.sql import SqlStore
