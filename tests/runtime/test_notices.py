@@ -18,7 +18,13 @@ from hangar.runtime import queue, service, worker
 from hangar.runtime.host import Runtime
 from hangar.runtime.service import RunInput
 from hangar.spec import parse_document
-from hangar.store.notices import ANNOUNCE_SECONDS, APPLICATION, parse_notice
+from hangar.store.notices import (
+    ANNOUNCE_SECONDS,
+    APPLICATION,
+    CHANNEL,
+    EVENTS_CHANNEL,
+    parse_notice,
+)
 from hangar.store.records import ClaimRequest, Notice, RunStatus
 from hangar.store.sql import SqlStore
 from tests.conftest import POSTGRES_URL
@@ -35,13 +41,17 @@ def test_a_notice_is_read_only_from_its_own_schema() -> None:
     assert parse_notice("garbage", "s1") is None
 
 
-async def listener_pid(store: SqlStore) -> int | None:
-    """The backend of the listening connection, by its application name."""
+async def listener_pid(store: SqlStore, last_channel: str) -> int | None:
+    """The backend of the listening connection, by its application name, once it has
+    sent its last LISTEN (connected alone, it would miss what is announced before)."""
     async with store.engine.connect() as conn:
         return (
             await conn.execute(
-                sa.text("SELECT pid FROM pg_stat_activity WHERE application_name = :app"),
-                {"app": f"{APPLICATION} {store.schema}"},
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = :app "
+                    "AND state = 'idle' AND query = :listen"
+                ),
+                {"app": f"{APPLICATION} {store.schema}", "listen": f'LISTEN "{last_channel}"'},
             )
         ).scalar()
 
@@ -59,7 +69,8 @@ async def listening(
     heard: list[Notice] = []
     task = asyncio.create_task(store.listen(heard.append, events=events))
     try:
-        pid = await eventually(lambda: listener_pid(other), what="the listener connected")
+        last = EVENTS_CHANNEL if events else CHANNEL
+        pid = await eventually(lambda: listener_pid(other, last), what="the listener listening")
         yield other, heard, pid, store
     finally:
         task.cancel()
