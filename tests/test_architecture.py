@@ -124,3 +124,18 @@ def test_no_module_is_longer_than_a_reader_holds_at_once() -> None:
     }
     assert {name: lines for name, lines in long.items() if name not in LONGER} == {}
     assert set(LONGER) <= set(long), "an exception no longer needed: drop it from LONGER"
+
+
+def test_the_gateway_uses_services_and_narrow_faces_not_the_whole_store() -> None:
+    """Routes go through the run, session and memory services, or the runtime's one
+    face per concern (``rt.resources``, ``rt.keys``, ...); only the process's start
+    (``server.py``: migrate, the admin key) holds the whole store."""
+    whole = re.compile(r"\b(rt|runtime)\.store\b")
+    reaching = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in (PACKAGE / "gateway").rglob("*.py")
+        if path.name != "server.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if whole.search(line)
+    ]
+    assert reaching == []

@@ -58,7 +58,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.keys = key_cache = KeyCache(runtime.store)
+    app.state.keys = key_cache = KeyCache(runtime.keys)
     app.add_middleware(TracingMiddleware, telemetry=runtime.telemetry)
     # Outside the tracing: a request is admitted (key, rate, body limit) before its span
     # starts, so the span carries its namespace.

@@ -119,7 +119,7 @@ class MCPEndpoint:
         return key
 
     async def _catalogue(self, namespace: str) -> tuple[dict[str, MCPTool], dict[str, AgentSpec]]:
-        store, hub = self.runtime.store, self.runtime.hub
+        store, hub = self.runtime.resources, self.runtime.hub
         servers = await store.list_resources(namespace, MCPServer.KIND)
 
         async def tools_of(server: StoredResource) -> list[MCPTool]:
@@ -140,7 +140,7 @@ class MCPEndpoint:
         """What the namespace offers, less what its ToolPolicies deny."""
         namespace = self._key(ctx).namespace
         tools, agents = await self._catalogue(namespace)
-        policies = await namespace_policies(self.runtime.store, namespace)
+        policies = await namespace_policies(self.runtime.resources, namespace)
         listed = [
             Tool(
                 name=name,
@@ -164,7 +164,7 @@ class MCPEndpoint:
         key = self._key(ctx)
         name, arguments = params.name, dict(params.arguments or {})
         started = time.perf_counter()
-        decision = decide_all(await namespace_policies(self.runtime.store, key.namespace), name)
+        decision = decide_all(await namespace_policies(self.runtime.resources, key.namespace), name)
         try:
             if decision.action == "deny":
                 raise ToolNotAllowedError(refusal(f"mcp:{key.name}", name, decision))
@@ -179,7 +179,7 @@ class MCPEndpoint:
             text, outcome, failed = exc.message, "denied", True
         except HangarError as exc:
             text, outcome, failed = exc.message, "error", True
-        await self.runtime.store.record_tool_call(
+        await self.runtime.audit.record_tool_call(
             ToolAudit(
                 namespace=key.namespace,
                 agent=_context(key).agent,
@@ -201,7 +201,7 @@ class MCPEndpoint:
                 if tool.definition.name == name:
                     return await tool.call(arguments, _context(key))
         else:
-            agent = await self.runtime.store.get_resource(namespace, Agent.KIND, name)
+            agent = await self.runtime.resources.get_resource(namespace, Agent.KIND, name)
             if agent is not None:
                 return await self._run_agent(namespace, name, arguments)
         raise HangarError(

@@ -218,6 +218,14 @@ class UserMemories:
 
     # --- by hand (REST, CLI) --------------------------------------------------------------
 
+    async def of(self, namespace: str, user: str) -> list[MemoryRecord]:
+        return await self.store.list_memories(namespace, user)
+
+    async def forget(self, namespace: str, user: str) -> dict[str, int]:
+        """Forget the user: their memories, runs, sessions and every trace of them;
+        returns how many of each went."""
+        return await self.store.forget_user(namespace, user)
+
     async def add(self, namespace: str, user: str, text: str) -> MemoryRecord:
         text = _fact(text)
         vector = (await self.embedder.embed([text]))[0]

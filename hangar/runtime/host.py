@@ -29,7 +29,7 @@ from hangar.runtime.worker import Worker, worker_id
 from hangar.sandbox.manager import SandboxManager
 from hangar.sandbox.registry import probe
 from hangar.spec.sandbox import SandboxTemplate, SandboxTemplateSpec
-from hangar.store.base import Store
+from hangar.store.base import AuditLog, KeyStore, Ledger, ResourceStore, SpanSink, Store
 from hangar.store.records import Notice
 from hangar.store.secrets import SecretBox, SecretResolver
 from hangar.store.sql import SqlStore
@@ -52,6 +52,12 @@ class Runtime:
         self.store: Store = store or SqlStore(
             settings.resolved_database_url, schema=settings.database_schema
         )
+        # The store as the gateway uses it: one narrow face per concern, never the whole.
+        self.resources: ResourceStore = self.store
+        self.keys: KeyStore = self.store
+        self.audit: AuditLog = self.store
+        self.ledger: Ledger = self.store
+        self.traces: SpanSink = self.store
         self.telemetry = Telemetry(self.store, settings.telemetry, span_processors)
         self.store.spans = self.telemetry.leaf_spans
         self.bus = EventBus()

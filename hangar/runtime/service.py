@@ -33,7 +33,7 @@ from hangar.runtime.sessions import Sessions
 from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
 from hangar.store.base import EventLog, ResourceStore, RunQueue
-from hangar.store.records import RunRecord, RunStatus
+from hangar.store.records import RunEvent, RunRecord, RunStatus
 from hangar.telemetry import Telemetry, genai
 from hangar.telemetry.budgets import Budgets
 
@@ -142,6 +142,24 @@ class RunService:
             await self.store.create_run(run)
         self.bus.wake_workers()
         return run
+
+    async def recent(
+        self,
+        namespace: str,
+        *,
+        agent: str | None = None,
+        limit: int = 50,
+        key_id: str | None = None,
+        status: RunStatus | None = None,
+    ) -> list[RunRecord]:
+        """Newest first; only one agent's, one key's or one status's when given."""
+        return await self.store.list_runs(
+            namespace, agent=agent, limit=limit, key_id=key_id, status=status
+        )
+
+    async def events(self, namespace: str, run_id: str, *, after: int = 0) -> list[RunEvent]:
+        """The run's stored events after ``after``, in order."""
+        return await self.store.list_events(namespace, run_id, after=after)
 
     async def get(self, namespace: str, run_id: str) -> RunRecord:
         run = await self.store.get_run(namespace, run_id)

@@ -80,6 +80,15 @@ class Sessions:
             raise _not_found(namespace, session_id)
         return session
 
+    async def recent(
+        self, namespace: str, *, agent: str | None = None, limit: int = 50
+    ) -> list[SessionRecord]:
+        return await self.store.list_sessions(namespace, agent=agent, limit=limit)
+
+    async def turns(self, namespace: str, session_id: str) -> list[RunRecord]:
+        """The session's runs, oldest first."""
+        return await self.store.session_runs(namespace, session_id)
+
     async def history(self, namespace: str, session_id: str) -> list[dict[str, Any]]:
         await self.get(namespace, session_id)
         return conversation(await self.store.session_runs(namespace, session_id))

@@ -20,5 +20,5 @@ async def tool_calls(
     agent: str | None = None,
     limit: int = Query(default=100, ge=1, le=10_000),
 ) -> dict[str, Any]:
-    entries = await rt.store.list_tool_calls(key.namespace, run_id=run, agent=agent, limit=limit)
+    entries = await rt.audit.list_tool_calls(key.namespace, run_id=run, agent=agent, limit=limit)
     return {"items": [entry.to_dict() for entry in entries]}

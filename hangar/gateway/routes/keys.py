@@ -83,7 +83,7 @@ async def create_key(body: KeyRequest, key: KeysKey, rt: RuntimeDep) -> dict[str
     expires_at = (
         None if body.expires_in is None else datetime.now(UTC) + timedelta(seconds=body.expires_in)
     )
-    created, secret = await rt.store.create_api_key(
+    created, secret = await rt.keys.create_api_key(
         namespace, body.name, role=role, expires_at=expires_at
     )
     return {**created.to_dict(), "admin": created.admin, "key": secret}
@@ -97,7 +97,7 @@ async def list_keys(key: KeysKey, rt: RuntimeDep, all: bool = False) -> dict[str
         raise PermissionDeniedError(
             f"a {key.role.value} key lists its own namespace's keys only", hint="drop all=true"
         )
-    found = await rt.store.list_api_keys(None if all else key.namespace)
+    found = await rt.keys.list_api_keys(None if all else key.namespace)
     return {"items": [k.to_dict() for k in found]}
 
 
@@ -105,11 +105,11 @@ async def list_keys(key: KeysKey, rt: RuntimeDep, all: bool = False) -> dict[str
 async def revoke_key(key_id: str, request: Request, key: KeysKey, rt: RuntimeDep) -> dict[str, Any]:
     """Revoke a key: within a second no process accepts it. Revoking twice is harmless."""
     scope = None if key.may(Permission.INSTALLATION) else key.namespace
-    target = next((k for k in await rt.store.list_api_keys(scope) if k.id == key_id), None)
+    target = next((k for k in await rt.keys.list_api_keys(scope) if k.id == key_id), None)
     if target is None:
         raise KeyNotFoundError(f"key {key_id[:40]!r} not found", details={"key": key_id[:40]})
     _managed(key, target.namespace, target.role, "revoke")
-    revoked = await rt.store.revoke_api_key(key_id, scope)
+    revoked = await rt.keys.revoke_api_key(key_id, scope)
     if revoked is None:
         raise InvalidRequestError(f"key {key_id[:40]!r} could not be revoked")
     request.app.state.keys.forget(key_id)

@@ -62,7 +62,7 @@ def _model_object(stored_name: str, namespace: str, created: float) -> dict[str,
 
 @router.get("/v1/models")
 async def list_models(key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
-    agents = await rt.store.list_resources(key.namespace, Agent.KIND)
+    agents = await rt.resources.list_resources(key.namespace, Agent.KIND)
     return {
         "object": "list",
         "data": [_model_object(a.name, a.namespace, a.created_at.timestamp()) for a in agents],
@@ -71,7 +71,7 @@ async def list_models(key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/v1/models/{model}")
 async def get_model(model: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
-    stored = await rt.store.get_resource(key.namespace, Agent.KIND, model)
+    stored = await rt.resources.get_resource(key.namespace, Agent.KIND, model)
     if stored is None:
         raise AgentNotFoundError(f"no agent named {model!r} in namespace {key.namespace!r}")
     return _model_object(stored.name, stored.namespace, stored.created_at.timestamp())

@@ -78,7 +78,7 @@ async def admit_warm_pools(rt: RuntimeDep, namespace: str, resources: list[Resou
     templates = {r.name: r.spec.warm_pool for r in resources if isinstance(r, SandboxTemplate)}
     if not templates:
         return
-    stored = await rt.store.list_resources(namespace, SandboxTemplate.KIND)
+    stored = await rt.resources.list_resources(namespace, SandboxTemplate.KIND)
     total = sum(int(s.spec.get("warmPool", 0)) for s in stored if s.name not in templates)
     total += sum(templates.values())
     most = rt.admission.grants(namespace).ceilings.warm_pool_total
@@ -94,7 +94,10 @@ async def _warnings(rt: RuntimeDep, namespace: str, resource: Resource) -> list[
     """References that do not resolve yet: allowed (order of apply is free), but said."""
     if isinstance(resource, Agent):
         model = resource.spec.model
-        if model != "local" and await rt.store.get_resource(namespace, Model.KIND, model) is None:
+        if (
+            model != "local"
+            and await rt.resources.get_resource(namespace, Model.KIND, model) is None
+        ):
             return [f"Agent {resource.name!r} uses model {model!r}, which does not exist yet"]
     return []
 
@@ -119,7 +122,7 @@ async def apply(request: Request, key: WriteKey, rt: RuntimeDep) -> dict[str, An
     for resource in resources:
         if isinstance(resource, Secret):
             resource = rt.secret_box.seal(resource)  # the store never sees a plain value
-        stored, outcome = await rt.store.apply_resource(key.namespace, resource)
+        stored, outcome = await rt.resources.apply_resource(key.namespace, resource)
         if isinstance(resource, SandboxTemplate) and (await probe(resource.spec.backend)).available:
             rt.sandboxes.warm_soon(resource.spec, key.namespace)
         results.append(
@@ -145,7 +148,7 @@ def _not_found(kind: str, name: str, namespace: str) -> ResourceNotFoundError:
 
 async def _get(rt: RuntimeDep, namespace: str, kind: str, name: str) -> StoredResource:
     cls = kind_class(kind)
-    stored = await rt.store.get_resource(namespace, cls.KIND, name)
+    stored = await rt.resources.get_resource(namespace, cls.KIND, name)
     if stored is None:
         raise _not_found(cls.KIND, name, namespace)
     return stored
@@ -166,7 +169,7 @@ async def list_resources(kind: str, key: ReadKey, rt: RuntimeDep) -> dict[str, A
     """The namespace's resources of a kind. MCPServers show their connection's state
     in this process (``idle`` until something uses them: listing starts nothing)."""
     cls = kind_class(kind)
-    items = await rt.store.list_resources(key.namespace, cls.KIND)
+    items = await rt.resources.list_resources(key.namespace, cls.KIND)
     return {"kind": cls.KIND, "items": [_document(rt, item) for item in items]}
 
 
@@ -178,7 +181,7 @@ async def get_resource(kind: str, name: str, key: ReadKey, rt: RuntimeDep) -> di
 @router.get("/v1/resources/{kind}/{name}/versions")
 async def list_versions(kind: str, name: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
     cls = kind_class(kind)
-    versions = await rt.store.list_versions(key.namespace, cls.KIND, name)
+    versions = await rt.resources.list_versions(key.namespace, cls.KIND, name)
     if not versions:
         raise _not_found(cls.KIND, name, key.namespace)
     return {
@@ -199,7 +202,7 @@ async def list_versions(kind: str, name: str, key: ReadKey, rt: RuntimeDep) -> d
 async def delete_resource(kind: str, name: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     cls = kind_class(kind)
     _may_change(key, cls.KIND)
-    if not await rt.store.delete_resource(key.namespace, cls.KIND, name):
+    if not await rt.resources.delete_resource(key.namespace, cls.KIND, name):
         raise _not_found(cls.KIND, name, key.namespace)
     if cls is KnowledgeBase:  # its chunks go with it
         await rt.knowledge.index.delete_base(key.namespace, name)

@@ -159,7 +159,7 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
     """The namespace's runs, newest first (a runner key: the runs it started)."""
-    runs = await rt.store.list_runs(key.namespace, agent=agent, limit=limit, key_id=own(key))
+    runs = await rt.runs.recent(key.namespace, agent=agent, limit=limit, key_id=own(key))
     return {"items": [run.to_dict() for run in runs]}
 
 
@@ -190,7 +190,7 @@ async def run_events(
             headers=SSE_HEADERS,
         )
     await readable_run(rt, key, run_id)
-    events = await rt.store.list_events(key.namespace, run_id, after=after)
+    events = await rt.runs.events(key.namespace, run_id, after=after)
     return {"items": [event.to_dict() for event in events]}
 
 
@@ -215,9 +215,7 @@ async def approvals_inbox(
 ) -> dict[str, Any]:
     """Every tool call of the namespace that waits for a decision, oldest run first:
     the approver's inbox."""
-    waiting = await rt.store.list_runs(
-        key.namespace, limit=limit, status=RunStatus.WAITING_APPROVAL
-    )
+    waiting = await rt.runs.recent(key.namespace, limit=limit, status=RunStatus.WAITING_APPROVAL)
     items = []
     for run in reversed(waiting):
         for call in await rt.runs.pending_approvals(key.namespace, run.id):
@@ -271,5 +269,5 @@ async def run_trace(run_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str,
     if run.trace_id is None:
         return {"traceId": None, "spans": []}
     await rt.telemetry.flush()
-    spans = await rt.store.list_spans(key.namespace, run.trace_id)
+    spans = await rt.traces.list_spans(key.namespace, run.trace_id)
     return {"traceId": run.trace_id, "spans": [span.to_dict() for span in spans]}

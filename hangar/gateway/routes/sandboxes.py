@@ -81,7 +81,7 @@ async def create(body: CreateSandbox, key: RunKey, rt: RuntimeDep) -> dict[str, 
     if body.backend:
         spec = SandboxTemplateSpec.model_validate({"backend": body.backend})
     else:
-        spec = await template_spec(rt.store, key.namespace, body.template)
+        spec = await template_spec(rt.resources, key.namespace, body.template)
     session = await rt.sandboxes.create(key.namespace, spec, body.template or "default")
     return _describe(session)
 

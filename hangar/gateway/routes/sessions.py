@@ -48,7 +48,7 @@ async def list_sessions(
     agent: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    found = await rt.store.list_sessions(key.namespace, agent=agent, limit=limit)
+    found = await rt.sessions.recent(key.namespace, agent=agent, limit=limit)
     return {"items": [session.to_dict() for session in found if visible(key, session.key_id)]}
 
 
@@ -56,7 +56,7 @@ async def list_sessions(
 async def get_session(session_id: str, key: ReadOrRunKey, rt: RuntimeDep) -> dict[str, Any]:
     """The session with its conversation (the succeeded turns' messages) and its runs."""
     session = await _session(rt, key, session_id)
-    turns = await rt.store.session_runs(key.namespace, session_id)
+    turns = await rt.sessions.turns(key.namespace, session_id)
     return {
         **session.to_dict(),
         "messages": conversation(turns),

@@ -84,7 +84,7 @@ async def _delivery(
 ) -> tuple[TriggerSpec, str, bytes]:
     """The trigger's spec, the delivery's id and the body, or the one refusal."""
     try:
-        stored = await rt.store.get_resource(namespace, Trigger.KIND, name)
+        stored = await rt.resources.get_resource(namespace, Trigger.KIND, name)
         if stored is None:
             raise _refused()
         spec = TriggerSpec.model_validate(stored.spec)

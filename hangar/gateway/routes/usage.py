@@ -45,7 +45,7 @@ async def usage(
     for name, day in (("since", since), ("until", until)):
         if day is not None and not DAY.match(day):
             raise InvalidRequestError(f"{name} must be a day as YYYY-MM-DD, got {day!r}")
-    rows = await rt.store.usage_summary(
+    rows = await rt.ledger.usage_summary(
         key.namespace, groups, since=since, until=until, agent=agent, model=model, run_id=run
     )
     if format == "csv":

@@ -22,7 +22,7 @@ class MemoryText(BaseModel):
 
 @router.get("/v1/users/{user}/memories")
 async def list_memories(user: str, key: ReadKey, rt: RuntimeDep) -> dict[str, Any]:
-    found = await rt.store.list_memories(key.namespace, check_user(user))
+    found = await rt.memories.of(key.namespace, check_user(user))
     return {"items": [memory.to_dict() for memory in found]}
 
 
@@ -49,5 +49,5 @@ async def delete_memory(user: str, memory_id: str, key: WriteKey, rt: RuntimeDep
 @router.delete("/v1/users/{user}")
 async def forget_user(user: str, key: WriteKey, rt: RuntimeDep) -> dict[str, Any]:
     """Forget the user: their memories, runs, sessions and every trace of them."""
-    removed = await rt.store.forget_user(key.namespace, check_user(user))
+    removed = await rt.memories.forget(key.namespace, check_user(user))
     return {"user": user, "object": "user", "forgotten": True, "removed": removed}
