@@ -248,7 +248,7 @@ async def deny(
 
 
 async def _decide(
-    rt: Runtime, key: Any, run_id: str, approve: bool, body: Decision
+    rt: Runtime, key: ApiKey, run_id: str, approve: bool, body: Decision
 ) -> dict[str, Any]:
     run = await rt.runs.decide(
         key.namespace, run_id, approve, by=_who(key), call_id=body.call_id, comment=body.comment
@@ -256,7 +256,7 @@ async def _decide(
     return run.to_dict()
 
 
-def _who(key: Any) -> str:
+def _who(key: ApiKey) -> str:
     return f"key {key.name} ({key.prefix}…)"
 
 

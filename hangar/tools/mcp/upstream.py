@@ -23,13 +23,18 @@ import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import httpx2
 from mcp import Client, StdioServerParameters
+from mcp.client._transport import TransportStreams
+from mcp.client.auth import TokenStorage
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CONNECTION_CLOSED,
@@ -247,7 +252,7 @@ class Upstream:
         )
         return await stack.enter_async_context(client)
 
-    def _transport(self, launch: Launch, errlog: TextIO) -> Any:
+    def _transport(self, launch: Launch, errlog: TextIO) -> _Connect:
         if launch.command is not None:
             from mcp.client.stdio import stdio_client
 
@@ -427,38 +432,47 @@ class Upstream:
 
 
 class _Connect:
-    """An SDK transport context, plus the HTTP client to close after it."""
+    """An SDK transport, plus the HTTP client to close after it."""
 
-    def __init__(self, transport: Any, closing: httpx2.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        transport: AbstractAsyncContextManager[TransportStreams],
+        closing: httpx2.AsyncClient | None = None,
+    ) -> None:
         self.transport = transport
         self.closing = closing
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> TransportStreams:
         return await self.transport.__aenter__()
 
-    async def __aexit__(self, *exc: Any) -> Any:
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
         try:
-            return await self.transport.__aexit__(*exc)
+            return await self.transport.__aexit__(kind, exc, traceback)
         finally:
             if self.closing is not None:
                 await self.closing.aclose()
 
 
-class _MemoryTokens:
+class _MemoryTokens(TokenStorage):
     """OAuth tokens for one connection, held in memory: a restart asks for new ones."""
 
     def __init__(self) -> None:
-        self.tokens: Any = None
-        self.client_info: Any = None
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
 
-    async def get_tokens(self) -> Any:
+    async def get_tokens(self) -> OAuthToken | None:
         return self.tokens
 
-    async def set_tokens(self, tokens: Any) -> None:
+    async def set_tokens(self, tokens: OAuthToken) -> None:
         self.tokens = tokens
 
-    async def get_client_info(self) -> Any:
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
         return self.client_info
 
-    async def set_client_info(self, client_info: Any) -> None:
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
         self.client_info = client_info
