@@ -221,8 +221,8 @@ async def test_cpu_is_enforced_by_the_host_whatever_the_code_does_with_its_signa
     code = "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass"
     result = await sandbox.run_python(code, timeout=25)
     assert result.status == ExecStatus.TIMEOUT, result
-    assert "s of CPU" in (result.error or "")
-    assert result.duration_ms < 15_000  # killed near its CPU limit, not at the wall's
+    # Stopped by its 1 s CPU limit (the host's watch), not by the 25 s wall timeout.
+    assert "used more than 1 s of CPU" in (result.error or ""), result
 
 
 async def test_a_shell_commands_cpu_is_the_kernels_to_stop(start_process: StartSandbox) -> None:
