@@ -502,14 +502,6 @@ def reap_strays():
     nowhere, so what /proc still lists is killed one by one."""
     if BACKGROUND == "keep" or not hasattr(os, "fork"):
         return
-    if os.getpid() == 1:
-        # The init (gVisor's case) inherits every orphan, so whatever still runs is a
-        # child or a child's descendant: no child, nothing to reap, and no walk of
-        # /proc (a third of a call's time under gVisor).
-        try:
-            os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
     keep = {1, os.getpid(), os.getppid()}
     strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
     if not strays:
