@@ -317,6 +317,14 @@ class LeaseLostError(StoreError):
     retryable = False
 
 
+class StatementError(HangarError):
+    """A named SQL statement (``hangar.store.named_sql``) is missing, includes itself or
+    is given other parameters than it takes: a fault in Hangar's code, found when the
+    statement is first used."""
+
+    code = "internal_error"
+
+
 class RemoteError(HangarError):
     """An error the server answered with; carries the server's code and status."""
 

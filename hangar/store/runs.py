@@ -17,17 +17,13 @@ from hangar.errors import (
 from hangar.ids import now
 from hangar.store.engine import SqlCore
 from hangar.store.queue_sql import (
-    ANALYSING,
-    STATISTICS_STALE,
-    claim_driver_args,
-    claim_driver_statement,
-    claim_params,
-    claim_statement,
+    claim_name,
+    claim_values,
+    driver,
+    end_args,
     end_values,
-    finish_and_claim_pg,
-    finish_pg,
-    finish_pg_args,
-    queue_view_statement,
+    sqlite_claim,
+    sqlite_queue_view,
 )
 from hangar.store.records import (
     ClaimRequest,
@@ -172,22 +168,19 @@ class SqlRunQueue(SqlCore):
         ``run_started`` event (that data, plus ``resumed`` when the run had events
         before) is stored with the claim: the returned run's ``last_seq`` is that
         event's."""
-        params = claim_params(worker, lease_seconds, max_running, started, next_of)
+        values = claim_values(self.dialect, worker, lease_seconds, max_running, started, next_of)
         if self.dialect.driver_pool:  # several times a run
             pool = await self._driver()
-            record = await pool.fetchrow(
-                claim_driver_statement(started is not None, next_of is not None),
-                *claim_driver_args(params),
-            )
+            claim = driver(claim_name(next_of))
+            record = await pool.fetchrow(claim.text, *claim.args(values))
             if record is None:
                 return None
             run = driver_run(record)
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
             return run
-        statement = claim_statement(self.dialect, started is not None, next_of is not None)
         async with self.engine.begin() as conn:
-            row = (await conn.execute(statement, params)).mappings().first()
+            row = (await conn.execute(sqlite_claim(next_of), values)).mappings().first()
             if row is not None and started is not None:
                 data = started_data(started, resumed=row["last_seq"] > 1)
                 await store_events_with(conn, row, [(RUN_STARTED, data)])
@@ -198,11 +191,19 @@ class SqlRunQueue(SqlCore):
         own statement would; None while the choice must be left to the claim: a run's
         lease ran out (its run is claimable again), or a limit applies somewhere
         (limits are counted exactly, by the claim)."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(queue_view_statement(self.dialect), {"now": now()})).all()
-        if any(row.expired or row.cap is not None for row in rows):
+        rows: list[dict[str, Any]]
+        if self.dialect.driver_pool:
+            view = driver("queue_view")
+            pool = await self._driver()
+            records = await pool.fetch(view.text, *view.args({"now": now(), "ending": ""}))
+            rows = [dict(record) for record in records]
+        else:
+            async with self.engine.connect() as conn:
+                found = (await conn.execute(sqlite_queue_view(), {"now": now()})).mappings()
+                rows = [dict(row) for row in found]
+        if any(row["expired"] or row["cap"] is not None for row in rows):
             return None
-        return [QueueHead(row.namespace, int(row.p), int(row.n)) for row in rows]
+        return [QueueHead(row["namespace"], int(row["p"]), int(row["n"])) for row in rows]
 
     async def renew_leases(self, holders: dict[str, str], lease_seconds: float = 30.0) -> set[str]:
         """Extend the leases of runs (id to holding worker) still held by that worker;
@@ -238,14 +239,15 @@ class SqlRunQueue(SqlCore):
             return False
         pool = await self._driver()
         async with pool.acquire() as conn:
-            if not await conn.fetchval(STATISTICS_STALE):
+            if not await conn.fetchval(driver("statistics_stale").text):
                 return False
-            if not await conn.fetchval(ANALYSING, True):
+            analysing = driver("analysing")
+            if not await conn.fetchval(analysing.text, *analysing.args({"take": True})):
                 return False  # another process is at it
             try:
                 await conn.execute("ANALYZE runs")
             finally:
-                await conn.fetchval(ANALYSING, False)
+                await conn.fetchval(analysing.text, *analysing.args({"take": False}))
         return True
 
     async def finish_and_claim(
@@ -274,14 +276,18 @@ class SqlRunQueue(SqlCore):
                 next_of=next_of,
             )
         pool = await self._driver()
-        params = claim_params(
-            claim.worker, claim.lease_seconds, claim.max_running, claim.started or {}, next_of
+        values = claim_values(
+            self.dialect,
+            claim.worker,
+            claim.lease_seconds,
+            claim.max_running,
+            claim.started or {},
+            next_of,
+            ending=run_id,
         )
-        records = await pool.fetch(
-            finish_and_claim_pg(next_of is not None),
-            *finish_pg_args(run_id, ending, holder, events),
-            *claim_driver_args(params),
-        )
+        values.update(end_args(run_id, ending, holder, events))
+        both = driver("finish_and_claim_fair" if next_of is None else "finish_and_claim_next")
+        records = await pool.fetch(both.text, *both.args(values))
         row = next((r for r in records if r["finished"]), None)
         if row is None:
             not_held(run_id, holder)
@@ -328,8 +334,9 @@ class SqlRunQueue(SqlCore):
         ``append_event``): through SQLAlchemy it took four round trips and a
         transaction of its own, the worker's costliest call per run."""
         pool = await self._driver()
+        finish = driver("finish")
         record = await pool.fetchrow(
-            finish_pg(holder is not None), *finish_pg_args(run_id, values, holder, events)
+            finish.text, *finish.args(end_args(run_id, values, holder, events))
         )
         if record is None:
             not_held(run_id, holder)
