@@ -25,7 +25,9 @@ from hangar.sandbox.launcher import OPTIONS_FD, Parking, Spawned
 from hangar.sandbox.process import ProcessSandbox, kernel_env, start_egress
 from hangar.spec.sandbox import SandboxTemplateSpec
 
-KERNEL = Path(__file__).with_name("kernel.py")
+KERNEL_FILES = ("kernel.py", "kernel_processes.py")
+"""The kernel's files, mounted read-only side by side under ``/.hangar`` (see
+``kernel.load``)."""
 KERNEL_IN_SANDBOX = "/.hangar/kernel.py"
 WORKSPACE = "/workspace"
 PYTHON = "/usr/bin/python3"
@@ -37,16 +39,20 @@ HOST_ETC = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/mat
 
 
 @functools.cache
-def readable_kernel() -> Path:
-    """A copy of the kernel that an unprivileged user can read: the package may live
-    under a folder only root can enter (a virtualenv in /root)."""
+def kernel_mounts() -> tuple[tuple[str, str], ...]:
+    """The kernel's files as (copy on the host, path in the sandbox): copies that an
+    unprivileged user can read, as the package may live under a folder only root can
+    enter (a virtualenv in /root)."""
     folder = Path(tempfile.mkdtemp(prefix="hangar-kernel-"))
     atexit.register(shutil.rmtree, folder, True)
     folder.chmod(0o755)
-    copy = folder / "kernel.py"
-    copy.write_bytes(KERNEL.read_bytes())
-    copy.chmod(0o644)
-    return copy
+    mounts = []
+    for name in KERNEL_FILES:
+        copy = folder / name
+        copy.write_bytes(Path(__file__).with_name(name).read_bytes())
+        copy.chmod(0o644)
+        mounts.append((str(copy), f"/.hangar/{name}"))
+    return tuple(mounts)
 
 
 def _drop_privileges() -> list[str]:
@@ -104,10 +110,11 @@ def _system_argv() -> list[str]:
         "--proc", "/proc",
         "--dev", "/dev",
         "--size", str(64 * 1024 * 1024), "--tmpfs", "/tmp",
-        "--ro-bind", str(readable_kernel()), KERNEL_IN_SANDBOX,
         "--clearenv",
     ]
     # fmt: on
+    for copy, inside in kernel_mounts():
+        argv += ["--ro-bind", copy, inside]
     return argv
 
 

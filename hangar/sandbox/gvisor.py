@@ -21,7 +21,7 @@ from typing import Any
 from hangar.egress import PUBLIC_ONLY, AddressPolicy
 from hangar.sandbox import seccomp
 from hangar.sandbox.base import Availability
-from hangar.sandbox.bwrap import HOST_ETC, PYTHON, SANDBOX_UID, readable_kernel
+from hangar.sandbox.bwrap import HOST_ETC, KERNEL_IN_SANDBOX, PYTHON, SANDBOX_UID, kernel_mounts
 from hangar.sandbox.cgroups import detect
 from hangar.sandbox.egress import SOCKET_IN_SANDBOX, EgressProxy
 from hangar.sandbox.launcher import Spawned
@@ -51,7 +51,7 @@ def oci_config(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> 
         _bind("/usr", "/usr"),
         _bind("/usr/lib", "/lib"),
         _bind("/usr/bin", "/bin"),
-        _bind(str(readable_kernel()), "/.hangar/kernel.py"),
+        *(_bind(copy, inside) for copy, inside in kernel_mounts()),
         {
             "destination": WORKSPACE,
             "type": "tmpfs",
@@ -75,7 +75,7 @@ def oci_config(spec: SandboxTemplateSpec, egress: EgressProxy | None = None) -> 
         "process": {
             "terminal": False,
             "user": {"uid": SANDBOX_UID, "gid": SANDBOX_UID},
-            "args": [PYTHON, "-I", "-S", "/.hangar/kernel.py"],
+            "args": [PYTHON, "-I", "-S", KERNEL_IN_SANDBOX],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": WORKSPACE,
             "capabilities": {k: [] for k in ("bounding", "effective", "inheritable", "permitted")},

@@ -61,6 +61,18 @@ async def test_shell_commands_run_in_the_workspace(start: StartSandbox) -> None:
     assert result.files == ("note.txt",)
 
 
+async def test_the_shell_runner_is_read_in_only_when_a_command_runs(
+    start_process: StartSandbox,
+) -> None:
+    """The kernel's process code is a second file beside it (``kernel_processes.py``),
+    read in on first use: a sandbox that only runs Python never compiles it."""
+    sandbox = await start_process()
+    loaded = "import sys\n'run_shell' in vars(sys.modules['__main__'])"
+    assert (await sandbox.run_python(loaded)).value == "False"
+    assert (await sandbox.run_shell("echo hi")).stdout == "hi\n"
+    assert (await sandbox.run_python(loaded)).value == "True"
+
+
 async def test_output_leaves_while_the_cell_still_runs(start_any: StartSandbox) -> None:
     """Two chunks, not one: 'first' left the sandbox before 'second' was printed,
     a second and a half later (after the cell ends, output merges into one)."""
