@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hangar.errors import ConfigurationError
 from hangar.memory.chunking import Chunk
@@ -14,6 +14,9 @@ from hangar.memory.documents import Upload
 from hangar.memory.index import SEARCH_DEPTH, Hit, SourceInfo, job_tables, same_length
 from hangar.memory.words import ts_query
 from hangar.store.postgres import driver_dsn
+
+if TYPE_CHECKING:  # imported when the pool opens
+    from asyncpg import Pool, Record
 
 PG_SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
@@ -63,14 +66,14 @@ class PostgresKnowledgeIndex:
     def __init__(self, url: str, schema: str | None = None) -> None:
         self.dsn = driver_dsn(url)
         self.schema = schema
-        self._pool: Any = None
+        self._pool: Pool[Record] | None = None
         self._opening = asyncio.Lock()
         self._indexed: set[int] = set()
 
-    async def _connection_pool(self) -> Any:
+    async def _connection_pool(self) -> Pool[Record]:
         async with self._opening:
             if self._pool is None:
-                import asyncpg  # type: ignore[import-untyped]
+                import asyncpg
 
                 path = f'"{self.schema}", public' if self.schema else "public"
                 pool = await asyncpg.create_pool(

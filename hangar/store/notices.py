@@ -84,15 +84,15 @@ async def _listen_once(
     resync: bool,
 ) -> None:
     """Listen on one connection until it is lost."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     conn = await asyncpg.connect(dsn, server_settings={"application_name": name})
     lost = asyncio.Event()
     try:
         own_schema = schema or await conn.fetchval("SELECT current_schema()")
 
-        def deliver(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            notice = parse_notice(payload, own_schema)
+        def deliver(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            notice = parse_notice(str(payload), own_schema)
             if notice is not None:
                 on_notice(notice)
 
