@@ -201,11 +201,21 @@ def langgraph(base_url: str) -> Contender:
 class HangarServer:
     """`hangar up` in its own process, with a Model on the fake server."""
 
-    def __init__(self, fake_url: str) -> None:
+    def __init__(self, fake_url: str, **env: str) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="hangar-bench-"))
+        # The fake model is on the loopback, which a namespace reaches only when the
+        # administrator grants it (issue 16): the bench's administrator does.
+        (self.home / "admission.yaml").write_text(
+            "egress:\n- cidr: 127.0.0.0/8\n  namespaces: [default]\n"
+        )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "HANGAR_HOME": str(self.home), "HANGAR_PORT": str(self.port)}
+        env = {
+            **os.environ,
+            "HANGAR_HOME": str(self.home),
+            "HANGAR_PORT": str(self.port),
+            **env,
+        }
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "hangar"), "up"],
             env=env,
@@ -217,10 +227,9 @@ class HangarServer:
         self.http = httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
         )
-        httpx.post(
-            f"{self.url}/v1/apply",
-            headers={"Authorization": f"Bearer {key}"},
-            json=[
+        self.key = key
+        self.apply(
+            [
                 {
                     "apiVersion": "hangar.dev/v1alpha1",
                     "kind": "Model",
@@ -233,7 +242,14 @@ class HangarServer:
                     "metadata": {"name": "bench"},
                     "spec": {"model": "fake", "tools": [{"builtin": "current_time"}]},
                 },
-            ],
+            ]
+        )
+
+    def apply(self, documents: list[dict[str, Any]]) -> None:
+        httpx.post(
+            f"{self.url}/v1/apply",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json=documents,
         ).raise_for_status()
 
     def rest(self) -> Contender:
