@@ -25,15 +25,18 @@ class RunSandbox:
 
     async def get(self) -> Sandbox:
         async with self._lock:
-            if self.session is None or not self.session.sandbox.alive:
+            if self.session is not None and not self.session.sandbox.alive:
+                self.manager.forget(self.session.sandbox.id)  # dead: room for its successor
+                self.session = None
+            if self.session is None:
                 spec = await template_spec(self.store, self.namespace, self.template)
                 self.session = await self.manager.create(
-                    self.namespace, spec, self.template or "default"
+                    self.namespace, spec, self.template or "default", wait=True
                 )
             return self.session.sandbox
 
     async def close(self) -> None:
         session, self.session = self.session, None
         if session is not None:
-            self.manager.sessions.pop(session.sandbox.id, None)
+            self.manager.forget(session.sandbox.id)
             await session.sandbox.kill()

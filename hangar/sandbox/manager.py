@@ -79,6 +79,10 @@ class SandboxManager:
         self._refills: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
         self.reap_interval = reap_interval
+        self._starting: dict[str, int] = {}
+        """Sandboxes being started per namespace: counted as live (see ``create``)."""
+        self._freed = asyncio.Event()
+        """Set (and replaced) when a session goes: wakes creators waiting for room."""
 
     # --- pools ------------------------------------------------------------------------
 
@@ -150,8 +154,17 @@ class SandboxManager:
     # --- sessions -----------------------------------------------------------------------
 
     async def create(
-        self, namespace: str, spec: SandboxTemplateSpec | None = None, template: str = "default"
+        self,
+        namespace: str,
+        spec: SandboxTemplateSpec | None = None,
+        template: str = "default",
+        *,
+        wait: bool = False,
     ) -> Session:
+        """A new session for the namespace, within its ceiling of live sandboxes in this
+        process: past it, an error (a client asking over the API), or with ``wait``,
+        once another session of the namespace goes (a run's tool: runs executing at once
+        are many, sandboxes are few)."""
         spec = spec or await default_template()
         grants = self.admission.grants(namespace)
         problems = grants.limits_problems(spec)
@@ -162,18 +175,40 @@ class SandboxManager:
                 "apply it again within the ceilings",
                 details={"problems": problems},
             )
-        live = sum(1 for s in self.sessions.values() if s.namespace == namespace)
-        if live >= grants.ceilings.sandboxes:
-            raise SandboxLimitError(
-                f"namespace {namespace!r} already has {live} live sandboxes here, its most",
-                hint="delete sandboxes it no longer needs (DELETE /v1/sandboxes/ID), or wait "
-                "for idle ones to be reaped",
-                details={"live": live, "most": grants.ceilings.sandboxes},
-            )
-        sandbox = await self._acquire(spec, grants.policy)
+        most = grants.ceilings.sandboxes
+        while (live := self._live(namespace)) >= most:
+            if not wait:
+                raise SandboxLimitError(
+                    f"namespace {namespace!r} already has {live} live sandboxes here, its most",
+                    hint="delete sandboxes it no longer needs (DELETE /v1/sandboxes/ID), or "
+                    "wait for idle ones to be reaped",
+                    details={"live": live, "most": most},
+                )
+            await self._freed.wait()
+        # Counted from here, with no wait between the check and this: creators that
+        # start together cannot pass the ceiling.
+        self._starting[namespace] = self._starting.get(namespace, 0) + 1
+        try:
+            sandbox = await self._acquire(spec, grants.policy)
+        finally:
+            self._starting[namespace] -= 1
+            if not self._starting[namespace]:
+                del self._starting[namespace]
         session = Session(namespace, template, spec, sandbox)
         self.sessions[sandbox.id] = session
         self._ensure_reaper()
+        return session
+
+    def _live(self, namespace: str) -> int:
+        live = sum(1 for s in self.sessions.values() if s.namespace == namespace)
+        return live + self._starting.get(namespace, 0)
+
+    def forget(self, sandbox_id: str) -> Session | None:
+        """Take a session out of the live ones (its sandbox is the caller's to kill),
+        making room for creators waiting in its namespace."""
+        session = self.sessions.pop(sandbox_id, None)
+        self._freed.set()
+        self._freed = asyncio.Event()
         return session
 
     def get(self, namespace: str, sandbox_id: str) -> Session:
@@ -191,7 +226,7 @@ class SandboxManager:
 
     async def delete(self, namespace: str, sandbox_id: str) -> None:
         session = self.get(namespace, sandbox_id)
-        self.sessions.pop(sandbox_id, None)
+        self.forget(sandbox_id)
         await session.sandbox.kill()
 
     async def reap(self) -> int:
@@ -203,8 +238,9 @@ class SandboxManager:
             if not s.sandbox.alive or now - s.last_used > s.spec.idle_timeout_seconds
         ]
         for sid in doomed:
-            session = self.sessions.pop(sid)
-            await session.sandbox.kill()
+            session = self.forget(sid)
+            if session is not None:
+                await session.sandbox.kill()
         return len(doomed)
 
     def _ensure_reaper(self) -> None:

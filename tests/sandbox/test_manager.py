@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from hangar.errors import SandboxNotFoundError
+from hangar.admission import Admission, AdmissionConfig
+from hangar.errors import SandboxLimitError, SandboxNotFoundError
 from hangar.sandbox.base import ExecStatus
 from hangar.sandbox.manager import SandboxManager
 from hangar.spec.sandbox import SandboxTemplateSpec
@@ -28,6 +30,27 @@ async def test_a_warm_pool_hands_out_started_sandboxes_and_refills() -> None:
         assert session.sandbox.id in ready  # taken from the pool, not started
         await manager.settle()
         assert len(pool) == 2  # and the pool filled up again
+    finally:
+        await manager.close()
+
+
+async def test_past_the_namespaces_ceiling_a_run_waits_for_room_and_a_client_is_told() -> None:
+    """Runs executing at once are many, sandboxes few: a run's sandbox waits until one
+    of the namespace's goes; a client asking over the API gets an error at once."""
+    config = AdmissionConfig.model_validate({"sandboxes": [{"sandboxes": 1}]})
+    manager = SandboxManager(admission=Admission(None, config=config))
+    try:
+        first = await manager.create("team-a", spec())
+        waiting = asyncio.create_task(manager.create("team-a", spec(), wait=True))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        with pytest.raises(SandboxLimitError, match="already has 1 live sandboxes"):
+            await manager.create("team-a", spec())
+        other = await manager.create("team-b", spec())  # another namespace's room
+        await manager.delete("team-a", first.sandbox.id)
+        second = await asyncio.wait_for(waiting, 30)
+        assert manager.list("team-a") == [second] and manager.list("team-b") == [other]
+        assert (await second.sandbox.run_python("6 * 7")).value == "42"
     finally:
         await manager.close()
 
