@@ -43,6 +43,20 @@ class _RunsStore(RunQueue, EventLog, ResourceStore, Protocol):
 
 
 FOLLOW_POLL_SECONDS = 0.5
+FOLLOW_POLL_MAX_SECONDS = 5.0
+"""A follower (a waiting request, a stream) hears of its run through the bus: at once
+for runs executing in this process, and through the store's notices on PostgreSQL.
+It reads the store itself only after this long without news, for runs executing
+where no notice comes from (another process on SQLite): first after
+``FOLLOW_POLL_SECONDS``, then twice as long each time the read found nothing new, up
+to ``FOLLOW_POLL_MAX_SECONDS``. (A read every half second from each of a thousand
+waiting requests took half of the server's time.)"""
+
+
+def _longer(poll: float) -> float:
+    return min(poll * 2, FOLLOW_POLL_MAX_SECONDS)
+
+
 CANCEL_WAIT_SECONDS = 10.0
 
 
@@ -173,6 +187,7 @@ class RunService:
     async def wait(self, namespace: str, run_id: str, timeout: float | None = None) -> RunRecord:
         """Wait until the run is finished or waits for a person (or ``timeout`` passes)."""
         settled = (EventType.RUN_FINISHED, EventType.APPROVAL_REQUESTED)
+        poll = FOLLOW_POLL_SECONDS
         with self.bus.subscribe(run_id) as queue:
             async with asyncio.timeout(timeout):
                 while True:
@@ -180,11 +195,11 @@ class RunService:
                     if run.status.finished or run.status == RunStatus.WAITING_APPROVAL:
                         return run
                     try:
-                        async with asyncio.timeout(FOLLOW_POLL_SECONDS):
+                        async with asyncio.timeout(poll):
                             while (await queue.get()).type not in (*settled, RESYNC):
                                 pass
                     except TimeoutError:
-                        pass
+                        poll = _longer(poll)
 
     async def pending_approvals(self, namespace: str, run_id: str) -> list[HeldCall]:
         """The held tool calls of a waiting run that no one has decided yet."""
@@ -265,19 +280,22 @@ class RunService:
                     yield caught
                     if caught.type == EventType.RUN_FINISHED:
                         return
+            poll = FOLLOW_POLL_SECONDS
             while True:
                 item: BusItem | None = None
                 try:
-                    async with asyncio.timeout(FOLLOW_POLL_SECONDS):
+                    async with asyncio.timeout(poll):
                         item = await q.get()
                 except TimeoutError:
                     pass  # nothing live: the run may execute in a process without notices
                 if item is None or (item.remote and (item.seq == 0 or item.seq > last)):
+                    before = last
                     async for caught in self._catch_up(namespace, run_id, last):
                         last = caught.seq
                         yield caught
                         if caught.type == EventType.RUN_FINISHED:
                             return
+                    poll = _longer(poll) if item is None and last == before else FOLLOW_POLL_SECONDS
                     continue
                 if item.remote:
                     continue  # already read
