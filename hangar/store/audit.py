@@ -23,7 +23,7 @@ class SqlAuditLog(SqlCore):
         """An audit line; a tool name (a model's or a client's choice) is cut to the
         column's 128 characters rather than failing the call it records."""
         values = dataclasses.asdict(entry) | {"tool": entry.tool[:128]}
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(tool_audit.insert().values(**values))
 
     async def list_tool_calls(

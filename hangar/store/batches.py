@@ -31,7 +31,7 @@ class SqlBatches(SqlCore):
         items: Sequence[BatchItem],
         key_id: str | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 tables.batches.insert().values(
                     id=batch_id,

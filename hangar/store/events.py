@@ -97,7 +97,7 @@ class SqlEventLog(SqlCore):
             self._announce(namespace, run_id, seq, [kind for kind, _ in events])
             return RunEvent(run_id, seq, namespace, type, data, stamp)
         step = {"run": run_id, "by": len(events)}
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if holder is None:
                 seq = await conn.scalar(_NEXT_SEQ, step)
             else:

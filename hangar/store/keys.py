@@ -71,7 +71,7 @@ class SqlKeys(SqlCore):
             created_at=datetime.now(UTC),
             expires_at=expires_at,
         )
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 api_keys.insert().values(
                     id=key.id,
@@ -104,7 +104,7 @@ class SqlKeys(SqlCore):
         which = api_keys.c.id == key_id
         if namespace is not None:
             which &= api_keys.c.namespace == namespace
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 api_keys.update()
                 .where(which & api_keys.c.revoked_at.is_(None))
@@ -114,7 +114,7 @@ class SqlKeys(SqlCore):
         return None if row is None else _key(row)
 
     async def touch_api_key(self, key_id: str, at: datetime) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=at)
             )

@@ -96,7 +96,7 @@ class SqlLedger(SqlCore):
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         """A ledger line on its own (a model call's usually goes in with its event)."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(ledger_insert(entry))
 
     async def usage_summary(
@@ -159,7 +159,7 @@ class SqlLedger(SqlCore):
         self, lines: Sequence[BudgetLine], tokens: int, cost: float, *, run_id: str | None = None
     ) -> BudgetLine | None:
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await self._reserve(conn, lines, tokens, cost)
                 if run_id is not None:
                     stamp = now()
@@ -215,7 +215,7 @@ class SqlLedger(SqlCore):
         run_id: str | None = None,
     ) -> None:
         holds = tables.budget_holds
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             for line in lines:
                 held = (reserved_tokens, reserved_cost)
                 if run_id is not None:
@@ -230,7 +230,7 @@ class SqlLedger(SqlCore):
                 await change_counter(conn, line.key, -held[0], -held[1], tokens, cost)
 
     async def release_budget_holds(self, run_id: str) -> int:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             return await release_holds(conn, {run_id})
 
     async def budget_spent(self, key: str) -> tuple[int, float]:

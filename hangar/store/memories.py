@@ -73,7 +73,7 @@ class SqlMemories(SqlCore):
     """The store's memories calls, over the core's engine."""
 
     async def add_memory(self, memory: MemoryRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(user_memories.insert().values(_memory_row(memory)))
 
     async def list_memories(self, namespace: str, user: str) -> list[MemoryRecord]:
@@ -83,7 +83,7 @@ class SqlMemories(SqlCore):
     async def change_memories(
         self, namespace: str, user: str, change: Callable[[list[MemoryRecord]], MemoryChanges]
     ) -> MemoryChanges:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await self.dialect.lock_users_memories(conn, namespace, user)
             changes = change(await _memories_of(conn, namespace, user))
             for memory_id, text, embedding in changes.updated:
@@ -95,14 +95,14 @@ class SqlMemories(SqlCore):
     async def update_memory(
         self, namespace: str, user: str, memory_id: str, text: str, embedding: list[float]
     ) -> MemoryRecord | None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(_reworded(namespace, user, memory_id, text, embedding))
             mine = _users_memory(namespace, user, memory_id)
             row = (await conn.execute(sa.select(user_memories).where(mine))).mappings().first()
         return None if row is None else to_memory(row)
 
     async def delete_memory(self, namespace: str, user: str, memory_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             done = await conn.execute(
                 user_memories.delete().where(_users_memory(namespace, user, memory_id))
             )
@@ -110,7 +110,7 @@ class SqlMemories(SqlCore):
 
     async def forget_user(self, namespace: str, user: str) -> dict[str, int]:
         theirs = (runs.c.namespace == namespace) & (runs.c.user_id == user)
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             rows = (
                 await conn.execute(
                     sa.select(runs.c.id, runs.c.status, runs.c.session_id).where(theirs)

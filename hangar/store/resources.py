@@ -47,7 +47,7 @@ class SqlResources(SqlCore):
         )
         stamp = now()
         try:
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 current = (
                     (await conn.execute(sa.select(resources).where(key).with_for_update()))
                     .mappings()
@@ -173,7 +173,7 @@ class SqlResources(SqlCore):
     async def delete_resource(self, namespace: str, kind: str, name: str) -> bool:
         """Remove the live resource; its versions stay, so past runs still resolve."""
         self._forget_cached(namespace, kind)
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             result = await conn.execute(
                 resources.delete().where(
                     (resources.c.namespace == namespace)

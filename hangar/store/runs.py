@@ -59,7 +59,7 @@ class SqlRunQueue(SqlCore):
             raise ConflictError(f"run {run.id!r} exists already") from None
 
     async def _insert_run(self, run: RunRecord) -> RunRecord:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             if run.session_id is not None:
                 await self._claim_session_turn(conn, run)
             await conn.execute(
@@ -179,7 +179,7 @@ class SqlRunQueue(SqlCore):
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
             return run
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             row = (await conn.execute(sqlite_claim(next_of), values)).mappings().first()
             if row is not None and started is not None:
                 data = started_data(started, resumed=row["last_seq"] > 1)
@@ -212,7 +212,7 @@ class SqlRunQueue(SqlCore):
             return set()
         until = now() + timedelta(seconds=lease_seconds)
         renewed: set[str] = set()
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             for run_id, holder in holders.items():
                 done = await conn.execute(
                     runs.update()
@@ -347,7 +347,7 @@ class SqlRunQueue(SqlCore):
     async def request_cancel(self, namespace: str, run_id: str) -> tuple[RunRecord, bool] | None:
         where = (runs.c.namespace == namespace) & (runs.c.id == run_id)
         parked = (RunStatus.QUEUED.value, RunStatus.WAITING_APPROVAL.value)
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             ended = (
                 await conn.execute(
                     runs.update()
@@ -395,7 +395,7 @@ class SqlRunQueue(SqlCore):
         events: Events,
     ) -> RunRecord:
         """Update the run (only as its holder) and store ``events`` in the same transaction."""
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             row = (
                 (await conn.execute(runs.update().where(where).values(**values).returning(*runs.c)))
                 .mappings()
@@ -409,7 +409,7 @@ class SqlRunQueue(SqlCore):
         return run
 
     async def requeue_run(self, namespace: str, run_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             done = (
                 await conn.execute(
                     runs.update()

@@ -46,7 +46,7 @@ class SqlSessions(SqlCore):
     """The store's sessions calls, over the core's engine."""
 
     async def create_session(self, session: SessionRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 sessions.insert().values(
                     id=session.id,
@@ -87,7 +87,7 @@ class SqlSessions(SqlCore):
             return [to_run(row) for row in (await conn.execute(query)).mappings()]
 
     async def delete_session(self, namespace: str, session_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             found = await conn.execute(
                 sessions.update()  # the lock a new turn would take first
                 .where((sessions.c.namespace == namespace) & (sessions.c.id == session_id))
@@ -104,7 +104,7 @@ class SqlSessions(SqlCore):
     async def set_session_summary(
         self, namespace: str, session_id: str, summary: dict[str, Any]
     ) -> None:
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(
                 sessions.update()
                 .where((sessions.c.namespace == namespace) & (sessions.c.id == session_id))

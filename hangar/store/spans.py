@@ -48,9 +48,10 @@ class SqlSpans(SqlCore):
                 "INSERT INTO spans (trace_id, namespace, spans) VALUES ($1, $2, $3)", rows
             )
         elif self._sqlite_path is not None:
-            await asyncio.to_thread(self._write_spans_sqlite, spans)
+            async with self._write_turn:
+                await asyncio.to_thread(self._write_spans_sqlite, spans)
         else:  # an in-memory database: only the engine's own connections see it
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await conn.execute(
                     tables.spans.insert(),
                     [
