@@ -29,8 +29,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
-    workers: int = 4
-    """How many runs one process executes at once."""
+    workers: int = 1000
+    """How many runs one process executes at once. A run waiting on its model costs a
+    task and its messages, so this is high: what is scarce is limited where it is (a
+    namespace's Quota, its live sandboxes, the local model's one call at a time)."""
 
     worker_idle_seconds: float | None = None
     """``hangar worker`` exits after this long with nothing to run (scale to zero: an
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
 
     rate_limit_per_second: float = 100.0
     """Requests a key may make per second, on average (0: no limit), per gateway process."""
-    rate_limit_burst: int = 200
+    rate_limit_burst: int = 1000
     """Requests a key may make at once before the rate applies."""
 
     metrics_auth: bool = False

@@ -10,7 +10,8 @@ notices): they carry no data, only the news that the store has more to read.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict, deque
+import contextlib
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,48 +35,23 @@ RESYNC = "resync"
 
 
 class Doorbell:
-    """Wakes idle worker slots, one per ring: a queued run needs one slot, and waking
-    them all (an ``asyncio.Event``) sent every idle slot to the store to claim it,
-    all but one for nothing (on SQLite, four slots: three wasted claims per run).
+    """Wakes the process's claimer (``Worker._dispatch``) when a run was queued. A ring
+    while it is busy claiming is kept, so it claims again at once instead of sleeping
+    through it; rings while it is away count as one (it claims until nothing is left)."""
 
-    A ring with no slot waiting is kept (up to ``limit``, the number of slots), so a
-    slot that found nothing just before a run was queued goes back to claim at once
-    instead of sleeping through the ring."""
+    def __init__(self) -> None:
+        self._rung = asyncio.Event()
 
-    def __init__(self, limit: int = 1) -> None:
-        self.limit = limit
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self._kept = 0
-
-    def ring(self, times: int = 1) -> None:
-        for _ in range(times):
-            while self._waiting:
-                slot = self._waiting.popleft()
-                if not slot.done():
-                    slot.set_result(None)
-                    break
-            else:
-                self._kept = min(self._kept + 1, self.limit)
-
-    def ring_all(self) -> None:
-        self.ring(max(len(self._waiting), self.limit))
+    def ring(self) -> None:
+        self._rung.set()
 
     async def wait(self, timeout: float) -> None:
-        """Until rung, or ``timeout`` seconds (a slot polls the store that often anyway:
-        runs may come due without a ring, a lease running out, say)."""
-        if self._kept:
-            self._kept -= 1
-            return
-        slot = asyncio.get_running_loop().create_future()
-        self._waiting.append(slot)
-        try:
+        """Until rung, or ``timeout`` seconds (the claimer polls the store that often
+        anyway: runs may come due without a ring, a lease running out, say)."""
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await slot
-        except TimeoutError:
-            pass
-        finally:
-            if slot in self._waiting:  # timed out (or cancelled): not rung
-                self._waiting.remove(slot)
+                await self._rung.wait()
+        self._rung.clear()  # what comes next is claimed after this
 
 
 class EventBus:
@@ -114,9 +90,6 @@ class EventBus:
             for queue in queues:
                 queue.put_nowait(BusItem(run_id, 0, RESYNC, {}, remote=True))
 
-    def wake_workers(self, *, all: bool = False) -> None:
-        """A run was queued (``all``: any number may have been, a missed notice)."""
-        if all:
-            self.doorbell.ring_all()
-        else:
-            self.doorbell.ring()
+    def wake_workers(self) -> None:
+        """A run was queued (or any number may have been: a missed notice)."""
+        self.doorbell.ring()

@@ -54,22 +54,35 @@ class Worker:
         self.id = executor.worker_id
         self.running: dict[str, asyncio.Task[RunRecord | None]] = {}
         self._last_busy = time.monotonic()
-        self._slots: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._carriers: set[asyncio.Task[None]] = set()
+        """One task per run executing here (see ``_dispatch``)."""
+        self._limit = 0
+        self._freed = asyncio.Event()
+        self._claims = 0
 
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self, concurrency: int) -> None:
-        self.bus.doorbell.limit = concurrency
-        for i in range(concurrency):
-            self._slots.append(asyncio.create_task(self._slot(i), name=f"hangar-worker-{i}"))
-        self._slots.append(asyncio.create_task(self._heartbeat(), name="hangar-heartbeat"))
-        self._slots.append(asyncio.create_task(self._statistics(), name="hangar-statistics"))
+        """Execute up to ``concurrency`` runs at once."""
+        self._limit = concurrency
+        if concurrency:
+            self._tasks.append(asyncio.create_task(self._dispatch(), name="hangar-dispatch"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="hangar-heartbeat"))
+        self._tasks.append(asyncio.create_task(self._statistics(), name="hangar-statistics"))
 
     async def stop(self) -> None:
-        for task in self._slots:
+        tasks = [*self._tasks, *self._carriers]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._slots, return_exceptions=True)
-        self._slots.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A run launched whose carrier had not started yet: its carrier took nothing down.
+        left = [run for run in self.running.values() if not run.done()]
+        for run in left:
+            run.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        self._tasks.clear()
+        self._carriers.clear()
 
     async def _statistics(self) -> None:
         """Keep the database's picture of the queue current, so its plans for the claim
@@ -116,48 +129,84 @@ class Worker:
 
     # --- slots ------------------------------------------------------------------------
 
-    def _claim_request(self, index: int) -> ClaimRequest:
+    def _claim_request(self) -> ClaimRequest:
+        """A claim under a name of its own (``<process>/<n>``): the run it takes, and
+        each run the same task takes next when that one ends, are held under it."""
+        self._claims += 1
         return ClaimRequest(
-            f"{self.id}/{index}",
+            f"{self.id}/{self._claims}",
             self.settings.lease_seconds,
             self.settings.namespace_max_running,
             started={"worker": self.id},
         )
 
-    async def _slot(self, index: int) -> None:
-        claim = self._claim_request(index)
-        run: RunRecord | None = None
+    async def _dispatch(self) -> None:
+        """Claim runs while fewer than the limit execute here, each in a task of its
+        own. A run waiting on its model costs that task and nothing else, so the limit
+        can be high: what is scarce (a model's capacity, a namespace's share) is
+        limited where it is. When its run ends, a task claims the next in the same
+        statement (``Store.finish_and_claim``) and goes on with it, or ends."""
         while True:
+            if len(self._carriers) >= self._limit:
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            claim = self._claim_request()
+            run: RunRecord | None = None
+            try:
+                run = await self.queue.claim(claim)
+            except Exception:
+                log.exception("claiming a run failed; retrying")
             if run is None:
-                try:
-                    run = await self.queue.claim(claim)
-                except Exception:
-                    log.exception("claiming a run failed; retrying")
-                if run is None:
-                    await self.bus.doorbell.wait(POLL_SECONDS)
-                    continue
-            run = await self._take(run, claim)
+                await self.bus.doorbell.wait(POLL_SECONDS)
+                continue
+            task = self._launch(run, claim)
+            carrier = asyncio.create_task(
+                self._carry(run, claim, task), name=f"hangar-{claim.worker}"
+            )
+            self._carriers.add(carrier)
+            carrier.add_done_callback(self._carried)
 
-    async def _take(self, run: RunRecord, claim: ClaimRequest) -> RunRecord | None:
-        """Execute a claimed run to its end; returns the slot's next run when its end
-        claimed one (``Store.finish_and_claim``)."""
+    async def _carry(
+        self, run: RunRecord, claim: ClaimRequest, task: asyncio.Task[RunRecord | None]
+    ) -> None:
+        while (following := await self._follow(run, task)) is not None:
+            run, task = following, self._launch(following, claim)
+
+    def _carried(self, carrier: asyncio.Task[None]) -> None:
+        self._carriers.discard(carrier)
+        self._freed.set()
+        if not carrier.cancelled() and carrier.exception() is not None:
+            log.error("a run's task failed", exc_info=carrier.exception())
+
+    def _launch(self, run: RunRecord, claim: ClaimRequest) -> asyncio.Task[RunRecord | None]:
+        """Start executing a claimed run, known at once as running here (a cancel that
+        comes before its first step finds it)."""
         resumed = run.last_seq > 1  # its run_started, stored by the claim, is last
         started = RunStarted(self.id, resumed)
         self.bus.publish(BusItem(run.id, run.last_seq, started.TYPE.value, started.to_json()))
         if run.parent_id is not None:
-            return await self.executor.stop_orphan(run, claim)
+            return asyncio.create_task(self.executor.stop_orphan(run, claim))
         task = asyncio.create_task(
             self.executor.execute(run, resumed=resumed, then=claim), name=f"run-{run.id}"
         )
-        holders = self.executor.holders
         self.running[run.id] = task
         self._last_busy = time.monotonic()
-        holders[run.id] = run.worker or ""
+        self.executor.holders[run.id] = run.worker or ""
+        return task
+
+    async def _follow(
+        self, run: RunRecord, task: asyncio.Task[RunRecord | None]
+    ) -> RunRecord | None:
+        """Wait for a launched run's end; returns the next run when its end claimed one
+        (``Store.finish_and_claim``)."""
+        if run.parent_id is not None:
+            return await task  # an orphan, stopped at once
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             if not task.done():
-                task.cancel()  # this slot is stopping: take the run down with it
+                task.cancel()  # this process is stopping: take the run down with it
                 raise
             if task.cancelled():
                 # Cancelled before ``execute`` could catch it (before its first
@@ -167,7 +216,7 @@ class Worker:
             return None
         finally:
             self.running.pop(run.id, None)
-            holders.pop(run.id, None)
+            self.executor.holders.pop(run.id, None)
             self._last_busy = time.monotonic()
 
     def idle_seconds(self) -> float:

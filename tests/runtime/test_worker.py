@@ -212,14 +212,17 @@ class CountClaims(WatchedClaims):
             self.claims += 1
 
 
-async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) -> None:
+async def test_a_queued_run_costs_a_few_claims_however_many_runs_may_run(tmp_path: Path) -> None:
+    """One claimer per process, not one per run it may execute: with room for 1,000
+    runs, a queued run is claimed by it, which then looks once more (nothing), and
+    the run's end looks once more too (the next run, if any, is taken with it)."""
     store = CountClaims(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
     await with_agent(store)
     worker = worker_on(store, Settings(home=tmp_path))
     bus = worker.bus
-    worker.start(4)
+    worker.start(1000)
     try:
-        await asyncio.sleep(0.2)  # every slot has found nothing and waits
+        await asyncio.sleep(0.2)  # the claimer has found nothing and waits
         store.claims = 0
         for _ in range(3):
             run = await store.create_run(queued_run(agent="a"))
@@ -230,34 +233,36 @@ async def test_a_queued_run_wakes_one_idle_slot_not_all_of_them(tmp_path: Path) 
             ):
                 assert time.monotonic() < deadline, "the run was not taken"
                 await asyncio.sleep(0.02)
-            await asyncio.sleep(0.05)  # its slot is back to waiting
-        # Per run: the claim that took it and the one its slot made after finishing.
-        # (Waking all four slots made five.) A poll timeout can add one.
-        assert store.claims <= 3 * 2 + 4
+            await asyncio.sleep(0.05)  # the claimer is back to waiting
+        # Per run: the claim that took it, the claimer's next look, and the one its
+        # end made. (One waiting task per run it may execute would make 1,000.) A poll
+        # timeout can add one.
+        assert store.claims <= 3 * 3 + 4
     finally:
         await worker.stop()
         await store.close()
 
 
-async def test_a_ring_while_no_slot_waits_is_kept_for_the_next_that_does() -> None:
-    bell = Doorbell(limit=2)
-    bell.ring()  # the slot was busy claiming: nobody waiting
+async def test_a_ring_while_the_claimer_is_busy_is_kept_for_its_next_wait() -> None:
+    bell = Doorbell()
+    bell.ring()  # the claimer was busy claiming: nobody waiting
     async with asyncio.timeout(1):
         await bell.wait(30)  # returns at once: the ring was kept
-    bell.ring(5)
+    bell.ring()
+    bell.ring()
     async with asyncio.timeout(1):
-        await bell.wait(30)
-        await bell.wait(30)  # no more than ``limit`` are kept
+        await bell.wait(30)  # rings while away count as one: it claims until none is left
     started = time.monotonic()
     await bell.wait(0.2)
     assert time.monotonic() - started >= 0.2
 
 
-async def test_a_busy_slot_claims_its_next_run_with_the_last_ones_end(
+async def test_a_runs_end_claims_the_next_run_in_the_same_statement(
     pg_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL the statement that ends a run claims the slot's next one: three
-    queued runs, one slot, one claim of its own (and one more once the queue is empty)."""
+    """On PostgreSQL the statement that ends a run claims the next one for the same
+    task: three queued runs, room for one, one claim of its own (and one more once the
+    queue is empty), all three held under the first claim's name."""
     monkeypatch.setattr(worker_module, "POLL_SECONDS", 3600)
     store = CountClaims(POSTGRES_URL, schema=pg_schema)
     await with_agent(store)
@@ -273,7 +278,7 @@ async def test_a_busy_slot_claims_its_next_run_with_the_last_ones_end(
                 return current if done else None
 
             done = await eventually(succeeded, what="the run's end")
-            assert done.worker == f"{worker.id}/0"
+            assert done.worker == f"{worker.id}/1"
         assert store.claims <= 2  # each end took the next: no claim of its own
     finally:
         await worker.stop()
