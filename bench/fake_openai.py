@@ -5,11 +5,13 @@ takes is the same for all of them and the differences are the frameworks'
 own. The script: a request whose last message is a tool result gets a final
 answer; any other request gets one call to `current_time`.
 
-Run: python -m bench.fake_openai PORT
+Run: python -m bench.fake_openai PORT [DELAY_SECONDS]  (each answer after the delay,
+as a real model takes its time: what many runs waiting at once look like)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -25,6 +27,7 @@ from starlette.routing import Route
 ANSWER = "It is noon in UTC."
 ARGUMENTS = json.dumps({"timezone": "UTC"})
 USAGE = {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60}
+DELAY_SECONDS = float(sys.argv[2]) if __name__ == "__main__" and len(sys.argv) > 2 else 0.0
 
 
 def _reply(body: dict[str, Any]) -> dict[str, Any]:
@@ -55,6 +58,8 @@ def _base(body: dict[str, Any], kind: str) -> dict[str, Any]:
 
 async def completions(request: Request) -> Response:
     body = await request.json()
+    if DELAY_SECONDS:
+        await asyncio.sleep(DELAY_SECONDS)
     message = _reply(body)
     finish = "tool_calls" if message.get("tool_calls") else "stop"
     if not body.get("stream"):
@@ -91,4 +96,4 @@ async def completions(request: Request) -> Response:
 app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", backlog=4096)
