@@ -35,23 +35,48 @@ RESYNC = "resync"
 
 
 class Doorbell:
-    """Wakes the process's claimer (``Worker._dispatch``) when a run was queued. A ring
-    while it is busy claiming is kept, so it claims again at once instead of sleeping
-    through it; rings while it is away count as one (it claims until nothing is left)."""
+    """Wakes the process's claimer (``Worker._dispatch``): one ring per run queued, so the
+    claimer claims once per ring instead of looking again after every run it takes
+    (on SQLite every claim is a write). Rings that come while it is busy are kept.
+    ``ring_all`` (a notice may have been missed) and a wait that times out tell it to
+    claim until nothing is left instead."""
 
     def __init__(self) -> None:
-        self._rung = asyncio.Event()
+        self._rung = 0
+        self._answered = 0
+        self._all = False
+        self._event = asyncio.Event()
 
     def ring(self) -> None:
-        self._rung.set()
+        self._rung += 1
+        self._event.set()
 
-    async def wait(self, timeout: float) -> None:
-        """Until rung, or ``timeout`` seconds (the claimer polls the store that often
-        anyway: runs may come due without a ring, a lease running out, say)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._rung.wait()
-        self._rung.clear()  # what comes next is claimed after this
+    def ring_all(self) -> None:
+        self._all = True
+        self._event.set()
+
+    @property
+    def rung(self) -> int:
+        return self._rung
+
+    async def wait(self, timeout: float) -> bool:
+        """Until rung, or ``timeout`` seconds (runs may come due without a ring: a lease
+        running out, say). True: claim once; False: claim until none is left."""
+        if self._rung == self._answered and not self._all:
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
+        if self._all or self._rung == self._answered:
+            self._all = False
+            return False
+        self._answered += 1
+        return True
+
+    def found_none(self, rung: int) -> None:
+        """A claim that began when ``rung`` rings had come found nothing: those rings are
+        answered (their runs were taken elsewhere); later ones stand."""
+        self._answered = max(self._answered, rung)
 
 
 class EventBus:
@@ -90,6 +115,9 @@ class EventBus:
             for queue in queues:
                 queue.put_nowait(BusItem(run_id, 0, RESYNC, {}, remote=True))
 
-    def wake_workers(self) -> None:
-        """A run was queued (or any number may have been: a missed notice)."""
-        self.doorbell.ring()
+    def wake_workers(self, *, all: bool = False) -> None:
+        """A run was queued (``all``: any number may have been, a missed notice)."""
+        if all:
+            self.doorbell.ring_all()
+        else:
+            self.doorbell.ring()

@@ -129,7 +129,7 @@ class Runtime:
             if notice.run_id not in self.worker.running:  # those are published here
                 self.bus.publish(BusItem(notice.run_id, notice.seq, notice.type, {}, remote=True))
         else:
-            self.bus.wake_workers()
+            self.bus.wake_workers(all=True)
             self.bus.resync()
 
     async def start(self, *, workers: int | None = None, streams: bool = True) -> None:

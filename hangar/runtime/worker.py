@@ -146,19 +146,26 @@ class Worker:
         can be high: what is scarce (a model's capacity, a namespace's share) is
         limited where it is. When its run ends, a task claims the next in the same
         statement (``Store.finish_and_claim``) and goes on with it, or ends."""
+        drain = True  # at start: runs may be queued already
         while True:
             if len(self._carriers) >= self._limit:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
+            if not drain:
+                drain = not await self.bus.doorbell.wait(POLL_SECONDS)
             claim = self._claim_request()
-            run: RunRecord | None = None
+            rung = self.bus.doorbell.rung
             try:
                 run = await self.queue.claim(claim)
             except Exception:
                 log.exception("claiming a run failed; retrying")
-            if run is None:
                 await self.bus.doorbell.wait(POLL_SECONDS)
+                drain = True
+                continue
+            if run is None:
+                self.bus.doorbell.found_none(rung)
+                drain = False
                 continue
             task = self._launch(run, claim)
             carrier = asyncio.create_task(
