@@ -582,8 +582,9 @@ the whole time.
 
 ## The gateway with {CLIENTS} concurrent clients
 
-`hangar up` (4 run slots), {CLIENTS} clients each sending {per_client} one-step runs in a row and
-waiting for each answer.
+`hangar up` (its default settings: up to 1,000 runs at once, so all {CLIENTS} execute
+together), {CLIENTS} clients each sending {per_client} one-step runs in a row and waiting for
+each answer.
 
 | database | p50 ms | p99 ms | runs/s |
 | --- | ---: | ---: | ---: |
