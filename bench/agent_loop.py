@@ -228,19 +228,23 @@ class HangarServer:
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
         )
         self.key = key
+        self.add_agent("bench", "fake", fake_url)
+
+    def add_agent(self, name: str, model: str, url: str) -> None:
+        """An agent with the `current_time` tool, on a Model at ``url``."""
         self.apply(
             [
                 {
                     "apiVersion": "hangar.dev/v1alpha1",
                     "kind": "Model",
-                    "metadata": {"name": "fake"},
-                    "spec": {"provider": "openai", "model": "fake", "baseUrl": fake_url},
+                    "metadata": {"name": model},
+                    "spec": {"provider": "openai", "model": "fake", "baseUrl": url},
                 },
                 {
                     "apiVersion": "hangar.dev/v1alpha1",
                     "kind": "Agent",
-                    "metadata": {"name": "bench"},
-                    "spec": {"model": "fake", "tools": [{"builtin": "current_time"}]},
+                    "metadata": {"name": name},
+                    "spec": {"model": model, "tools": [{"builtin": "current_time"}]},
                 },
             ]
         )

@@ -77,26 +77,6 @@ class FakeModel:
         self.proc.wait(10)
 
 
-def slow_agent(server: HangarServer, url: str) -> None:
-    """An agent named ``slow`` on the delayed model."""
-    server.apply(
-        [
-            {
-                "apiVersion": "hangar.dev/v1alpha1",
-                "kind": "Model",
-                "metadata": {"name": "slow"},
-                "spec": {"provider": "openai", "model": "fake", "baseUrl": url},
-            },
-            {
-                "apiVersion": "hangar.dev/v1alpha1",
-                "kind": "Agent",
-                "metadata": {"name": "slow"},
-                "spec": {"model": "slow", "tools": [{"builtin": "current_time"}]},
-            },
-        ]
-    )
-
-
 def rest(http: httpx.AsyncClient, agent: str) -> Callable[[], Awaitable[str]]:
     async def once() -> str:
         response = await http.post(f"/v1/agents/{agent}/runs", json={"input": PROMPT})
@@ -221,7 +201,7 @@ def main(n: int = 1000, runs: int = 300, clients: int = 50, delay: float = 0.5) 
     server: HangarServer | None = None
     try:
         server = HangarServer(instant.url)
-        slow_agent(server, slow.url)
+        server.add_agent("slow", "slow", slow.url)
         results = asyncio.run(measure(server, instant, slow, n, runs, clients))
     finally:
         if server is not None:
