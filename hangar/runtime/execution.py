@@ -3,7 +3,7 @@
 Prepares the run (its agent at the run's generation, model, tools, context), drives
 the loop with a recorder that stores each event before the loop goes on, turns what
 went wrong into the run's outcome, and stores the end with its last events (claiming
-the slot's next run in the same statement when it can).
+the next run for the same task in the same statement when it can).
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class RunExecutor:
         """Drive one claimed run to a final state; never raises for the run's own failures.
         ``resumed`` is given when its ``run_started`` event was stored with its claim
         (None: it is stored here, a child run's say). With ``then``, the run's end
-        claims the slot's next run, returned (when nothing follows the end: a run that
+        claims the next run for the same task, returned (when nothing follows the end: a run that
         learns about its user does that first). Its span continues the trace the run
         was started in (a child run's, the calling tool's span, which is current
         already)."""
@@ -407,7 +407,7 @@ class RunExecutor:
     ) -> RunRecord | None:
         """End the run and store its last events in one statement (or transaction):
         those held back (``held``), its error, and ``run_finished``; then announce them.
-        With ``then``, claim the slot's next run with it and return that (a parked
+        With ``then``, claim the next run for the same task with it and return that (a parked
         run claims nothing)."""
         last = list(held)
         if outcome.status is RunStatus.WAITING_APPROVAL:

@@ -44,7 +44,7 @@ class FairShare:
         store.watch_queue(self.changed)
 
     async def claim(self, claim: ClaimRequest) -> RunRecord | None:
-        """The slot's next run, or None."""
+        """The next run to execute here, or None."""
         next_of = await self._choose(claim.max_running)
         if next_of is not None:
             run = await self._claim(claim, next_of)
@@ -56,17 +56,17 @@ class FairShare:
     async def finish_and_claim(
         self, run_id: str, status: RunStatus, claim: ClaimRequest, **ending: Any
     ) -> tuple[RunRecord, RunRecord | None]:
-        """End a run held here and claim the slot's next (``RunQueue.finish_and_claim``);
-        None when there was none, or the chosen namespace's runs were taken meanwhile
-        (the slot claims again at once, from a fresh look)."""
-        self.ended(run_id)  # before the slot's next claim is chosen
+        """End a run held here and claim the next for the same task
+        (``RunQueue.finish_and_claim``); None when there was none, or the chosen
+        namespace's runs were taken meanwhile (the next claim looks again)."""
+        self.ended(run_id)  # before the next claim is chosen
         next_of = await self._choose(claim.max_running)
         done, claimed = await self.store.finish_and_claim(
             run_id, status, claim, next_of=next_of, **ending
         )
         if claimed is not None:
             return done, self._running_here(claimed)
-        if next_of is not None:  # its runs are taken: the slot's next claim looks again
+        if next_of is not None:  # its runs are taken: the next claim looks again
             self.changed(None)
         return done, None
 

@@ -1,9 +1,10 @@
 """Workers: claim queued runs from the store and drive them through the agent loop.
 
 Workers hold no state a run needs: everything is in the store, so any worker in
-any process can take any run. This module is the process's side of that: its run
-slots, their claims (chosen by ``runtime/queue.py``), the leases it holds and renews,
-and cancelling what runs here. Executing one run is ``runtime/execution.py``'s.
+any process can take any run. This module is the process's side of that: its
+claimer and the task each run executes in, their claims (chosen by
+``runtime/queue.py``), the leases it holds and renews, and cancelling what runs here.
+Executing one run is ``runtime/execution.py``'s.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ STATISTICS_SECONDS = 2.0
 
 
 def worker_id() -> str:
-    """This process's name among workers: its slots claim as ``<id>/<slot>``."""
+    """This process's name among workers: its claims are held as ``<id>/<n>``."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -116,7 +117,7 @@ class Worker:
         lost = set()
         for run_id in set(held) - renewed:
             self.queue.ended(run_id)  # taken over, or ended here or elsewhere
-            # Not renewed as it ended here meanwhile (its end stored, its slot not yet
+            # Not renewed as it ended here meanwhile (its end stored, its task not yet
             # back to forget it): nothing was taken over.
             task = self.running.get(run_id)
             if task is None or task.done() or run_id in self.executor.ending:
@@ -127,7 +128,7 @@ class Worker:
                 lost.add(run_id)
         return lost
 
-    # --- slots ------------------------------------------------------------------------
+    # --- claims and runs ----------------------------------------------------------------
 
     def _claim_request(self) -> ClaimRequest:
         """A claim under a name of its own (``<process>/<n>``): the run it takes, and

@@ -1,9 +1,10 @@
 """What differs between SQLite and PostgreSQL, in one place: a ``Dialect`` per database.
 
 The store's concerns ask their dialect, never the database's name: the engine's
-options, the words of the queue's statements, how to insert unless present, how to
+options, how to insert unless present, how to
 make one user's memory changes take turns, whether notices and the driver's own pool
-(PostgreSQL's fast path for the hottest calls) exist.
+(PostgreSQL's fast path for the hottest calls) exist. The queue's statements differ
+too: each database has its own file of them (``queries/queue.<database>.sql``).
 """
 
 from __future__ import annotations
@@ -42,21 +43,6 @@ class Dialect:
         """Whether the hottest calls (the claim, a run's events and end, spans) go to the
         driver's own pool, one statement each (asyncpg on PostgreSQL)."""
         return self.shared
-
-    @property
-    def queue_words(self) -> dict[str, str]:
-        """The queue statements' words that differ (``queue_sql``)."""
-        if self.shared:
-            return {
-                "lock": "FOR UPDATE SKIP LOCKED",
-                "queued": "",
-                "max_running_of_quota": "CAST(q.spec ->> 'maxRunning' AS INTEGER)",
-            }
-        return {
-            "lock": "",
-            "queued": "INDEXED BY ix_runs_queued",
-            "max_running_of_quota": "json_extract(q.spec, '$.maxRunning')",
-        }
 
     def insert_unless_present(self, table: sa.Table) -> Any:
         """``INSERT … ON CONFLICT DO NOTHING`` for the table."""

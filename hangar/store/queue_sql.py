@@ -1,6 +1,6 @@
 """The queue's statements, named in ``queries/queue.<database>.sql``, and their
 parameters: the claim (the fair choice or a namespace's next run), the look at the
-queue it is chosen from, and on PostgreSQL a run's end (with the slot's next claim)
+queue it is chosen from, and on PostgreSQL a run's end (with the next claim for the same task)
 as one statement on the driver.
 
 Written as SQL text: the fair choice walks an index by a recursive CTE, which
@@ -71,11 +71,11 @@ def claim_values(
     }
     if next_of is None:
         values["max_running"] = NO_LIMIT if max_running is None else max_running
-        if dialect.shared:
+        if dialect.driver_pool:
             values["ending"] = ending
     else:
         values["namespace"] = next_of
-    if dialect.shared:
+    if dialect.driver_pool:
         values["started"] = None if started is None else json.dumps(started)
     else:
         values["started_events"] = int(started is not None)
