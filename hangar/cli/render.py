@@ -18,6 +18,7 @@ from hangar.runtime.events import (
     Final,
     ModelRequested,
     ModelResponded,
+    ModelWaiting,
     RunError,
     ToolResult,
     parse,
@@ -192,6 +193,10 @@ def run_tree(
                 f"model {event.model}: {what}  [dim]tokens {u.input_tokens}→"
                 f"{u.output_tokens}  {event.duration_ms:.1f} ms[/]"
             )
+        elif isinstance(event, ModelWaiting):
+            node = steps[max(steps)] if steps else tree
+            how_long = "" if event.seconds is None else f" ({event.seconds:.1f} s)"
+            node.add(f"[yellow]waiting on model {event.model}[/]: {event.reason}{how_long}")
         elif isinstance(event, ToolResult):
             node = steps.get(event.step, tree)
             style = "red" if event.is_error else "cyan"

@@ -15,6 +15,7 @@ import httpx2
 
 from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
+from hangar.models.limits import answered_error
 from hangar.models.messages import (
     Finish,
     Message,
@@ -133,10 +134,13 @@ class AnthropicChatModel:
                     output_tokens = event.usage.output_tokens
                     reason = _STOP_REASONS.get(event.delta.stop_reason or "", "stop")
         except anthropic.APIStatusError as exc:
-            raise ModelProviderError(
-                f"model {self.name!r}: {self.model} answered HTTP {exc.status_code}: {exc.message}",
-                hint="check the Model's model id and API key",
-                details={"status": exc.status_code},
+            raise answered_error(
+                self.name,
+                self.model,
+                exc.status_code,
+                exc.message,
+                exc.response.headers,
+                "check the Model's model id and API key",
             ) from exc
         except anthropic.APIError as exc:
             denied = first_denial(exc)

@@ -12,6 +12,7 @@ import openai
 from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
 from hangar.models.base import estimate_request_tokens
+from hangar.models.limits import answered_error
 from hangar.models.messages import (
     Finish,
     ModelRequest,
@@ -87,10 +88,13 @@ class OpenAIChatModel:
                     if choice.finish_reason:
                         reason = choice.finish_reason
         except openai.APIStatusError as exc:
-            raise ModelProviderError(
-                f"model {self.name!r}: {self.model} answered HTTP {exc.status_code}: {exc.message}",
-                hint="check the Model's baseUrl, model id and API key",
-                details={"status": exc.status_code},
+            raise answered_error(
+                self.name,
+                self.model,
+                exc.status_code,
+                exc.message,
+                exc.response.headers,
+                "check the Model's baseUrl, model id and API key",
             ) from exc
         except openai.APIError as exc:
             denied = first_denial(exc)

@@ -18,6 +18,7 @@ from hangar.runtime.events import (
     KnowledgeFound,
     MemoryLoaded,
     ModelResponded,
+    ModelWaiting,
     ToolResult,
 )
 from hangar.store.records import LedgerEntry, RunRecord
@@ -90,6 +91,8 @@ class Accounts:
             return self.charged(run, event.model, event.usage, event.duration_ms)
         if isinstance(event, MemoryLoaded) and event.usage is not None:
             return self.charged(run, event.model or "", event.usage, event.duration_ms or 0.0)
+        if isinstance(event, ModelWaiting):
+            self.metrics.model_waited(run.namespace, run.agent, event.model, event.reason)
         if isinstance(event, ToolResult):
             self.metrics.tool_call(
                 run.namespace,

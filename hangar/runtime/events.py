@@ -20,6 +20,8 @@ class EventType(StrEnum):
     RUN_STARTED = "run_started"
     MODEL_REQUEST = "model_request"
     MODEL_RESPONSE = "model_response"
+    MODEL_WAITING = "model_waiting"
+    """A model call waits on its Model's limits, or on the pause its provider asked for."""
     TOOL_CALL = "tool_call"
     TOOL_RESULT = "tool_result"
     KNOWLEDGE = "knowledge"
@@ -151,6 +153,30 @@ class ModelResponded:
             data.get("finish_reason"),
             _usage(data) or Usage(),
             float(data.get("duration_ms", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class ModelWaiting:
+    TYPE: ClassVar[EventType] = EventType.MODEL_WAITING
+    model: str
+    reason: str
+    """``rate_limited`` (the provider answered 429: every call to the Model pauses),
+    ``max_concurrency``, ``requests_per_minute`` or ``tokens_per_minute`` (its limits)."""
+    seconds: float | None = None
+    """How long, when known (a pause or a bucket's refill; not a place in line)."""
+
+    def to_json(self) -> dict[str, Any]:
+        seconds = None if self.seconds is None else round(self.seconds, 3)
+        return {"model": self.model, "reason": self.reason, "seconds": seconds}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ModelWaiting:
+        seconds = data.get("seconds")
+        return cls(
+            str(data.get("model", "")),
+            str(data.get("reason", "")),
+            None if seconds is None else float(seconds),
         )
 
 
@@ -449,6 +475,7 @@ Event = (
     RunStarted
     | ModelRequested
     | ModelResponded
+    | ModelWaiting
     | ToolCalled
     | ToolResult
     | KnowledgeFound
@@ -467,6 +494,7 @@ _BY_TYPE: dict[str, Any] = {
         RunStarted,
         ModelRequested,
         ModelResponded,
+        ModelWaiting,
         ToolCalled,
         ToolResult,
         KnowledgeFound,

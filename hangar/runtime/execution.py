@@ -30,6 +30,7 @@ from hangar.errors import (
 )
 from hangar.ids import new_id, now
 from hangar.memory.knowledge import Knowledge
+from hangar.models.limits import ModelWait, reporting_waits
 from hangar.models.messages import ToolDefinition
 from hangar.runtime.accounting import Accounts, Spent
 from hangar.runtime.bus import BusItem, EventBus
@@ -42,6 +43,7 @@ from hangar.runtime.events import (
     Final,
     HeldCall,
     ModelRequested,
+    ModelWaiting,
     RunError,
     RunFinished,
     RunStarted,
@@ -309,54 +311,58 @@ class RunExecutor:
             current = await self.store.get_run(run.namespace, run.id)
             return current is not None and current.cancel_requested
 
-        context = await self.contexts.assemble(run, spec, events, record)
-        run_sandbox = (
-            RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
-            if spec.uses_sandbox()
-            else None
-        )
-        tools = await agent_tools(spec, run.namespace, self.hub, self, self.knowledge)
-        offered.update(tools)
-        inp = LoopInput(
-            agent=spec,
-            model=model,
-            messages=context.messages,
-            tools=tools,
-            caller_tools=declared,
-            pricing=pricing,
-            context=ToolContext(
-                namespace=run.namespace,
-                run_id=run.id,
-                agent=run.agent,
-                allow_hosts=tuple(spec.egress.allow_hosts),
-                egress=self.admission.grants(run.namespace).policy,
-                sandbox=run_sandbox.get if run_sandbox is not None else None,
-                depth=run.depth,
-                user=run.user,
-                key_id=run.key_id,
-            ),
-            record=record,
-            on_delta=on_delta,
-            check_cancelled=check_cancelled,
-            audit=self.store.record_tool_call,
-            tracer=self.telemetry.tracer,
-            provider=provider,
-            retrieved=context.retrieved,
-            spent_before=context.spent,
-            namespace_policies=await namespace_policies(self.store, run.namespace),
-            budget=RunBudget(
-                self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens, run.id
-            ),
-        )
-        try:
-            async with asyncio.timeout(spec.limits.timeout_seconds):
-                outcome = await run_loop(inp, resume)
-            if spent.citations and outcome.status is RunStatus.SUCCEEDED:
-                outcome.output["citations"] = spent.citations
-            return outcome
-        finally:
-            if run_sandbox is not None:
-                await run_sandbox.close()
+        async def waiting(wait: ModelWait) -> None:
+            await record(ModelWaiting(wait.model, wait.reason, wait.seconds))
+
+        with reporting_waits(waiting):  # the run's model calls past a Model's limits
+            context = await self.contexts.assemble(run, spec, events, record)
+            run_sandbox = (
+                RunSandbox(self.sandboxes, self.store, run.namespace, spec.sandbox)
+                if spec.uses_sandbox()
+                else None
+            )
+            tools = await agent_tools(spec, run.namespace, self.hub, self, self.knowledge)
+            offered.update(tools)
+            inp = LoopInput(
+                agent=spec,
+                model=model,
+                messages=context.messages,
+                tools=tools,
+                caller_tools=declared,
+                pricing=pricing,
+                context=ToolContext(
+                    namespace=run.namespace,
+                    run_id=run.id,
+                    agent=run.agent,
+                    allow_hosts=tuple(spec.egress.allow_hosts),
+                    egress=self.admission.grants(run.namespace).policy,
+                    sandbox=run_sandbox.get if run_sandbox is not None else None,
+                    depth=run.depth,
+                    user=run.user,
+                    key_id=run.key_id,
+                ),
+                record=record,
+                on_delta=on_delta,
+                check_cancelled=check_cancelled,
+                audit=self.store.record_tool_call,
+                tracer=self.telemetry.tracer,
+                provider=provider,
+                retrieved=context.retrieved,
+                spent_before=context.spent,
+                namespace_policies=await namespace_policies(self.store, run.namespace),
+                budget=RunBudget(
+                    self.budgets, run.namespace, run.agent, pricing, spec.max_output_tokens, run.id
+                ),
+            )
+            try:
+                async with asyncio.timeout(spec.limits.timeout_seconds):
+                    outcome = await run_loop(inp, resume)
+                if spent.citations and outcome.status is RunStatus.SUCCEEDED:
+                    outcome.output["citations"] = spent.citations
+                return outcome
+            finally:
+                if run_sandbox is not None:
+                    await run_sandbox.close()
 
     async def run_child(self, context: ToolContext, agent: str, text: str) -> RunRecord:
         """Run ``agent`` on ``text`` as a child of the calling run, inline in this task."""

@@ -113,12 +113,14 @@ class Runtime:
 
     async def exposition(self) -> bytes:
         """The Prometheus scrape: the metrics' counters, and gauges read now from this
-        process's parts (runs by state from the store, sandbox pools, MCP servers)."""
+        process's parts (runs by state from the store, sandbox pools, MCP servers,
+        model calls waiting)."""
         return self.metrics.exposition(
             runs=await self.store.count_runs(),
             pools={pool: len(ready) for pool, ready in self.sandboxes.pools.items()},
             sandbox_sessions=len(self.sandboxes.sessions),
             servers=self.hub.statuses(),
+            model_waiting=self.models.waiting(),
         )
 
     def on_notice(self, notice: Notice) -> None:

@@ -11,6 +11,7 @@ from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundE
 from hangar.memory.knowledge import Knowledge
 from hangar.memory.retrieval import TOOL_NAME, KnowledgeTool
 from hangar.models.base import ChatModel
+from hangar.models.limits import WAIT_REASONS, LimitedModel, ModelGate, WaitReason
 from hangar.models.registry import Endpoint, build_chat_model, resolve_endpoint
 from hangar.runtime.subagents import AgentTool, ChildRunner
 from hangar.spec.agent import Agent, AgentSpec
@@ -61,7 +62,7 @@ class ModelCache:
         self.settings = settings
         self.admission = admission
         self.secrets = secrets
-        self._models: dict[tuple[str, str, int, Endpoint], tuple[ChatModel, Pricing, str]] = {}
+        self._models: dict[tuple[str, str, int, Endpoint], tuple[LimitedModel, Pricing, str]] = {}
 
     async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:
         """The model, its prices, and its provider's name (for traces)."""
@@ -80,12 +81,20 @@ class ModelCache:
         if key not in self._models:
             for old in [k for k in self._models if k[:2] == key[:2]]:
                 del self._models[old]  # an older generation, or a rotated credential
-            self._models[key] = (
-                build_chat_model(name, spec, self.settings, endpoint),
-                spec.pricing,
-                spec.provider,
-            )
+            built = build_chat_model(name, spec, self.settings, endpoint)
+            limited = LimitedModel(built, ModelGate(name, spec.limits))
+            self._models[key] = (limited, spec.pricing, spec.provider)
         return self._models[key]
+
+    def waiting(self) -> list[tuple[str, str, WaitReason, int]]:
+        """Calls waiting now on each Model's limits in this process: (namespace, model,
+        reason, calls), for ``/metrics``."""
+        return [
+            (namespace, name, reason, model.gate.waiting[reason])
+            for (namespace, name, _, _), (model, _, _) in self._models.items()
+            for reason in WAIT_REASONS
+            if model.gate.waiting[reason]
+        ]
 
     async def _endpoint(self, namespace: str, name: str, spec: ModelSpec) -> Endpoint:
         """Where a remote model is (checked against the namespace's grants at every

@@ -43,6 +43,35 @@ class ScriptStep(SpecModel):
         return self
 
 
+class ModelLimits(SpecModel):
+    """How hard this process may use the Model: calls past a limit wait (each waiting run
+    records why, in a ``model_waiting`` event, and ``hangar_model_waiting`` counts them)
+    instead of failing at the provider. Per process: with several worker processes,
+    divide the provider's figures between them."""
+
+    max_concurrency: int | None = Field(
+        default=None, ge=1, le=100_000, description="Calls in flight at once."
+    )
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Calls started a minute (bursts of as many)."
+    )
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000_000,
+        description="Tokens a minute, input and output: each call's input estimated before "
+        "it starts, the difference settled from the usage the provider reports.",
+    )
+    rate_limit_wait_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="When the provider answers 429 (after its SDK's own retries), every call "
+        "to the Model pauses as long as it asks (Retry-After) and tries again; a call fails "
+        "once it has waited this long in all.",
+    )
+
+
 class ModelSpec(SpecModel):
     provider: Provider
     model: str | None = Field(default=None, description="The provider's model id.")
@@ -68,6 +97,7 @@ class ModelSpec(SpecModel):
     )
     context_window: int | None = Field(default=None, ge=128)
     pricing: Pricing = Field(default_factory=Pricing)
+    limits: ModelLimits = Field(default_factory=ModelLimits)
 
     @model_validator(mode="after")
     def _provider_fields(self) -> ModelSpec:

@@ -43,6 +43,20 @@ class Metrics:
         self.model_calls = Counter(
             "hangar_model_calls", "Model calls.", ["namespace", "agent", "model"], registry=r
         )
+        self.model_waits = Counter(
+            "hangar_model_waits",
+            "Model calls that had to wait, by reason: rate_limited (the provider answered "
+            "429), max_concurrency, requests_per_minute, tokens_per_minute (the Model's "
+            "limits).",
+            ["namespace", "agent", "model", "reason"],
+            registry=r,
+        )
+        self.model_waiting = Gauge(
+            "hangar_model_waiting",
+            "Model calls waiting now in this process, by Model and reason.",
+            ["namespace", "model", "reason"],
+            registry=r,
+        )
         self.tool_calls = Counter(
             "hangar_tool_calls",
             "Tool calls by outcome (ok, error, denied, approval_denied, interrupted).",
@@ -122,6 +136,9 @@ class Metrics:
         self.model_calls.labels(*labels).inc()
         self.step_seconds.labels("model").observe(seconds)
 
+    def model_waited(self, namespace: str, agent: str, model: str, reason: str) -> None:
+        self.model_waits.labels(namespace, agent, model, reason).inc()
+
     def tool_call(
         self, namespace: str, agent: str, tool: str, outcome: str, seconds: float
     ) -> None:
@@ -150,10 +167,15 @@ class Metrics:
         pools: Mapping[str, int],
         sandbox_sessions: int,
         servers: Mapping[tuple[str, str], Mapping[str, Any]],
+        model_waiting: Iterable[tuple[str, str, str, int]] = (),
     ) -> bytes:
         """The scrape: counters kept as things happened, and gauges set from what the
         caller read just now (runs by namespace and state, ready sandboxes by pool, live
-        sandbox sessions, MCP servers by (namespace, name))."""
+        sandbox sessions, MCP servers by (namespace, name), model calls waiting by
+        (namespace, model, reason))."""
+        self.model_waiting.clear()
+        for namespace, model, reason, calls in model_waiting:
+            self.model_waiting.labels(namespace, model, reason).set(calls)
         self.runs.clear()
         self.queue_depth.clear()
         for namespace, state, count in runs:
