@@ -16,6 +16,8 @@ Rows:
   langgraph        create_react_agent(...).ainvoke
   hangar gateway   the full path: HTTP, store (SQLite), worker, events, in `hangar up`
   hangar SSE       the same, answer streamed over Server-Sent Events
+  hangar OpenAI    the same through the `openai` SDK (`chat.completions`, model = agent)
+  PostgreSQL       REST and the OpenAI SDK, `hangar gateway` + `hangar worker` apart
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from typing import Any
 
 import httpx
 import openai
+
+from bench.databases import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -199,10 +203,11 @@ def langgraph(base_url: str) -> Contender:
 
 
 class HangarServer:
-    """`hangar up` in its own process, with a Model on the fake server."""
+    """`hangar up` in its own process, with a Model on the fake server; on a
+    PostgreSQL ``database``, `hangar gateway` and `hangar worker` apart instead."""
 
-    def __init__(self, fake_url: str, **env: str) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="hangar-bench-"))
+    def __init__(self, fake_url: str, database: Database | None = None, **env: str) -> None:
+        self.home = database.home if database else Path(tempfile.mkdtemp(prefix="hangar-bench-"))
         # The fake model is on the loopback, which a namespace reaches only when the
         # administrator grants it (issue 16): the bench's administrator does.
         (self.home / "admission.yaml").write_text(
@@ -210,19 +215,24 @@ class HangarServer:
         )
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "HANGAR_HOME": str(self.home),
-            "HANGAR_PORT": str(self.port),
-            **env,
-        }
+        base = database.env() if database else {**os.environ}
+        base.pop("HANGAR_TELEMETRY", None)  # the default, as `hangar up` runs
+        env = {**base, "HANGAR_HOME": str(self.home), "HANGAR_PORT": str(self.port), **env}
+        hangar = str(Path(sys.executable).parent / "hangar")
+        split = database is not None and database.schema is not None
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "hangar"), "up"],
+            [hangar, "gateway" if split else "up"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_http(f"{self.url}/healthz", self.proc)
+        self.worker: subprocess.Popen[bytes] | None = None
+        if split:
+            self.worker = subprocess.Popen([hangar, "worker"], env=env, stdout=subprocess.PIPE)
+            assert self.worker.stdout is not None
+            started = self.worker.stdout.readline()  # once it waits for work
+            assert started.startswith(b"Hangar worker"), started
         key = (self.home / "admin.key").read_text().strip()
         self.http = httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60
@@ -279,13 +289,36 @@ class HangarServer:
 
         return once
 
+    def openai_sdk(self) -> Contender:
+        """The same run through the OpenAI SDK: ``chat.completions`` with the agent as
+        the model, streamed, as an OpenAI client would call it."""
+        client = openai.AsyncOpenAI(
+            base_url=f"{self.url}/v1", api_key=self.key, max_retries=0, timeout=60
+        )
+
+        async def once() -> str:
+            stream = await client.chat.completions.create(
+                model="bench", messages=[{"role": "user", "content": PROMPT}], stream=True
+            )
+            text = []
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    text.append(choice.delta.content or "")
+            return "".join(text)
+
+        return once
+
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+        for proc in (self.proc, self.worker):
+            if proc is not None:
+                proc.terminate()
+        for proc in (self.proc, self.worker):
+            if proc is not None:
+                proc.wait(30)
 
 
 async def _measure_all(
-    fake_url: str, server: HangarServer, runs: int, rounds: int
+    fake_url: str, server: HangarServer, split: HangarServer, runs: int, rounds: int
 ) -> dict[str, list[float]]:
     client = openai.AsyncOpenAI(base_url=fake_url, api_key="unused", max_retries=0)
     contenders: dict[str, Contender] = {
@@ -296,11 +329,15 @@ async def _measure_all(
         "langgraph": langgraph(fake_url),
         "hangar gateway: REST, store, worker": server.rest(),
         "hangar gateway: SSE stream": server.sse(),
+        "hangar gateway: OpenAI SDK": server.openai_sdk(),
+        "gateway + worker, PostgreSQL: REST": split.rest(),
+        "gateway + worker, PostgreSQL: OpenAI SDK": split.openai_sdk(),
     }
     try:
         return await measure(contenders, runs, rounds)
     finally:
         await server.http.aclose()
+        await split.http.aclose()
         await client.close()
 
 
@@ -331,6 +368,9 @@ STREAMING = {
     "hangar agent loop (in process)",
     "hangar gateway: REST, store, worker",
     "hangar gateway: SSE stream",
+    "hangar gateway: OpenAI SDK",
+    "gateway + worker, PostgreSQL: REST",
+    "gateway + worker, PostgreSQL: OpenAI SDK",
 }
 """Contenders that stream from the model; the others make plain calls."""
 
@@ -377,14 +417,17 @@ def main(runs: int, rounds: int) -> None:
     port = free_port()
     fake = subprocess.Popen([sys.executable, "-m", "bench.fake_openai", str(port)], cwd=ROOT)
     fake_url = f"http://127.0.0.1:{port}/v1"
-    server: HangarServer | None = None
+    servers: list[HangarServer] = []
+    postgres = Database.fresh("postgresql")
     try:
         wait_http(f"http://127.0.0.1:{port}/", fake)
-        server = HangarServer(fake_url)
-        samples = asyncio.run(_measure_all(fake_url, server, runs, rounds))
+        servers.append(HangarServer(fake_url))
+        servers.append(HangarServer(fake_url, postgres))
+        samples = asyncio.run(_measure_all(fake_url, *servers, runs, rounds))
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
+        postgres.drop()
         fake.terminate()
         fake.wait(10)
 

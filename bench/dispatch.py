@@ -33,11 +33,8 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
@@ -47,6 +44,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench.agent_loop import free_port, wait_http
+from bench.databases import Database
 from bench.sandboxes import percentile
 from hangar.runtime.queue import FAIR_SHARE_SECONDS
 from hangar.store.postgres import driver_dsn
@@ -54,9 +52,6 @@ from hangar.store.postgres import driver_dsn
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 HANGAR = Path(sys.executable).parent / "hangar"
-POSTGRES_URL = os.environ.get(
-    "HANGAR_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 WORKER_COUNTS = (1, 2, 4)
 SLOTS = 4
 WARM_UP = 50
@@ -78,52 +73,6 @@ AGENT = {
     "metadata": {"name": "echo"},
     "spec": {"model": "instant"},
 }
-
-
-@dataclass
-class Database:
-    """One database for one measure: a fresh SQLite file or a fresh PostgreSQL schema."""
-
-    name: str
-    url: str
-    schema: str | None
-    home: Path
-
-    @classmethod
-    def fresh(cls, name: str) -> Database:
-        home = Path(tempfile.mkdtemp(prefix=f"hangar-bench-dispatch-{name}-"))
-        if name == "sqlite":
-            return cls(name, f"sqlite+aiosqlite:///{home / 'hangar.db'}", None, home)
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_pg(f'CREATE SCHEMA "{schema}"'))
-        return cls(name, POSTGRES_URL, schema, home)
-
-    def drop(self) -> None:
-        if self.schema:
-            asyncio.run(_pg(f'DROP SCHEMA "{self.schema}" CASCADE'))
-
-    def env(self, **extra: str) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "HANGAR_HOME": str(self.home),
-            "HANGAR_DATABASE_URL": self.url,
-            "HANGAR_TELEMETRY": "off",
-            **extra,
-        }
-        if self.schema:
-            env["HANGAR_DATABASE_SCHEMA"] = self.schema
-        return env
-
-
-async def _pg(statement: str) -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(POSTGRES_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(statement))
-    finally:
-        await engine.dispose()
 
 
 # --- Hangar's dispatch ------------------------------------------------------------------

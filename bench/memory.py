@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.databases import POSTGRES_URL, pg
 from hangar.memory.chunking import Chunk, chunk_text
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import KnowledgeIndex, hybrid_search
@@ -44,9 +45,6 @@ from hangar.memory.sqlite_index import SqliteKnowledgeIndex
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "tests" / "memory" / "data"
-POSTGRES_URL = os.environ.get(
-    "HANGAR_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 SIZES = (10_000, 100_000)
 PER_SOURCE = 500
 K = 5
@@ -70,18 +68,6 @@ class NumpyFloor:
         scores = self.matrix @ np.asarray(vector, dtype=np.float32)
         top = np.argpartition(-scores, k)[:k]
         return [int(i) for i in top[np.argsort(-scores[top])]]
-
-
-async def _pg(statement: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    from hangar.store.postgres import driver_dsn
-
-    conn = await asyncpg.connect(driver_dsn(POSTGRES_URL))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 def _jittered(vectors: np.ndarray, seed: int) -> np.ndarray:
@@ -127,7 +113,7 @@ async def _run() -> dict[str, Any]:
 
     home = Path(tempfile.mkdtemp(prefix="hangar-bench-memory-"))
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    await _pg(f'CREATE SCHEMA "{schema}"')
+    await pg(f'CREATE SCHEMA "{schema}"')
     indexes: dict[str, KnowledgeIndex] = {
         "sqlite-vec": SqliteKnowledgeIndex(home / "knowledge.db"),
         "pgvector": PostgresKnowledgeIndex(POSTGRES_URL, schema),
@@ -181,7 +167,7 @@ async def _run() -> dict[str, Any]:
     finally:
         for index in indexes.values():
             await index.close()
-        await _pg(f'DROP SCHEMA "{schema}" CASCADE')
+        await pg(f'DROP SCHEMA "{schema}" CASCADE')
     return {
         "chunks": len(chunks),
         "embed_seconds": embed_seconds,
