@@ -6,11 +6,13 @@ SQLite, the bundled local model.
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -33,6 +35,12 @@ class Settings(BaseSettings):
     """How many runs one process executes at once. A run waiting on its model costs a
     task and its messages, so this is high: what is scarce is limited where it is (a
     namespace's Quota, its live sandboxes, the local model's one call at a time)."""
+
+    processes: int | None = Field(default=None, ge=1, le=256)
+    """Server processes sharing the port (``hangar up``, ``hangar gateway``), each a
+    whole gateway with its workers: Python runs one core per process. Default: one per
+    core on PostgreSQL; one on SQLite (its one writer would make several processes
+    queue, so more is refused there)."""
 
     worker_idle_seconds: float | None = None
     """``hangar worker`` exits after this long with nothing to run (scale to zero: an
@@ -94,10 +102,35 @@ class Settings(BaseSettings):
         return self.admission_file or self.home / "admission.yaml"
 
     @cached_property
+    def resolved_processes(self) -> int:
+        if self.processes is not None:
+            return self.processes
+        return 1 if self.embedded_database else usable_cores()
+
+    @property
+    def embedded_database(self) -> bool:
+        """SQLite: one process's own file, not a database server others share."""
+        return self.resolved_database_url.startswith("sqlite")
+
+    @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / 'hangar.db').absolute()}"
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The cores this process may use: those it may be scheduled on, and no more than
+    its cgroup's CPU quota (a container limited to 2 CPUs on a 64-core node sees 64 in
+    ``os.cpu_count()``, and 64 processes would share 2 cores' time)."""
+    cores = len(os.sched_getaffinity(0))
+    try:  # cgroup v2: "QUOTA PERIOD", or "max PERIOD" for no limit
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def state_file(path: Path) -> Path:

@@ -67,6 +67,13 @@ NamespaceOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Server processes sharing the port; default one per core on PostgreSQL, one "
+        "on SQLite [env HANGAR_PROCESSES]."
+    ),
+]
 
 
 @app.callback()
@@ -84,11 +91,12 @@ def up(
     host: Annotated[str | None, typer.Option(help="Address to bind [env HANGAR_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env HANGAR_PORT].")] = None,
     home: Annotated[Path | None, typer.Option(help="State folder [env HANGAR_HOME].")] = None,
+    processes: ProcessesOpt = None,
 ) -> None:
     """Start Hangar in the foreground: gateway and workers, state in a SQLite file."""
     from hangar.gateway.server import serve
 
-    serve(_settings(host=host, port=port, home=home), embedded=True)
+    serve(_settings(host=host, port=port, home=home, processes=processes), embedded=True)
 
 
 def _settings(**given: Any) -> Any:
@@ -102,11 +110,12 @@ def _settings(**given: Any) -> Any:
 def gateway(
     host: Annotated[str | None, typer.Option(help="Address to bind [env HANGAR_HOST].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [env HANGAR_PORT].")] = None,
+    processes: ProcessesOpt = None,
 ) -> None:
-    """The HTTP gateway alone (no run slots): scale it apart from `hangar worker`."""
+    """The HTTP gateway alone (no runs executed): scale it apart from `hangar worker`."""
     from hangar.gateway.server import serve
 
-    serve(_settings(host=host, port=port), workers=0)
+    serve(_settings(host=host, port=port, processes=processes), workers=0)
 
 
 @app.command()

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import uvicorn
@@ -21,6 +22,7 @@ import uvicorn
 from hangar.admission import write_default
 from hangar.config import Settings
 from hangar.gateway.app import create_app
+from hangar.gateway.processes import check_processes, serve_processes
 from hangar.roles import Role
 from hangar.runtime.host import Runtime
 from hangar.runtime.resolve import LOCAL_MODEL, LOCAL_MODEL_SPEC
@@ -74,6 +76,8 @@ def serve(settings: Settings, *, workers: int | None = None, embedded: bool = Fa
     gateway only, for a deployment with separate worker processes). ``embedded``
     (``hangar up``): on a laptop, grant the ``default`` namespace its owner's folder
     and provider variables unless an admission file exists already."""
+    processes = settings.resolved_processes
+    check_processes(settings, processes)
     if embedded and write_default(settings.resolved_admission_file, Path.cwd()):
         print(f"  wrote {settings.resolved_admission_file}: what namespaces are granted")
 
@@ -87,7 +91,6 @@ def serve(settings: Settings, *, workers: int | None = None, embedded: bool = Fa
             await first.stop()
 
     secret = asyncio.run(bootstrapped())
-    runtime = Runtime(settings)
     host = settings.host
     url = f"http://{host}:{settings.port}"
     _write_private(settings.home / CLIENT_FILE, json.dumps({"url": url, "api_key": secret}) + "\n")
@@ -95,6 +98,10 @@ def serve(settings: Settings, *, workers: int | None = None, embedded: bool = Fa
     print(f"  admin API key: {secret}", flush=True)
     print(f"  state: {settings.resolved_database_url}", flush=True)
     print(f"  OpenAI base URL: {url}/v1", flush=True)
+    if processes > 1:
+        print(f"  {processes} server processes", flush=True)
+        sys.exit(serve_processes(settings, processes, workers))
+    runtime = Runtime(settings)
     uvicorn.run(
         create_app(runtime, workers=workers),
         host=host,
