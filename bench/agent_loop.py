@@ -204,9 +204,12 @@ def langgraph(base_url: str) -> Contender:
 
 class HangarServer:
     """`hangar up` in its own process, with a Model on the fake server; on a
-    PostgreSQL ``database``, `hangar gateway` and `hangar worker` apart instead."""
+    PostgreSQL ``database``, `hangar gateway` and `hangar worker` apart (``split``), or
+    `hangar up` there (a process per core)."""
 
-    def __init__(self, fake_url: str, database: Database | None = None, **env: str) -> None:
+    def __init__(
+        self, fake_url: str, database: Database | None = None, split: bool = True, **env: str
+    ) -> None:
         self.home = database.home if database else Path(tempfile.mkdtemp(prefix="hangar-bench-"))
         # The fake model is on the loopback, which a namespace reaches only when the
         # administrator grants it (issue 16): the bench's administrator does.
@@ -219,7 +222,7 @@ class HangarServer:
         base.pop("HANGAR_TELEMETRY", None)  # the default, as `hangar up` runs
         env = {**base, "HANGAR_HOME": str(self.home), "HANGAR_PORT": str(self.port), **env}
         hangar = str(Path(sys.executable).parent / "hangar")
-        split = database is not None and database.schema is not None
+        split = split and database is not None and database.schema is not None
         self.proc = subprocess.Popen(
             [hangar, "gateway" if split else "up"],
             env=env,

@@ -451,6 +451,31 @@ def gateway(kind: str, per_client: int) -> dict[str, float]:
     }
 
 
+def loop_in_process(runs: int) -> float:
+    """The same one-step run with no store, no queue and no HTTP: Hangar's agent loop on
+    the same scripted model, in this process; runs per second (issue 18's SQLite row
+    compares Hangar's dispatch with this)."""
+    from hangar.config import Settings
+    from hangar.models.messages import Message
+    from hangar.models.registry import build_chat_model
+    from hangar.runtime.loop import LoopInput, run_loop
+    from hangar.spec.agent import AgentSpec
+    from hangar.spec.model import ModelSpec
+
+    model = build_chat_model("instant", ModelSpec.model_validate(MODEL["spec"]), Settings())
+    spec = AgentSpec.model_validate(AGENT["spec"])
+
+    async def drive() -> float:
+        start = time.perf_counter()
+        for _ in range(runs):
+            messages = [Message(role="user", content="hi")]
+            outcome = await run_loop(LoopInput(agent=spec, model=model, messages=messages))
+            assert outcome.output["text"] == "done", outcome
+        return runs / (time.perf_counter() - start)
+
+    return asyncio.run(drive())
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -469,6 +494,7 @@ def main(runs: int, per_client: int = 10) -> None:
                 "events_per_run": events,
             }
             print(f"{kind} ×{workers}: hangar {hangar:.0f}/s, floor {floor:.0f}/s", flush=True)
+    in_process = loop_in_process(runs)
     shares = {
         kind: fair_share(kind, max(WORKER_COUNTS), FLOOD, TRICKLE)
         for kind in ("postgresql", "sqlite")
@@ -514,6 +540,11 @@ Hangar's agent loop takes in Python.
 | --- | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
+Issue 18's SQLite target compares with Hangar's own agent loop running the same
+one-step run in one process with no store, no queue and no HTTP (scripted model):
+{in_process:.0f} runs/s, so SQLite with one worker is
+{dispatch["sqlite"][1]["hangar"] / in_process:.2f}× of it (target ≥ 0.5×).
+
 ## Fair share between namespaces
 
 {max(WORKER_COUNTS)} worker processes ({SLOTS} slots each). Namespace `flood` queues
@@ -543,7 +574,13 @@ each answer.
     (RESULTS / "dispatch.md").write_text(report)
     (RESULTS / "dispatch.json").write_text(
         json.dumps(
-            {"when": stamp, "dispatch": dispatch, "fair_share": shares, "gateway": gateways},
+            {
+                "when": stamp,
+                "dispatch": dispatch,
+                "loop_in_process": in_process,
+                "fair_share": shares,
+                "gateway": gateways,
+            },
             indent=2,
         )
     )

@@ -3,9 +3,10 @@ server, side by side with the bare `openai` SDK loop doing the same work in the 
 run (issue 18's table).
 
 One run is agent_loop's: a model call that asks for `current_time`, the tool call,
-a second model call that answers. Hangar is `hangar up` with its default settings
-(SQLite), reached over REST; the model is bench/fake_openai.py in its own process,
-instant or answering each call after a delay.
+a second model call that answers. Hangar is `hangar up` with its default settings,
+on SQLite (one process) and on PostgreSQL (a process per core), reached over REST;
+the model is bench/fake_openai.py in its own process, instant or answering each call
+after a delay.
 
 Rows:
   burst      N runs started at once, the model answering each call after DELAY s:
@@ -35,23 +36,36 @@ import httpx
 import openai
 
 from bench.agent_loop import PROMPT, RESULTS, ROOT, HangarServer, floor, free_port, wait_http
+from bench.databases import Database
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (a server's children, on PostgreSQL)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [pid, *(p for child in children.read().split() for p in tree(int(child)))]
+
+
 def cpu_seconds(pid: int) -> float:
-    """A process's CPU time so far (user + system, all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """A server's CPU time so far (user + system, all threads of all its processes)."""
+    total = 0
+    for each in tree(pid):
+        with open(f"/proc/{each}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
 
 
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """A server's resident memory, all its processes."""
+    total = 0.0
+    for each in tree(pid):
+        with open(f"/proc/{each}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
 
 
 class FakeModel:
@@ -167,51 +181,70 @@ async def measure(
     return results
 
 
-def report(results: dict[str, Any], delay: float) -> str:
-    cpu, clients, burst_ = results["cpu"], results["clients"], results["burst"]
+SETUPS = {
+    "sqlite": "`hangar up`, SQLite (one process)",
+    "postgresql": "`hangar up`, PostgreSQL (a process per core)",
+}
+
+
+def report(measured: dict[str, dict[str, Any]], delay: float) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows = [
-        "| measure | bare SDK loop | Hangar | Hangar ÷ bare | target |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| {burst_['n']} runs at once, model {delay} s per call: wall s | "
-        f"{burst_['bare_s']:.2f} | {burst_['hangar_s']:.2f} | "
-        f"{burst_['hangar_s'] / burst_['bare_s']:.2f}× | ≤ 1.5× |",
-        f"| the same: server RSS growth MiB | | {burst_['rss_growth_mib']:.0f} | | ≤ 300 |",
-        f"| CPU per run, ms (Hangar: the server's) | {cpu['bare_ms']:.2f} | "
-        f"{cpu['hangar_ms']:.2f} | {cpu['hangar_ms'] / cpu['bare_ms']:.2f}× | ≤ 1.5× |",
-        f"| {clients['clients']} clients, instant model: p50 ms | {clients['bare_p50']:.1f} | "
-        f"{clients['hangar_p50']:.1f} | {clients['hangar_p50'] / clients['bare_p50']:.2f}× "
-        "| ≤ 2× |",
-        f"| the same: p99 ms | {clients['bare_p99']:.1f} | {clients['hangar_p99']:.1f} | "
-        f"{clients['hangar_p99'] / clients['bare_p99']:.2f}× | ≤ 2× |",
+        "| server | measure | bare SDK loop | Hangar | Hangar ÷ bare | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
+    for name, results in measured.items():
+        cpu, clients, burst_ = results["cpu"], results["clients"], results["burst"]
+        setup = SETUPS[name]
+        rows += [
+            f"| {setup} | {burst_['n']} runs at once, model {delay} s per call: wall s | "
+            f"{burst_['bare_s']:.2f} | {burst_['hangar_s']:.2f} | "
+            f"{burst_['hangar_s'] / burst_['bare_s']:.2f}× | ≤ 1.5× |",
+            f"| {setup} | the same: server RSS growth MiB | | "
+            f"{burst_['rss_growth_mib']:.0f} | | ≤ 300 |",
+            f"| {setup} | CPU per run, ms (Hangar: the server's) | {cpu['bare_ms']:.2f} | "
+            f"{cpu['hangar_ms']:.2f} | {cpu['hangar_ms'] / cpu['bare_ms']:.2f}× | ≤ 1.5× |",
+            f"| {setup} | {clients['clients']} clients, instant model: p50 ms | "
+            f"{clients['bare_p50']:.1f} | {clients['hangar_p50']:.1f} | "
+            f"{clients['hangar_p50'] / clients['bare_p50']:.2f}× | ≤ 2× |",
+            f"| {setup} | the same: p99 ms | {clients['bare_p99']:.1f} | "
+            f"{clients['hangar_p99']:.1f} | {clients['hangar_p99'] / clients['bare_p99']:.2f}× "
+            "| ≤ 2× |",
+        ]
     return (
         f"# Serving at scale\n\n{stamp}, {platform.machine()}, {os.cpu_count()} cores. "
-        "`hangar up` with default settings (SQLite), one-step runs over REST (a model call "
-        "asking for a tool, the tool, a model call answering), against the bare `openai` "
-        "SDK loop doing the same in one process, on the same fake model server. CPU: the "
-        "server process's (user + system) for Hangar, the loop's own for the bare loop.\n\n"
-        + "\n".join(rows)
-        + "\n"
+        "`hangar up` with default settings, one-step runs over REST (a model call asking "
+        "for a tool, the tool, a model call answering), against the bare `openai` SDK "
+        "loop doing the same in one process, on the same fake model server (measured "
+        "again beside each server). CPU and RSS: all the server's processes (user + "
+        "system) for Hangar, the loop's own for the bare loop. The fake model servers and "
+        "this client share the machine's cores with the server.\n\n" + "\n".join(rows) + "\n"
     )
 
 
 def main(n: int = 1000, runs: int = 300, clients: int = 50, delay: float = 0.5) -> None:
     instant, slow = FakeModel(), FakeModel(delay)
-    server: HangarServer | None = None
+    measured: dict[str, dict[str, Any]] = {}
     try:
-        server = HangarServer(instant.url)
-        server.add_agent("slow", "slow", slow.url)
-        results = asyncio.run(measure(server, instant, slow, n, runs, clients))
+        for name in SETUPS:
+            database = None if name == "sqlite" else Database.fresh(name)
+            server: HangarServer | None = None
+            try:
+                server = HangarServer(instant.url, database, split=False)
+                server.add_agent("slow", "slow", slow.url)
+                measured[name] = asyncio.run(measure(server, instant, slow, n, runs, clients))
+            finally:
+                if server is not None:
+                    server.stop()
+                if database is not None:
+                    database.drop()
     finally:
-        if server is not None:
-            server.stop()
         instant.stop()
         slow.stop()
-    text = report(results, delay)
+    text = report(measured, delay)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serving.md").write_text(text)
-    (RESULTS / "serving.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "serving.json").write_text(json.dumps(measured, indent=2))
     print(text)
 
 
