@@ -4,12 +4,10 @@ Messages API's streaming events (text, tool_use with streamed JSON, usage)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -18,7 +16,7 @@ from starlette.routing import Route
 from hangar.errors import ModelProviderError
 from hangar.models import Message, ModelRequest, ToolDefinition, complete
 from hangar.models.anthropic import AnthropicChatModel
-from tests.helpers import free_port, wait_until
+from tests.helpers import serving
 
 received: list[dict[str, Any]] = []
 
@@ -73,15 +71,9 @@ async def messages(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = free_port()
     app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="fake Anthropic endpoint")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, "fake Anthropic endpoint") as url:
+        yield url
 
 
 WEATHER = ToolDefinition("weather", "Weather in a city", {"type": "object"})

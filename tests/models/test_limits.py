@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +30,7 @@ from hangar.models.messages import Finish, StreamEvent, TextDelta
 from hangar.models.openai import OpenAIChatModel
 from hangar.spec.model import ModelLimits
 from hangar.usage import Usage
-from tests.helpers import free_port, wait_until
+from tests.helpers import serving
 
 REQUEST = ModelRequest((Message(role="user", content="hello there"),))
 
@@ -236,15 +234,9 @@ async def chat(request: Request) -> Response:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    port = free_port()
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, what="the model server")
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(5)
+    with serving(app, "the model server") as url:
+        yield f"{url}/v1"
 
 
 async def test_an_openai_provider_that_says_429_is_waited_out(endpoint: str) -> None:
