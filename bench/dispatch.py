@@ -543,7 +543,7 @@ Hangar's agent loop takes in Python.
 Issue 18's SQLite target compares with Hangar's own agent loop running the same
 one-step run in one process with no store, no queue and no HTTP (scripted model):
 {in_process:.0f} runs/s, so SQLite with one worker is
-{dispatch["sqlite"][1]["hangar"] / in_process:.2f}× of it (target ≥ 0.5×).
+{dispatch["sqlite"][1]["hangar"] / in_process:.4f}× of it (target ≥ 0.5×).
 
 ## Fair share between namespaces
 
