@@ -134,14 +134,8 @@ class AnthropicChatModel:
                     output_tokens = event.usage.output_tokens
                     reason = _STOP_REASONS.get(event.delta.stop_reason or "", "stop")
         except anthropic.APIStatusError as exc:
-            raise answered_error(
-                self.name,
-                self.model,
-                exc.status_code,
-                exc.message,
-                exc.response.headers,
-                "check the Model's model id and API key",
-            ) from exc
+            hint = "check the Model's model id and API key"
+            raise answered_error(self.name, self.model, exc, hint) from exc
         except anthropic.APIError as exc:
             denied = first_denial(exc)
             if denied is not None:

@@ -21,7 +21,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
+
+import httpx2
 
 from hangar.errors import ModelProviderError
 from hangar.models.base import ChatModel, estimate_request_tokens
@@ -91,17 +93,28 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
-def answered_error(
-    name: str, model: str, status: int, message: str, headers: Mapping[str, str], hint: str
-) -> ModelProviderError:
-    """A provider's HTTP error as Hangar's: a 429 carries the pause it asked for, for
-    ``LimitedModel`` to wait out."""
+class StatusError(Protocol):
+    """What the openai and anthropic SDKs' ``APIStatusError`` both carry."""
+
+    status_code: int
+    message: str
+
+    @property
+    def response(self) -> httpx2.Response: ...
+
+
+def answered_error(name: str, model: str, error: StatusError, hint: str) -> ModelProviderError:
+    """A provider SDK's HTTP error as Hangar's: a 429 carries the pause it asked for,
+    for ``LimitedModel`` to wait out."""
+    status = error.status_code
     details: dict[str, object] = {"status": status}
     if status == 429:
-        details["retry_after"] = retry_after(headers)
+        details["retry_after"] = retry_after(error.response.headers)
         hint = "the provider is rate-limiting: set the Model's limits to stay under it"
     return ModelProviderError(
-        f"model {name!r}: {model} answered HTTP {status}: {message}", hint=hint, details=details
+        f"model {name!r}: {model} answered HTTP {status}: {error.message}",
+        hint=hint,
+        details=details,
     )
 
 
@@ -164,10 +177,6 @@ class ModelGate:
         self._tokens = (
             None if limits.tokens_per_minute is None else _Bucket(limits.tokens_per_minute, clock)
         )
-
-    @property
-    def limited(self) -> bool:
-        return self._slots is not None or self._requests is not None or self._tokens is not None
 
     @contextlib.asynccontextmanager
     async def admitted(self, request: ModelRequest) -> AsyncIterator[_Admission]:

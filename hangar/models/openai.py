@@ -88,14 +88,8 @@ class OpenAIChatModel:
                     if choice.finish_reason:
                         reason = choice.finish_reason
         except openai.APIStatusError as exc:
-            raise answered_error(
-                self.name,
-                self.model,
-                exc.status_code,
-                exc.message,
-                exc.response.headers,
-                "check the Model's baseUrl, model id and API key",
-            ) from exc
+            hint = "check the Model's baseUrl, model id and API key"
+            raise answered_error(self.name, self.model, exc, hint) from exc
         except openai.APIError as exc:
             denied = first_denial(exc)
             if denied is not None:

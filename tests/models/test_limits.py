@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -81,9 +82,17 @@ class Provider:
             self.in_flight -= 1
 
 
+class Answered:
+    """A provider SDK's status error, as ``answered_error`` reads it."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self.status_code, self.message = status, message
+        self.response = httpx2.Response(status, headers=headers or {})
+
+
 def too_many(after: float | None) -> ModelProviderError:
     headers = {} if after is None else {"retry-after": str(after)}
-    return answered_error("m", "gpt", 429, "slow down", headers, "check")
+    return answered_error("m", "gpt", Answered(429, "slow down", headers), "check")
 
 
 async def called(model: LimitedModel, waits: list[ModelWait]) -> str:
@@ -175,7 +184,7 @@ async def test_a_429_that_does_not_end_fails_the_call_once_it_waited_its_allowan
 
 
 async def test_other_errors_are_not_retried() -> None:
-    failure = answered_error("m", "gpt", 401, "bad key", {}, "check the key")
+    failure = answered_error("m", "gpt", Answered(401, "bad key"), "check the key")
     provider = Provider(failures=[failure])
     with pytest.raises(ModelProviderError) as raised:
         await called(LimitedModel(provider, ModelGate("m", ModelLimits())), [])
