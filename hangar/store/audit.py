@@ -7,6 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 
 from hangar.ids import utc as _utc
+from hangar.store import sqlite_writes as on_sqlite
 from hangar.store.engine import SqlCore
 from hangar.store.records import (
     ToolAudit,
@@ -22,6 +23,9 @@ class SqlAuditLog(SqlCore):
     async def record_tool_call(self, entry: ToolAudit) -> None:
         """An audit line; a tool name (a model's or a client's choice) is cut to the
         column's 128 characters rather than failing the call it records."""
+        if self._writer is not None:
+            await self._write(lambda conn: on_sqlite.insert_audit(conn, entry))
+            return
         values = dataclasses.asdict(entry) | {"tool": entry.tool[:128]}
         async with self.writing() as conn:
             await conn.execute(tool_audit.insert().values(**values))

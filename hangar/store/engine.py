@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -18,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hangar.errors import ConfigurationError
 from hangar.store import dialect as dialects
-from hangar.store.dialect import dialect_of, sqlite_path
+from hangar.store.dialect import dialect_of, sqlite_path, sqlite_pragmas
 from hangar.store.notices import Announcer, listen_postgres
 from hangar.store.postgres import driver_dsn
 from hangar.store.records import (
@@ -27,8 +26,11 @@ from hangar.store.records import (
     NoWriteSpans,
     WriteSpans,
 )
+from hangar.store.sqlite_writer import SqliteWriter
 
 if TYPE_CHECKING:  # asyncpg is imported when PostgreSQL's pool opens, not before
+    import sqlite3
+
     import asyncpg
     from asyncpg import Pool, Record
 
@@ -148,11 +150,7 @@ class SqlCore:
         self._driver_pool: Pool[Record] | None = None
         self._driver_pool_lock = asyncio.Lock()
         self._write_turn = asyncio.Lock()
-        """SQLite's writers in this process, one at a time (see ``writing``)."""
-        self._span_writer: sqlite3.Connection | None = None
-        self._span_writer_lock = threading.Lock()
-        self._sqlite_path: str | None = None
-        """The SQLite file, for the span writer's own connection (None in memory)."""
+        """SQLAlchemy's writers on SQLite in this process, one at a time (``writing``)."""
         self._cached: dict[tuple[str, str, str], tuple[float, Any]] = {}
         """Resources the hot path reads (a run's Model, a namespace's Budgets)."""
         self._queue_watchers: list[Callable[[str | None], None]] = []
@@ -161,25 +159,41 @@ class SqlCore:
         """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
         self.dialect = dialect_of(url)
-        self._sqlite_path = sqlite_path(url)
+        self._writer: SqliteWriter | None = None
+        """SQLite's writer thread: the hot path's writes, committed together."""
+        if not self.dialect.shared:
+            path = sqlite_path(url)
+            if path is None:
+                raise ConfigurationError(
+                    f"the store {url!r} is SQLite in memory, which only one connection sees",
+                    hint="give the database a file: sqlite+aiosqlite:///PATH/hangar.db",
+                )
+            self._writer = SqliteWriter(path, lambda connection: sqlite_pragmas(connection, None))
         self._announcer = Announcer(self._driver) if self.dialect.shared else None
         """Announces stored events to other processes (PostgreSQL)."""
         self.engine: AsyncEngine = self.dialect.engine(url, schema, echo)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction. On SQLite, one at a time in this process: SQLite has one
+        """A write transaction through SQLAlchemy. On SQLite, one at a time in this
+        process, and in turn with the writer thread (paused meanwhile): SQLite has one
         writer, and connections contending for it wait in its busy handler, which sleeps
         (1 ms, growing to 100 ms) and wakes to find the lock taken again. Under a
         thousand runs at once, writers spent most of their time asleep while the lock
         sat free; taking turns here, each waits only as long as the one before it takes.
-        (Processes sharing the file still meet in the busy handler.)"""
-        if self.dialect.shared:
+        (Processes sharing the file still meet in the busy handler.) Nothing inside
+        may wait on the writer thread: it is paused."""
+        if self._writer is None:
             async with self.engine.begin() as conn:
                 yield conn
         else:
-            async with self._write_turn, self.engine.begin() as conn:
+            async with self._write_turn, self._writer.paused(), self.engine.begin() as conn:
                 yield conn
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on SQLite's writer thread, in the next group commit."""
+        assert self._writer is not None, "only SQLite has a writer thread"
+        return await self._writer.run(work)
 
     def watch_queue(self, changed: Callable[[str | None], None]) -> None:
         """Call ``changed`` with a namespace a run was queued in, or None when anything
@@ -206,10 +220,8 @@ class SqlCore:
         if self._driver_pool is not None:
             await self._driver_pool.close()
             self._driver_pool = None
-        with self._span_writer_lock:
-            if self._span_writer is not None:
-                self._span_writer.close()
-                self._span_writer = None
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close)
         await self.engine.dispose()
 
     async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:

@@ -10,32 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from hangar.ids import now
+from hangar.store import sqlite_writes as on_sqlite
 from hangar.store.engine import SqlCore
-from hangar.store.ledger import ledger_insert, ledger_values
 from hangar.store.records import (
     LedgerEntry,
     RunEvent,
 )
 from hangar.store.rows import Events, not_held, to_event
-from hangar.store.tables import (
-    run_events,
-    runs,
-)
-
-# The statements of the hottest store call (several per run step), built once: building
-# a statement and its cache key costs more CPU than running it on PostgreSQL.
-_NEXT_SEQ = (
-    runs.update()
-    .where(runs.c.id == sa.bindparam("run"))
-    .values(last_seq=runs.c.last_seq + sa.bindparam("by"))
-    .returning(runs.c.last_seq)
-)
-
-
-_NEXT_SEQ_HELD = _NEXT_SEQ.where(runs.c.worker == sa.bindparam("holder"))
-
-
-_INSERT_EVENT = run_events.insert()
+from hangar.store.tables import run_events
 
 
 @functools.cache
@@ -96,30 +78,13 @@ class SqlEventLog(SqlCore):
                 not_held(run_id, holder)
             self._announce(namespace, run_id, seq, [kind for kind, _ in events])
             return RunEvent(run_id, seq, namespace, type, data, stamp)
-        step = {"run": run_id, "by": len(events)}
-        async with self.writing() as conn:
-            if holder is None:
-                seq = await conn.scalar(_NEXT_SEQ, step)
-            else:
-                seq = await conn.scalar(_NEXT_SEQ_HELD, {**step, "holder": holder})
-            if seq is None:
-                not_held(run_id, holder)
-            await conn.execute(
-                _INSERT_EVENT,
-                [
-                    {
-                        "run_id": run_id,
-                        "seq": seq - len(events) + i,
-                        "namespace": namespace,
-                        "type": kind,
-                        "data": body,
-                        "created_at": stamp,
-                    }
-                    for i, (kind, body) in enumerate(events, start=1)
-                ],
+        seq = await self._write(
+            lambda conn: on_sqlite.append_events(
+                conn, run_id, namespace, events, holder, stamp, ledger
             )
-            if ledger is not None:
-                await conn.execute(ledger_insert(ledger))
+        )
+        if seq is None:
+            not_held(run_id, holder)
         return RunEvent(run_id, seq, namespace, type, data, stamp)
 
     async def _append_events_postgres(
@@ -144,7 +109,7 @@ class SqlEventLog(SqlCore):
             [json.dumps(data) for _, data in events],
             stamp,
             *(() if holder is None else (holder,)),
-            *(() if ledger is None else ledger_values(ledger)),
+            *(() if ledger is None else ledger.line()),
         )
         return None if value is None else int(value)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hangar.ids import now
+from hangar.store import sqlite_writes as on_sqlite
 from hangar.store import tables
 from hangar.store.engine import SqlCore
 from hangar.store.records import (
@@ -57,7 +57,7 @@ async def change_counter(
 
 
 def ledger_insert(entry: LedgerEntry) -> Any:
-    agent, model, day, given, cached, produced, cost = ledger_values(entry)
+    agent, model, day, given, cached, produced, cost = entry.line()
     return tables.usage_ledger.insert().values(
         namespace=entry.namespace,
         agent=agent,
@@ -72,20 +72,6 @@ def ledger_insert(entry: LedgerEntry) -> Any:
     )
 
 
-def ledger_values(entry: LedgerEntry) -> tuple[Any, ...]:
-    """The line's own values, in the order the statements take them."""
-    usage = entry.usage
-    return (
-        entry.agent,
-        entry.model,
-        entry.created_at.astimezone(UTC).date().isoformat(),
-        usage.input_tokens,
-        usage.cached_input_tokens,
-        usage.output_tokens,
-        usage.cost,
-    )
-
-
 class _NoRoom(Exception):
     def __init__(self, line: BudgetLine) -> None:
         self.line = line
@@ -96,6 +82,9 @@ class SqlLedger(SqlCore):
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         """A ledger line on its own (a model call's usually goes in with its event)."""
+        if self._writer is not None:
+            await self._write(lambda conn: on_sqlite.insert_ledger(conn, entry))
+            return
         async with self.writing() as conn:
             await conn.execute(ledger_insert(entry))
 

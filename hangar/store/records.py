@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -410,6 +410,20 @@ class LedgerEntry:
     model: str
     usage: Usage
     created_at: datetime
+
+    def line(self) -> tuple[Any, ...]:
+        """The line's own values, in the order the statements take them: agent, model,
+        day (UTC), input, cached input and output tokens, cost."""
+        usage = self.usage
+        return (
+            self.agent,
+            self.model,
+            self.created_at.astimezone(UTC).date().isoformat(),
+            usage.input_tokens,
+            usage.cached_input_tokens,
+            usage.output_tokens,
+            usage.cost,
+        )
 
 
 @dataclass(frozen=True)

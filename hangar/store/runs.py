@@ -3,6 +3,7 @@ cancelled."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from hangar.errors import (
     SessionNotFoundError,
 )
 from hangar.ids import now
+from hangar.store import sqlite_writes as on_sqlite
 from hangar.store.engine import SqlCore
 from hangar.store.queue_sql import (
     claim_name,
@@ -22,7 +24,6 @@ from hangar.store.queue_sql import (
     driver,
     end_args,
     end_values,
-    sqlite_claim,
     sqlite_queue_view,
 )
 from hangar.store.records import (
@@ -30,7 +31,6 @@ from hangar.store.records import (
     QueueHead,
     RunRecord,
     RunStatus,
-    started_data,
 )
 from hangar.store.rows import (
     RUN_STARTED,
@@ -55,10 +55,19 @@ class SqlRunQueue(SqlCore):
     async def create_run(self, run: RunRecord) -> RunRecord:
         try:
             return await self._insert_run(run)
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             raise ConflictError(f"run {run.id!r} exists already") from None
 
     async def _insert_run(self, run: RunRecord) -> RunRecord:
+        if self._writer is not None and run.session_id is None:
+            await self._write(lambda conn: on_sqlite.insert_run(conn, run))
+        else:  # a session's turn is claimed through the engine
+            await self._insert_run_engine(run)
+        if run.status is RunStatus.QUEUED:
+            self._queue_changed(run.namespace)
+        return run
+
+    async def _insert_run_engine(self, run: RunRecord) -> None:
         async with self.writing() as conn:
             if run.session_id is not None:
                 await self._claim_session_turn(conn, run)
@@ -89,9 +98,6 @@ class SqlRunQueue(SqlCore):
                     key_id=run.key_id,
                 )
             )
-        if run.status is RunStatus.QUEUED:
-            self._queue_changed(run.namespace)
-        return run
 
     @staticmethod
     async def _claim_session_turn(conn: AsyncConnection, run: RunRecord) -> None:
@@ -179,12 +185,9 @@ class SqlRunQueue(SqlCore):
             if started is not None:
                 self._announce(run.namespace, run.id, run.last_seq, [RUN_STARTED])
             return run
-        async with self.writing() as conn:
-            row = (await conn.execute(sqlite_claim(next_of), values)).mappings().first()
-            if row is not None and started is not None:
-                data = started_data(started, resumed=row["last_seq"] > 1)
-                await store_events_with(conn, row, [(RUN_STARTED, data)])
-        return None if row is None else to_run(row)
+        return await self._write(
+            lambda conn: on_sqlite.claim(conn, claim_name(next_of), values, started)
+        )
 
     async def queue_heads(self) -> list[QueueHead] | None:
         """The namespaces with queued runs, for the runtime to choose from as the claim's
@@ -211,6 +214,8 @@ class SqlRunQueue(SqlCore):
         if not holders:
             return set()
         until = now() + timedelta(seconds=lease_seconds)
+        if self._writer is not None:
+            return await self._write(lambda conn: on_sqlite.renew(conn, holders, until))
         renewed: set[str] = set()
         async with self.writing() as conn:
             for run_id, holder in holders.items():
@@ -266,7 +271,11 @@ class SqlRunQueue(SqlCore):
         next_of: str | None = None,
     ) -> tuple[RunRecord, RunRecord | None]:
         ending = end_values(status, reason, output, error, usage, timing)
-        if not self.dialect.driver_pool or not events:
+        if self._writer is not None:
+            return await self._finish_and_claim_sqlite(
+                run_id, ending, holder, events, claim, next_of
+            )
+        if not events:
             finished = await self._finish(run_id, ending, holder, events)
             return finished, await self.claim_run(
                 claim.worker,
@@ -298,6 +307,36 @@ class SqlRunQueue(SqlCore):
             self._announce(claimed.namespace, claimed.id, claimed.last_seq, [RUN_STARTED])
         return done, claimed
 
+    async def _finish_and_claim_sqlite(
+        self,
+        run_id: str,
+        ending: dict[str, Any],
+        holder: str,
+        events: Events,
+        request: ClaimRequest,
+        next_of: str | None,
+    ) -> tuple[RunRecord, RunRecord | None]:
+        """A run's end and the next claim as one piece of the writer's work."""
+        values = claim_values(
+            self.dialect,
+            request.worker,
+            request.lease_seconds,
+            request.max_running,
+            request.started,
+            next_of,
+        )
+
+        def both(conn: sqlite3.Connection) -> tuple[RunRecord | None, RunRecord | None]:
+            done = on_sqlite.change_run(conn, run_id, holder, ending, events)
+            if done is None:
+                return None, None
+            return done, on_sqlite.claim(conn, claim_name(next_of), values, request.started)
+
+        done, claimed = await self._write(both)
+        if done is None:
+            not_held(run_id, holder)
+        return done, claimed
+
     async def finish_run(
         self,
         run_id: str,
@@ -319,9 +358,7 @@ class SqlRunQueue(SqlCore):
     ) -> RunRecord:
         if self.dialect.driver_pool and events:
             return await self._finish_run_postgres(run_id, values, holder, events)
-        if events:
-            values["last_seq"] = runs.c.last_seq + len(events)
-        return await self._change_run(held_by(run_id, holder), values, run_id, holder, events)
+        return await self._change_run(run_id, holder, values, events)
 
     async def _finish_run_postgres(
         self,
@@ -381,20 +418,33 @@ class SqlRunQueue(SqlCore):
             "worker": None,
             "usage": usage.to_dict(),
         }
-        if events:
-            values["last_seq"] = runs.c.last_seq + len(events)
-        running = held_by(run_id, holder) & (runs.c.status == RunStatus.RUNNING.value)
-        return await self._change_run(running, values, run_id, holder, events)
+        return await self._change_run(run_id, holder, values, events, running=True)
 
     async def _change_run(
         self,
-        where: Any,
-        values: dict[str, Any],
         run_id: str,
         holder: str | None,
+        values: dict[str, Any],
         events: Events,
+        *,
+        running: bool = False,
     ) -> RunRecord:
-        """Update the run (only as its holder) and store ``events`` in the same transaction."""
+        """Update the run (only as its holder; only while running, if ``running``) and
+        store ``events`` in the same transaction."""
+        if self._writer is not None:
+            changed = await self._write(
+                lambda conn: on_sqlite.change_run(
+                    conn, run_id, holder, values, events, running=running
+                )
+            )
+            if changed is None:
+                not_held(run_id, holder)
+            return changed
+        where = held_by(run_id, holder)
+        if running:
+            where &= runs.c.status == RunStatus.RUNNING.value
+        if events:
+            values = {**values, "last_seq": runs.c.last_seq + len(events)}
         async with self.writing() as conn:
             row = (
                 (await conn.execute(runs.update().where(where).values(**values).returning(*runs.c)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from typing import Any
 
@@ -11,7 +10,6 @@ import orjson
 import sqlalchemy as sa
 
 from hangar.store import tables
-from hangar.store.dialect import sqlite_pragmas
 from hangar.store.engine import SqlCore
 from hangar.store.records import (
     SpanRecord,
@@ -30,6 +28,12 @@ def span_rows(spans: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
     return [(trace, ns, orjson.dumps(batch).decode()) for (trace, ns), batch in by_trace.items()]
 
 
+def _insert_spans(conn: sqlite3.Connection, spans: list[dict[str, Any]]) -> None:
+    conn.executemany(
+        "INSERT INTO spans (trace_id, namespace, spans) VALUES (?, ?, ?)", span_rows(spans)
+    )
+
+
 class SqlSpans(SqlCore):
     """The store's spans calls, over the core's engine."""
 
@@ -37,8 +41,8 @@ class SqlSpans(SqlCore):
         """Spans come by the dozen per run, so they are written on the driver: through
         SQLAlchemy's execution and transaction a flush cost about 1 ms of CPU, ten times
         the insert itself. A row per trace (its spans of this flush as one JSON array),
-        encoded off the event loop; on SQLite written there too, on a connection of its
-        own, on PostgreSQL in one ``executemany`` on the asyncpg pool."""
+        encoded off the event loop; on SQLite by the writer thread, on PostgreSQL in one
+        ``executemany`` on the asyncpg pool."""
         if not spans:
             return
         if self.dialect.driver_pool:
@@ -47,39 +51,8 @@ class SqlSpans(SqlCore):
             await pool.executemany(
                 "INSERT INTO spans (trace_id, namespace, spans) VALUES ($1, $2, $3)", rows
             )
-        elif self._sqlite_path is not None:
-            async with self._write_turn:
-                await asyncio.to_thread(self._write_spans_sqlite, spans)
-        else:  # an in-memory database: only the engine's own connections see it
-            async with self.writing() as conn:
-                await conn.execute(
-                    tables.spans.insert(),
-                    [
-                        {"trace_id": t, "namespace": ns, "spans": json.loads(b)}
-                        for t, ns, b in span_rows(spans)
-                    ],
-                )
-
-    def _write_spans_sqlite(self, spans: list[dict[str, Any]]) -> None:
-        rows = span_rows(spans)
-        with self._span_writer_lock:
-            if self._span_writer is None:
-                assert self._sqlite_path is not None
-                writer = sqlite3.connect(
-                    self._sqlite_path, timeout=30, isolation_level=None, check_same_thread=False
-                )
-                sqlite_pragmas(writer, None)
-                self._span_writer = writer
-            writer = self._span_writer
-            writer.execute("BEGIN")
-            try:
-                writer.executemany(
-                    "INSERT INTO spans (trace_id, namespace, spans) VALUES (?, ?, ?)", rows
-                )
-            except BaseException:
-                writer.execute("ROLLBACK")
-                raise
-            writer.execute("COMMIT")
+        else:
+            await self._write(lambda conn: _insert_spans(conn, spans))
 
     async def list_spans(self, namespace: str, trace_id: str) -> list[SpanRecord]:
         query = (

@@ -1,0 +1,246 @@
+"""The hot path's writes on SQLite, as functions of the writer's plain ``sqlite3``
+connection (``sqlite_writer.py``): a run created, claimed, its events, its end or park,
+a tool call's audit line, a model call's ledger line, spans, leases renewed.
+
+Values are stored exactly as SQLAlchemy stores them on SQLite (the rest of the store
+reads these rows through it): times as ``YYYY-MM-DD HH:MM:SS.ffffff`` text in UTC,
+JSON as text, booleans as 0 and 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hangar.ids import now
+from hangar.store.named_sql import statement
+from hangar.store.records import LedgerEntry, RunRecord, RunStatus, ToolAudit, started_data
+from hangar.store.rows import RUN_STARTED, Events, to_run
+from hangar.store.tables import runs
+
+_JSON = frozenset(c.name for c in runs.c if isinstance(c.type, sa.JSON))
+_TIMES = frozenset(c.name for c in runs.c if isinstance(c.type, sa.DateTime))
+
+
+def stamp(value: datetime | None) -> str | None:
+    """A time as SQLAlchemy's SQLite dialect stores it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def run_of(row: sqlite3.Row) -> RunRecord:
+    """A run row as the writer's connection returns it, to a record."""
+    values: dict[str, Any] = dict(zip(row.keys(), row, strict=True))
+    for name in _JSON:
+        if isinstance(values[name], str):
+            values[name] = json.loads(values[name])
+    for name in _TIMES:
+        values[name] = _time(values[name])
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return to_run(values)  # type: ignore[arg-type]
+
+
+def store_events(
+    conn: sqlite3.Connection,
+    run_id: str,
+    namespace: str,
+    last_seq: int,
+    events: Events,
+    at: datetime,
+) -> None:
+    """Store ``events`` numbered up to ``last_seq`` (the run row already advanced)."""
+    first = last_seq - len(events) + 1
+    when = stamp(at)
+    conn.executemany(
+        "INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (run_id, first + i, namespace, kind, json.dumps(data), when)
+            for i, (kind, data) in enumerate(events)
+        ],
+    )
+
+
+def append_events(
+    conn: sqlite3.Connection,
+    run_id: str,
+    namespace: str,
+    events: Events,
+    holder: str | None,
+    at: datetime,
+    ledger: LedgerEntry | None,
+) -> int | None:
+    """Number and store ``events`` (only while ``holder`` holds the run, if given), and
+    a model call's ledger line; the last event's seq, or None if the run is not there
+    or not held."""
+    held = "" if holder is None else " AND worker = :holder"
+    found = conn.execute(
+        f"UPDATE runs SET last_seq = last_seq + :by WHERE id = :run{held} RETURNING last_seq",
+        {"by": len(events), "run": run_id, "holder": holder},
+    ).fetchone()
+    if found is None:
+        return None
+    seq = int(found[0])
+    store_events(conn, run_id, namespace, seq, events, at)
+    if ledger is not None:
+        insert_ledger(conn, ledger)
+    return seq
+
+
+def insert_ledger(conn: sqlite3.Connection, entry: LedgerEntry) -> None:
+    agent, model, day, given, cached, produced, cost = entry.line()
+    conn.execute(
+        "INSERT INTO usage_ledger (namespace, agent, run_id, model, day, input_tokens,"
+        " cached_input_tokens, output_tokens, cost, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.namespace,
+            agent,
+            entry.run_id,
+            model,
+            day,
+            given,
+            cached,
+            produced,
+            cost,
+            stamp(entry.created_at),
+        ),
+    )
+
+
+def insert_audit(conn: sqlite3.Connection, entry: ToolAudit) -> None:
+    """A tool call's audit line; the tool's name cut to the column's 128 characters."""
+    conn.execute(
+        "INSERT INTO tool_audit (namespace, agent, run_id, tool, arguments_sha256, outcome,"
+        " duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            entry.namespace,
+            entry.agent,
+            entry.run_id,
+            entry.tool[:128],
+            entry.arguments_sha256,
+            entry.outcome,
+            entry.duration_ms,
+            stamp(entry.created_at),
+        ),
+    )
+
+
+_RUN_COLUMNS = (
+    "id, namespace, agent, agent_generation, status, reason, input, output, error, usage,"
+    " last_seq, cancel_requested, worker, created_at, started_at, parent_id, depth,"
+    " trace_context, lease_expires_at, priority, session_id, user_id, key_id"
+)
+
+
+def insert_run(conn: sqlite3.Connection, run: RunRecord) -> None:
+    """A new run (its session's turn, if it has one, is claimed through the engine)."""
+    conn.execute(
+        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+        (
+            run.id,
+            run.namespace,
+            run.agent,
+            run.agent_generation,
+            run.status.value,
+            run.reason,
+            json.dumps(run.input),
+            _json(run.output),
+            _json(run.error),
+            json.dumps(run.usage.to_dict()),
+            0,
+            0,
+            run.worker,
+            stamp(run.created_at),
+            stamp(run.started_at),
+            run.parent_id,
+            run.depth,
+            run.trace_context,
+            stamp(run.lease_expires_at),
+            run.priority,
+            run.session_id,
+            run.user,
+            run.key_id,
+        ),
+    )
+
+
+def claim(
+    conn: sqlite3.Connection, name: str, values: Mapping[str, Any], started: dict[str, Any] | None
+) -> RunRecord | None:
+    """The queue's claim ``name`` (``queue.sqlite.sql``); with ``started``, the run's
+    ``run_started`` event stored with it."""
+    params = {key: stamp(v) if isinstance(v, datetime) else v for key, v in values.items()}
+    row = conn.execute(statement("queue.sqlite.sql", name), params).fetchone()
+    if row is None:
+        return None
+    run = run_of(row)
+    if started is not None:
+        data = started_data(started, resumed=run.last_seq > 1)
+        store_events(
+            conn, run.id, run.namespace, run.last_seq, [(RUN_STARTED, data)], values["now"]
+        )
+    return run
+
+
+def change_run(
+    conn: sqlite3.Connection,
+    run_id: str,
+    holder: str | None,
+    values: Mapping[str, Any],
+    events: Events,
+    *,
+    running: bool = False,
+) -> RunRecord | None:
+    """Set the run's columns ``values`` (JSON and times converted here), only as its
+    ``holder`` if given (and only while running, if ``running``), and store ``events``
+    with the change; None if the run is not there or not held."""
+    params = {
+        name: _json(value) if name in _JSON else stamp(value) if name in _TIMES else value
+        for name, value in values.items()
+    }
+    sets = [f"{name} = :{name}" for name in params]
+    if events:
+        sets.append(f"last_seq = last_seq + {len(events)}")
+    where = "id = :run_id"
+    if holder is not None:
+        where += " AND worker = :holder AND status = 'running'"
+    elif running:
+        where += " AND status = 'running'"
+    row = conn.execute(
+        f"UPDATE runs SET {', '.join(sets)} WHERE {where} RETURNING *",
+        {**params, "run_id": run_id, "holder": holder},
+    ).fetchone()
+    if row is None:
+        return None
+    run = run_of(row)
+    if events:
+        store_events(conn, run.id, run.namespace, run.last_seq, events, now())
+    return run
+
+
+def renew(conn: sqlite3.Connection, holders: Mapping[str, str], until: datetime) -> set[str]:
+    """Extend the leases of runs still held by their worker; the ids renewed."""
+    renewed: set[str] = set()
+    for run_id, holder in holders.items():
+        done = conn.execute(
+            "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND worker = ? AND status = ?",
+            (stamp(until), run_id, holder, RunStatus.RUNNING.value),
+        )
+        if done.rowcount:
+            renewed.add(run_id)
+    return renewed
