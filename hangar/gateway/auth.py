@@ -29,17 +29,24 @@ _DOING = {
 }
 
 
-def runtime(request: Request) -> Runtime:
+async def runtime(request: Request) -> Runtime:
+    """The app's runtime. (Dependencies are ``async``: FastAPI runs a plain ``def`` in
+    its thread pool, a hop to another thread and back on every request.)"""
     rt: Runtime = request.app.state.runtime
     return rt
 
 
-def principal(request: Request) -> ApiKey:
+def admitted_key(request: Request) -> ApiKey:
     """The key the guard admitted for this request."""
     key = request.scope.get("state", {}).get(STATE_KEY)
     if not isinstance(key, ApiKey):
         raise AuthenticationError("missing API key", hint="send 'Authorization: Bearer <key>'")
     return key
+
+
+async def principal(request: Request) -> ApiKey:
+    """``admitted_key``, as a dependency."""
+    return admitted_key(request)
 
 
 def refuse(key: ApiKey, *permissions: Permission) -> PermissionDeniedError:
@@ -55,7 +62,7 @@ def requires(*permissions: Permission) -> Any:
     """A dependency: the request's key, if it holds any of ``permissions``."""
 
     async def check(request: Request) -> ApiKey:
-        key = principal(request)
+        key = admitted_key(request)
         if not any(key.may(p) for p in permissions):
             raise refuse(key, *permissions)
         return key

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
@@ -65,7 +66,16 @@ class OpenAIChatModel:
         usage: Usage | None = None
         reason = "stop"
         try:
-            stream = await self.client.chat.completions.create(**kwargs)
+            # The SDK's own request, less ``chat.completions.create``'s walk over the
+            # parameters to turn typed dicts into JSON (a ninth of a run's CPU in
+            # `hangar up`): ours are JSON already. Retries and errors are the SDK's.
+            stream = await self.client.post(
+                "/chat/completions",
+                body=kwargs,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
             async for chunk in stream:
                 if chunk.usage is not None:
                     details = getattr(chunk.usage, "prompt_tokens_details", None)

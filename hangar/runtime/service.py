@@ -115,7 +115,7 @@ class RunService:
         """Queue a run of the agent's current generation. Pass ``run_id`` to subscribe to
         its events before it exists."""
         run_input.validate()
-        stored = await self.store.get_resource(namespace, Agent.KIND, agent)
+        stored = await self.store.cached_resource(namespace, Agent.KIND, agent)
         if stored is None:
             raise AgentNotFoundError(
                 f"agent {agent!r} not found in namespace {namespace!r}",

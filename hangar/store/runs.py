@@ -48,6 +48,12 @@ from hangar.store.tables import (
 )
 from hangar.usage import Usage
 
+_GET_RUN = sa.select(runs).where(
+    (runs.c.namespace == sa.bindparam("namespace")) & (runs.c.id == sa.bindparam("run_id"))
+)
+"""Built once: building the statement cost as much CPU as running it (a run is read
+twice by a caller waiting for it)."""
+
 
 class SqlRunQueue(SqlCore):
     """The store's runs calls, over the core's engine."""
@@ -118,9 +124,9 @@ class SqlRunQueue(SqlCore):
         await refuse_if_session_active(conn, run.session_id or "", "start another run in it")
 
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
-        query = sa.select(runs).where((runs.c.namespace == namespace) & (runs.c.id == run_id))
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+            found = await conn.execute(_GET_RUN, {"namespace": namespace, "run_id": run_id})
+            row = found.mappings().first()
         return None if row is None else to_run(row)
 
     async def list_runs(

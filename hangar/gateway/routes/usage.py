@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from hangar.errors import InvalidRequestError
-from hangar.gateway.auth import ReadKey, RuntimeDep, principal, refuse
+from hangar.gateway.auth import ReadKey, RuntimeDep, admitted_key, refuse
 from hangar.roles import Permission
 from hangar.store.records import LEDGER_GROUPS
 
@@ -67,7 +67,7 @@ async def metrics(request: Request, rt: RuntimeDep) -> Response:
     only the monitoring system reaches), or with an admin key when
     ``HANGAR_METRICS_AUTH`` is set (it shows every namespace's figures)."""
     if rt.settings.metrics_auth:
-        key = principal(request)
+        key = admitted_key(request)
         if not key.may(Permission.INSTALLATION):
             raise refuse(key, Permission.INSTALLATION)
     return Response(await rt.exposition(), media_type=CONTENT_TYPE_LATEST)
