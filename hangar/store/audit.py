@@ -7,7 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 
 from hangar.ids import utc as _utc
-from hangar.store import sqlite_writes as on_sqlite
+from hangar.store import sqlite_hot as on_sqlite
 from hangar.store.engine import SqlCore
 from hangar.store.records import (
     ToolAudit,

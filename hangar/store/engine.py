@@ -26,7 +26,7 @@ from hangar.store.records import (
     NoWriteSpans,
     WriteSpans,
 )
-from hangar.store.sqlite_writer import SqliteWriter
+from hangar.store.sqlite_thread import SqliteThread
 
 if TYPE_CHECKING:  # asyncpg is imported when PostgreSQL's pool opens, not before
     import sqlite3
@@ -159,8 +159,10 @@ class SqlCore:
         """A span for each write; set by the runtime's telemetry."""
         self.span_attributes = {"db.system.name": sa.engine.make_url(url).get_backend_name()}
         self.dialect = dialect_of(url)
-        self._writer: SqliteWriter | None = None
+        self._writer: SqliteThread | None = None
         """SQLite's writer thread: the hot path's writes, committed together."""
+        self._reader: SqliteThread | None = None
+        """SQLite's reader thread: the hot path's reads."""
         if not self.dialect.shared:
             path = sqlite_path(url)
             if path is None:
@@ -168,7 +170,10 @@ class SqlCore:
                     f"the store {url!r} is SQLite in memory, which only one connection sees",
                     hint="give the database a file: sqlite+aiosqlite:///PATH/hangar.db",
                 )
-            self._writer = SqliteWriter(path, lambda connection: sqlite_pragmas(connection, None))
+            self._writer = SqliteThread(path, lambda connection: sqlite_pragmas(connection, None))
+            self._reader = SqliteThread(
+                path, lambda connection: sqlite_pragmas(connection, None), writes=False
+            )
         self._announcer = Announcer(self._driver) if self.dialect.shared else None
         """Announces stored events to other processes (PostgreSQL)."""
         self.engine: AsyncEngine = self.dialect.engine(url, schema, echo)
@@ -195,6 +200,11 @@ class SqlCore:
         assert self._writer is not None, "only SQLite has a writer thread"
         return await self._writer.run(work)
 
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on SQLite's reader thread."""
+        assert self._reader is not None, "only SQLite has a reader thread"
+        return await self._reader.run(work)
+
     def watch_queue(self, changed: Callable[[str | None], None]) -> None:
         """Call ``changed`` with a namespace a run was queued in, or None when anything
         the queue's fair choice depends on may have changed (a Quota applied, a notice
@@ -220,8 +230,9 @@ class SqlCore:
         if self._driver_pool is not None:
             await self._driver_pool.close()
             self._driver_pool = None
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.close)
+        for thread in (self._writer, self._reader):
+            if thread is not None:
+                await asyncio.to_thread(thread.close)
         await self.engine.dispose()
 
     async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hangar.ids import now
-from hangar.store import sqlite_writes as on_sqlite
+from hangar.store import sqlite_hot as on_sqlite
 from hangar.store.engine import SqlCore
 from hangar.store.records import (
     LedgerEntry,
@@ -116,6 +116,10 @@ class SqlEventLog(SqlCore):
     async def list_events(
         self, namespace: str, run_id: str, *, after: int = 0, limit: int = 10_000
     ) -> list[RunEvent]:
+        if self._reader is not None:
+            return await self._read(
+                lambda conn: on_sqlite.list_events(conn, namespace, run_id, after, limit)
+            )
         query = (
             sa.select(run_events)
             .where(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hangar.ids import now
-from hangar.store import sqlite_writes as on_sqlite
+from hangar.store import sqlite_hot as on_sqlite
 from hangar.store import tables
 from hangar.store.engine import SqlCore
 from hangar.store.records import (

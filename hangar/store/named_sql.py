@@ -5,7 +5,7 @@ A file holds blocks, each starting with a line ``-- name: NAME``; the comment li
 that follow say why. ``{NAME}`` in a block includes another block of the same file
 (so a statement and its parts are read in one place, and a part shared by several
 statements is written once); ``:name`` is a parameter. A statement is given to
-SQLAlchemy with its parameters by name, or to asyncpg with them numbered (``$1``…)
+``sqlite3`` with its parameters by name, or to asyncpg with them numbered (``$1``…)
 in the order they first appear, which the statement keeps to turn a mapping of
 values into its arguments.
 """
@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-
-import sqlalchemy as sa
 
 from hangar.errors import StatementError
 
@@ -90,12 +88,3 @@ def for_driver(file: str, name: str) -> DriverStatement:
 
     text = _PARAMETER.sub(number, statement(file, name))
     return DriverStatement(text, tuple(order))
-
-
-@functools.cache
-def for_sqlalchemy(file: str, name: str, **types: Any) -> sa.TextClause:
-    """The statement for SQLAlchemy, the parameters named in ``types`` bound with
-    that type (timestamps, so SQLite stores them as the tables do)."""
-    return sa.text(statement(file, name)).bindparams(
-        *(sa.bindparam(parameter, type_=type_) for parameter, type_ in types.items())
-    )

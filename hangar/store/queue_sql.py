@@ -12,15 +12,11 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from hangar.ids import now
-from hangar.store import tables
 from hangar.store.dialect import Dialect
-from hangar.store.named_sql import DriverStatement, for_driver, for_sqlalchemy
+from hangar.store.named_sql import DriverStatement, for_driver
 from hangar.store.records import RunStatus
 from hangar.store.rows import Events, json_or_none
-from hangar.store.tables import runs
 from hangar.usage import Usage
 
 NO_LIMIT = 2**31 - 1
@@ -36,17 +32,6 @@ def driver(name: str) -> DriverStatement:
 
 def claim_name(next_of: str | None) -> str:
     return "claim_fair" if next_of is None else "claim_next"
-
-
-def sqlite_claim(next_of: str | None) -> sa.TextualSelect:
-    """The claim on SQLite, its rows typed as the runs table's (matched by name)."""
-    return for_sqlalchemy(
-        SQLITE_QUEUE, claim_name(next_of), now=tables.TS, until=tables.TS
-    ).columns(**{column.name: column.type for column in runs.c})
-
-
-def sqlite_queue_view() -> sa.TextClause:
-    return for_sqlalchemy(SQLITE_QUEUE, "queue_view", now=tables.TS)
 
 
 def claim_values(

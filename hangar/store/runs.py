@@ -16,7 +16,7 @@ from hangar.errors import (
     SessionNotFoundError,
 )
 from hangar.ids import now
-from hangar.store import sqlite_writes as on_sqlite
+from hangar.store import sqlite_hot as on_sqlite
 from hangar.store.engine import SqlCore
 from hangar.store.queue_sql import (
     claim_name,
@@ -24,7 +24,6 @@ from hangar.store.queue_sql import (
     driver,
     end_args,
     end_values,
-    sqlite_queue_view,
 )
 from hangar.store.records import (
     ClaimRequest,
@@ -124,6 +123,8 @@ class SqlRunQueue(SqlCore):
         await refuse_if_session_active(conn, run.session_id or "", "start another run in it")
 
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
+        if self._reader is not None:
+            return await self._read(lambda conn: on_sqlite.get_run(conn, namespace, run_id))
         async with self.engine.connect() as conn:
             found = await conn.execute(_GET_RUN, {"namespace": namespace, "run_id": run_id})
             row = found.mappings().first()
@@ -207,9 +208,8 @@ class SqlRunQueue(SqlCore):
             records = await pool.fetch(view.text, *view.args({"now": now(), "ending": ""}))
             rows = [dict(record) for record in records]
         else:
-            async with self.engine.connect() as conn:
-                found = (await conn.execute(sqlite_queue_view(), {"now": now()})).mappings()
-                rows = [dict(row) for row in found]
+            at = now()
+            rows = await self._read(lambda conn: on_sqlite.queue_view(conn, at))
         if any(row["expired"] or row["cap"] is not None for row in rows):
             return None
         return [QueueHead(row["namespace"], int(row["p"]), int(row["n"])) for row in rows]

@@ -1,6 +1,7 @@
-"""The hot path's writes on SQLite, as functions of the writer's plain ``sqlite3``
-connection (``sqlite_writer.py``): a run created, claimed, its events, its end or park,
-a tool call's audit line, a model call's ledger line, spans, leases renewed.
+"""The hot path on SQLite, as functions of a plain ``sqlite3`` connection, run by the
+writer or the reader thread (``sqlite_thread.py``). Writes: a run created, claimed, its
+events, its end or park, a tool call's audit line, a model call's ledger line, leases
+renewed. Reads: a run, its events, a look at the queue.
 
 Values are stored exactly as SQLAlchemy stores them on SQLite (the rest of the store
 reads these rows through it): times as ``YYYY-MM-DD HH:MM:SS.ffffff`` text in UTC,
@@ -19,7 +20,15 @@ import sqlalchemy as sa
 
 from hangar.ids import now
 from hangar.store.named_sql import statement
-from hangar.store.records import LedgerEntry, RunRecord, RunStatus, ToolAudit, started_data
+from hangar.store.queue_sql import SQLITE_QUEUE
+from hangar.store.records import (
+    LedgerEntry,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    ToolAudit,
+    started_data,
+)
 from hangar.store.rows import RUN_STARTED, Events, to_run
 from hangar.store.tables import runs
 
@@ -34,8 +43,12 @@ def stamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 def _time(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return None if text is None else _at(text)
 
 
 def _json(value: Any) -> str | None:
@@ -185,7 +198,7 @@ def claim(
     """The queue's claim ``name`` (``queue.sqlite.sql``); with ``started``, the run's
     ``run_started`` event stored with it."""
     params = {key: stamp(v) if isinstance(v, datetime) else v for key, v in values.items()}
-    row = conn.execute(statement("queue.sqlite.sql", name), params).fetchone()
+    row = conn.execute(statement(SQLITE_QUEUE, name), params).fetchone()
     if row is None:
         return None
     run = run_of(row)
@@ -231,6 +244,33 @@ def change_run(
     if events:
         store_events(conn, run.id, run.namespace, run.last_seq, events, now())
     return run
+
+
+def get_run(conn: sqlite3.Connection, namespace: str, run_id: str) -> RunRecord | None:
+    row = conn.execute(
+        "SELECT * FROM runs WHERE namespace = ? AND id = ?", (namespace, run_id)
+    ).fetchone()
+    return None if row is None else run_of(row)
+
+
+def list_events(
+    conn: sqlite3.Connection, namespace: str, run_id: str, after: int, limit: int
+) -> list[RunEvent]:
+    rows = conn.execute(
+        "SELECT run_id, seq, namespace, type, data, created_at FROM run_events"
+        " WHERE namespace = ? AND run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (namespace, run_id, after, limit),
+    )
+    return [
+        RunEvent(run, seq, ns, kind, json.loads(data), _at(created))
+        for run, seq, ns, kind, data, created in rows
+    ]
+
+
+def queue_view(conn: sqlite3.Connection, at: datetime) -> list[dict[str, Any]]:
+    """The queue's heads (``queue.sqlite.sql``'s ``queue_view``)."""
+    found = conn.execute(statement(SQLITE_QUEUE, "queue_view"), {"now": stamp(at)})
+    return [dict(zip(row.keys(), row, strict=True)) for row in found]
 
 
 def renew(conn: sqlite3.Connection, holders: Mapping[str, str], until: datetime) -> set[str]:

@@ -1,5 +1,5 @@
-"""SQLite's one writer: a thread that owns the write connection and commits the work of
-many store calls together (group commit).
+"""SQLite's writer and reader: a thread each, owning a plain ``sqlite3`` connection; the
+writer commits the work of many store calls together (group commit).
 
 SQLite has one writer at a time. Through SQLAlchemy's asyncio adapter, every write was
 a transaction of its own, and every statement in it a hop to the connection's thread
@@ -15,6 +15,10 @@ Writes that still go through SQLAlchemy (resources, sessions, memories, budgets)
 turns with the thread: ``paused`` stops it between two commits for as long as such a
 transaction lasts, so neither side meets the other in SQLite's busy handler (which
 sleeps, and under load slept while the lock sat free).
+
+The hot path's reads (a run, its events, a look at the queue) go to a reader thread
+the same way, outside any transaction (each statement sees what is committed): through
+SQLAlchemy a read was four or five hops.
 """
 
 from __future__ import annotations
@@ -64,11 +68,15 @@ def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             future.set_exception(value)
 
 
-class SqliteWriter:
-    """The thread that writes a SQLite file, started with the first write."""
+class SqliteThread:
+    """A thread that writes (``writes``) or reads a SQLite file, started with the first
+    call."""
 
-    def __init__(self, path: str, setup: Callable[[sqlite3.Connection], None]) -> None:
+    def __init__(
+        self, path: str, setup: Callable[[sqlite3.Connection], None], *, writes: bool = True
+    ) -> None:
         self.path = path
+        self.writes = writes
         self._setup = setup
         self._inbox: queue.SimpleQueue[_Piece | _Pause | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -77,7 +85,8 @@ class SqliteWriter:
         """Transactions committed so far (each holding one or many callers' work)."""
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in the writer's next transaction; its result once committed."""
+        """Run ``work`` on the thread's connection: a writer's in its next transaction,
+        answered once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._started().put(_Piece(work, future, loop))
@@ -112,7 +121,10 @@ class SqliteWriter:
                     connection.row_factory = sqlite3.Row
                     self._setup(connection)
                     self._thread = threading.Thread(
-                        target=self._serve, args=(connection,), name="hangar-sqlite", daemon=True
+                        target=self._serve,
+                        args=(connection,),
+                        name="hangar-sqlite-" + ("writer" if self.writes else "reader"),
+                        daemon=True,
                     )
                     self._thread.start()
         return self._inbox
@@ -131,8 +143,10 @@ class SqliteWriter:
                     except queue.Empty:
                         item = None
                         break
-                if batch:
+                if batch and self.writes:
                     self._commit(connection, batch)
+                elif batch:
+                    self._read(connection, batch)
                 if isinstance(item, _Pause):
                     item.loop.call_soon_threadsafe(_settle, [(item.paused, True, None)])
                     item.resume.wait()
@@ -140,6 +154,15 @@ class SqliteWriter:
                     break  # closed
         finally:
             connection.close()
+
+    def _read(self, connection: sqlite3.Connection, batch: list[_Piece]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        for piece in batch:
+            try:
+                outcomes.append((piece.future, True, piece.work(connection)))
+            except Exception as error:
+                outcomes.append((piece.future, False, error))
+        _answer(batch, outcomes)
 
     def _commit(self, connection: sqlite3.Connection, batch: list[_Piece]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
@@ -163,9 +186,14 @@ class SqliteWriter:
                 hint="check the disk has room and the file is writable",
             )
             outcomes = [(piece.future, False, failed) for piece in batch]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-        for piece, outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(piece.loop, []).append(outcome)
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a loop already closed
-                loop.call_soon_threadsafe(_settle, settled)
+        _answer(batch, outcomes)
+
+
+def _answer(batch: list[_Piece], outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Answer each piece's caller, one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for piece, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(piece.loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a loop already closed
+            loop.call_soon_threadsafe(_settle, settled)

@@ -16,15 +16,15 @@ from hangar.ids import now
 from hangar.store.dialect import sqlite_pragmas
 from hangar.store.records import ToolAudit
 from hangar.store.sql import SqlStore
-from hangar.store.sqlite_writer import SqliteWriter
+from hangar.store.sqlite_thread import SqliteThread
 
 
 @pytest.fixture
-def writer(tmp_path: Path) -> SqliteWriter:
+def writer(tmp_path: Path) -> SqliteThread:
     path = str(tmp_path / "w.db")
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-    return SqliteWriter(path, lambda c: sqlite_pragmas(c, None))
+    return SqliteThread(path, lambda c: sqlite_pragmas(c, None))
 
 
 def _insert(n: int) -> Callable[[sqlite3.Connection], int]:
@@ -35,12 +35,12 @@ def _insert(n: int) -> Callable[[sqlite3.Connection], int]:
     return work
 
 
-def _rows(writer: SqliteWriter) -> list[int]:
+def _rows(writer: SqliteThread) -> list[int]:
     with sqlite3.connect(writer.path) as conn:
         return [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")]
 
 
-async def test_writes_that_come_together_share_one_commit(writer: SqliteWriter) -> None:
+async def test_writes_that_come_together_share_one_commit(writer: SqliteThread) -> None:
     try:
         async with writer.paused():  # the thread waits; fifty callers queue up
             calls = [asyncio.ensure_future(writer.run(_insert(n))) for n in range(50)]
@@ -53,7 +53,7 @@ async def test_writes_that_come_together_share_one_commit(writer: SqliteWriter) 
         writer.close()
 
 
-async def test_a_failing_write_fails_alone(writer: SqliteWriter) -> None:
+async def test_a_failing_write_fails_alone(writer: SqliteThread) -> None:
     try:
         async with writer.paused():
             good = asyncio.ensure_future(writer.run(_insert(1)))
