@@ -59,6 +59,11 @@ class Doorbell:
     def rung(self) -> int:
         return self._rung
 
+    @property
+    def quiet(self) -> bool:
+        """No ring waits to be answered."""
+        return self._rung == self._answered and not self._all
+
     async def wait(self, timeout: float) -> bool:
         """Until rung, or ``timeout`` seconds (runs may come due without a ring: a lease
         running out, say). True: claim once; False: claim until none is left."""

@@ -4,9 +4,11 @@ events, cancel it. Every call is scoped to one namespace."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from opentelemetry.trace import SpanKind
@@ -32,8 +34,9 @@ from hangar.runtime.events import (
 from hangar.runtime.sessions import Sessions
 from hangar.runtime.worker import Worker
 from hangar.spec.agent import Agent
+from hangar.spec.quota import Quota
 from hangar.store.base import EventLog, ResourceStore, RunQueue
-from hangar.store.records import RunEvent, RunRecord, RunStatus
+from hangar.store.records import ClaimRequest, RunEvent, RunRecord, RunStatus
 from hangar.telemetry import Telemetry, genai
 from hangar.telemetry.budgets import Budgets
 
@@ -153,9 +156,45 @@ class RunService:
                 user=run_input.user,
                 key_id=run_input.key_id,
             )
-            await self.store.create_run(run)
-        self.bus.wake_workers()
+            claim = await self._hand_off(namespace)
+            if claim is None:
+                await self.store.create_run(run)
+            else:
+                run = await self._create_claimed(run, claim)
+        if claim is None:
+            self.bus.wake_workers()
         return run
+
+    async def _hand_off(self, namespace: str) -> ClaimRequest | None:
+        """A claim for the new run if this process's worker takes it at once
+        (``Worker.hand_off``); never past a limit on the namespace's running runs, which
+        only the queue's claim counts."""
+        if self.worker is None or self.worker.settings.namespace_max_running is not None:
+            return None
+        if await self.store.cached_resources(namespace, Quota.KIND):
+            return None
+        return self.worker.hand_off()
+
+    async def _create_claimed(self, run: RunRecord, claim: ClaimRequest) -> RunRecord:
+        """Create the run held under ``claim``, as a claim would have left it, and give
+        it to this process's worker."""
+        assert self.worker is not None
+        stamp = run.created_at
+        held = dataclasses.replace(
+            run,
+            status=RunStatus.RUNNING,
+            worker=claim.worker,
+            started_at=stamp,
+            lease_expires_at=stamp + timedelta(seconds=claim.lease_seconds),
+            last_seq=1,
+        )
+        try:
+            await self.store.create_run(held, [(EventType.RUN_STARTED.value, claim.started or {})])
+        except BaseException:
+            self.worker.release(claim)
+            raise
+        self.worker.adopt(held, claim)
+        return held
 
     async def recent(
         self,

@@ -61,6 +61,11 @@ class Worker:
         self._limit = 0
         self._freed = asyncio.Event()
         self._claims = 0
+        self._found_none = False
+        """The last claim found nothing queued (and no ring has come since, if the
+        doorbell is quiet): a new run may be handed over at once (``hand_off``)."""
+        self._handing = 0
+        """Runs handed over and not adopted yet: they hold a place under the limit."""
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -149,7 +154,7 @@ class Worker:
         statement (``Store.finish_and_claim``) and goes on with it, or ends."""
         drain = True  # at start: runs may be queued already
         while True:
-            if len(self._carriers) >= self._limit:
+            if len(self._carriers) + self._handing >= self._limit:
                 self._freed.clear()
                 await self._freed.wait()
                 continue
@@ -157,6 +162,7 @@ class Worker:
                 drain = not await self.bus.doorbell.wait(POLL_SECONDS)
             claim = self._claim_request()
             rung = self.bus.doorbell.rung
+            self._found_none = False
             try:
                 run = await self.queue.claim(claim)
             except Exception:
@@ -166,14 +172,41 @@ class Worker:
                 continue
             if run is None:
                 self.bus.doorbell.found_none(rung)
+                self._found_none = True
                 drain = False
                 continue
-            task = self._launch(run, claim)
-            carrier = asyncio.create_task(
-                self._carry(run, claim, task), name=f"hangar-{claim.worker}"
-            )
-            self._carriers.add(carrier)
-            carrier.add_done_callback(self._carried)
+            self._carry_from(run, claim)
+
+    def hand_off(self) -> ClaimRequest | None:
+        """A claim for a run about to be created, if this process can execute it at
+        once: it has room, and nothing waits in the queue (its last claim found none
+        and no run was queued since), so the claim would choose this run anyway. The
+        caller creates the run held under that claim (``Store.create_run`` with its
+        ``run_started``) and gives it to ``adopt``, or gives the claim back to
+        ``release``: no wake-up, no look at the queue, no claim statement, and the run
+        is recorded as any claimed run is (if this process dies, its lease runs out and
+        another takes it over). None: queue the run."""
+        room = len(self._carriers) + self._handing < self._limit
+        if not (room and self._found_none and self.bus.doorbell.quiet):
+            return None
+        self._handing += 1
+        return self._claim_request()
+
+    def adopt(self, run: RunRecord, claim: ClaimRequest) -> None:
+        """Execute a run created under a ``hand_off`` claim."""
+        self._handing -= 1
+        self._carry_from(run, claim)
+
+    def release(self, claim: ClaimRequest) -> None:
+        """Give back a ``hand_off`` claim whose run was not created."""
+        self._handing -= 1
+        self._freed.set()
+
+    def _carry_from(self, run: RunRecord, claim: ClaimRequest) -> None:
+        task = self._launch(run, claim)
+        carrier = asyncio.create_task(self._carry(run, claim, task), name=f"hangar-{claim.worker}")
+        self._carriers.add(carrier)
+        carrier.add_done_callback(self._carried)
 
     async def _carry(
         self, run: RunRecord, claim: ClaimRequest, task: asyncio.Task[RunRecord | None]

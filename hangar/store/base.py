@@ -168,9 +168,13 @@ class RunQueue(Protocol):
     """Runs and the queue: created queued, claimed under a lease by one worker,
     ended or parked by their holder."""
 
-    async def create_run(self, run: RunRecord) -> RunRecord:
-        """Store a new run. A run of a session is refused (``SessionBusyError``) while
-        another of its runs is active, and ``SessionNotFoundError`` if there is none."""
+    async def create_run(
+        self, run: RunRecord, events: Sequence[tuple[str, dict[str, Any]]] = ()
+    ) -> RunRecord:
+        """Store a new run, with ``events`` as its first (a run created claimed, handed
+        to a worker at once, has its ``run_started``). A run of a session is refused
+        (``SessionBusyError``) while another of its runs is active, and
+        ``SessionNotFoundError`` if there is none."""
         ...
 
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None: ...

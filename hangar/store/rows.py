@@ -4,7 +4,7 @@ by its worker, the events stored with a change of its state, deleting runs whole
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -165,7 +165,7 @@ RUN_STARTED = "run_started"
 Events = Sequence[tuple[str, dict[str, Any]]]
 
 
-async def store_events_with(conn: Any, row: RowMapping, events: Events) -> None:
+async def store_events_with(conn: Any, row: RowMapping | Mapping[str, Any], events: Events) -> None:
     """Store ``events`` in the transaction that changed the run's state (``row``, whose
     ``last_seq`` was already advanced past them): a worker dying between the two cannot
     leave a finished run without its final events."""

@@ -57,22 +57,23 @@ twice by a caller waiting for it)."""
 class SqlRunQueue(SqlCore):
     """The store's runs calls, over the core's engine."""
 
-    async def create_run(self, run: RunRecord) -> RunRecord:
+    async def create_run(self, run: RunRecord, events: Events = ()) -> RunRecord:
         try:
-            return await self._insert_run(run)
+            return await self._insert_run(run, events)
         except (IntegrityError, sqlite3.IntegrityError):
             raise ConflictError(f"run {run.id!r} exists already") from None
 
-    async def _insert_run(self, run: RunRecord) -> RunRecord:
+    async def _insert_run(self, run: RunRecord, events: Events) -> RunRecord:
         if self._writer is not None and run.session_id is None:
-            await self._write(lambda conn: on_sqlite.insert_run(conn, run))
+            await self._write(lambda conn: on_sqlite.insert_run(conn, run, events))
         else:  # a session's turn is claimed through the engine
-            await self._insert_run_engine(run)
+            await self._insert_run_engine(run, events)
+            self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
         if run.status is RunStatus.QUEUED:
             self._queue_changed(run.namespace)
         return run
 
-    async def _insert_run_engine(self, run: RunRecord) -> None:
+    async def _insert_run_engine(self, run: RunRecord, events: Events) -> None:
         async with self.writing() as conn:
             if run.session_id is not None:
                 await self._claim_session_turn(conn, run)
@@ -88,7 +89,7 @@ class SqlRunQueue(SqlCore):
                     output=run.output,
                     error=run.error,
                     usage=run.usage.to_dict(),
-                    last_seq=0,
+                    last_seq=len(events),
                     cancel_requested=False,
                     worker=run.worker,
                     created_at=run.created_at,
@@ -103,6 +104,8 @@ class SqlRunQueue(SqlCore):
                     key_id=run.key_id,
                 )
             )
+            first = {"id": run.id, "namespace": run.namespace, "last_seq": len(events)}
+            await store_events_with(conn, first, events)
 
     @staticmethod
     async def _claim_session_turn(conn: AsyncConnection, run: RunRecord) -> None:

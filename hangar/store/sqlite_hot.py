@@ -160,8 +160,9 @@ _RUN_COLUMNS = (
 )
 
 
-def insert_run(conn: sqlite3.Connection, run: RunRecord) -> None:
-    """A new run (its session's turn, if it has one, is claimed through the engine)."""
+def insert_run(conn: sqlite3.Connection, run: RunRecord, events: Events) -> None:
+    """A new run and its first ``events`` (its session's turn, if it has one, is
+    claimed through the engine)."""
     conn.execute(
         f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 23)})",
         (
@@ -175,7 +176,7 @@ def insert_run(conn: sqlite3.Connection, run: RunRecord) -> None:
             _json(run.output),
             _json(run.error),
             json.dumps(run.usage.to_dict()),
-            0,
+            len(events),
             0,
             run.worker,
             stamp(run.created_at),
@@ -190,6 +191,8 @@ def insert_run(conn: sqlite3.Connection, run: RunRecord) -> None:
             run.key_id,
         ),
     )
+    if events:
+        store_events(conn, run.id, run.namespace, len(events), events, run.created_at)
 
 
 def claim(
