@@ -15,7 +15,7 @@ from typing import Any
 from hangar.ids import now
 from hangar.store.dialect import Dialect
 from hangar.store.named_sql import DriverStatement, for_driver
-from hangar.store.records import RunStatus
+from hangar.store.records import RunRecord, RunStatus
 from hangar.store.rows import Events, json_or_none
 from hangar.usage import Usage
 
@@ -65,6 +65,35 @@ def claim_values(
     else:
         values["started_events"] = int(started is not None)
     return values
+
+
+def create_args(run: RunRecord, events: Events) -> dict[str, Any]:
+    """The ``create`` statement's parameters on PostgreSQL: the run and its first events."""
+    return {
+        "id": run.id,
+        "namespace": run.namespace,
+        "agent": run.agent,
+        "agent_generation": run.agent_generation,
+        "status": run.status.value,
+        "reason": run.reason,
+        "input": json.dumps(run.input),
+        "output": json_or_none(run.output),
+        "error": json_or_none(run.error),
+        "usage": json.dumps(run.usage.to_dict()),
+        "types": [type for type, _ in events],
+        "data": [json.dumps(data) for _, data in events],
+        "worker": run.worker,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "parent_id": run.parent_id,
+        "depth": run.depth,
+        "trace_context": run.trace_context,
+        "lease_expires_at": run.lease_expires_at,
+        "priority": run.priority,
+        "session_id": run.session_id,
+        "user_id": run.user,
+        "key_id": run.key_id,
+    }
 
 
 def end_values(

@@ -21,6 +21,7 @@ from hangar.store.engine import SqlCore
 from hangar.store.queue_sql import (
     claim_name,
     claim_values,
+    create_args,
     driver,
     end_args,
     end_values,
@@ -66,6 +67,16 @@ class SqlRunQueue(SqlCore):
     async def _insert_run(self, run: RunRecord, events: Events) -> RunRecord:
         if self._writer is not None and run.session_id is None:
             await self._write(lambda conn: on_sqlite.insert_run(conn, run, events))
+        elif self.dialect.driver_pool and run.session_id is None:
+            import asyncpg  # loaded with the pool
+
+            pool = await self._driver()
+            create = driver("create")
+            try:
+                await pool.execute(create.text, *create.args(create_args(run, events)))
+            except asyncpg.UniqueViolationError:
+                raise ConflictError(f"run {run.id!r} exists already") from None
+            self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
         else:  # a session's turn is claimed through the engine
             await self._insert_run_engine(run, events)
             self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
@@ -128,6 +139,13 @@ class SqlRunQueue(SqlCore):
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
         if self._reader is not None:
             return await self._read(lambda conn: on_sqlite.get_run(conn, namespace, run_id))
+        if self.dialect.driver_pool:  # twice a run, for a caller waiting for it
+            pool = await self._driver()
+            get = driver("get_run")
+            record = await pool.fetchrow(
+                get.text, *get.args({"namespace": namespace, "run_id": run_id})
+            )
+            return None if record is None else driver_run(record)
         async with self.engine.connect() as conn:
             found = await conn.execute(_GET_RUN, {"namespace": namespace, "run_id": run_id})
             row = found.mappings().first()

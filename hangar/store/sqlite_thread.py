@@ -58,6 +58,10 @@ class _Pause:
     resume: threading.Event
 
 
+class _Close:
+    """The thread's last item: it ends after what came before."""
+
+
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     for future, ok, value in outcomes:
         if future.done():  # its loop is shutting down
@@ -78,7 +82,7 @@ class SqliteThread:
         self.path = path
         self.writes = writes
         self._setup = setup
-        self._inbox: queue.SimpleQueue[_Piece | _Pause | None] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[_Piece | _Pause | _Close] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.commits = 0
@@ -108,10 +112,10 @@ class SqliteThread:
         with self._start_lock:
             thread, self._thread = self._thread, None
         if thread is not None:
-            self._inbox.put(None)
+            self._inbox.put(_Close())
             thread.join()
 
-    def _started(self) -> queue.SimpleQueue[_Piece | _Pause | None]:
+    def _started(self) -> queue.SimpleQueue[_Piece | _Pause | _Close]:
         if self._thread is None:
             with self._start_lock:
                 if self._thread is None:
@@ -130,28 +134,28 @@ class SqliteThread:
         return self._inbox
 
     def _serve(self, connection: sqlite3.Connection) -> None:
+        pending: _Piece | _Pause | _Close | None = None
         try:
-            while (item := self._inbox.get()) is not None:
-                batch: list[_Piece] = []
-                while isinstance(item, _Piece):
-                    batch.append(item)
-                    if len(batch) >= MAX_BATCH:
-                        item = None
-                        break
-                    try:
-                        item = self._inbox.get_nowait()
-                    except queue.Empty:
-                        item = None
-                        break
-                if batch and self.writes:
-                    self._commit(connection, batch)
-                elif batch:
-                    self._read(connection, batch)
+            while not isinstance(item := pending or self._inbox.get(), _Close):
+                pending = None
                 if isinstance(item, _Pause):
                     item.loop.call_soon_threadsafe(_settle, [(item.paused, True, None)])
                     item.resume.wait()
-                elif item is None and not batch:
-                    break  # closed
+                    continue
+                batch = [item]
+                while len(batch) < MAX_BATCH:  # whatever else has come meanwhile
+                    try:
+                        following = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if not isinstance(following, _Piece):
+                        pending = following  # a pause or the end: after this batch
+                        break
+                    batch.append(following)
+                if self.writes:
+                    self._commit(connection, batch)
+                else:
+                    self._read(connection, batch)
         finally:
             connection.close()
 

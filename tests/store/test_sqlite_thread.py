@@ -92,3 +92,14 @@ def test_sqlite_in_memory_is_refused_with_the_way_out() -> None:
         SqlStore("sqlite+aiosqlite:///:memory:")
     assert "in memory" in refused.value.message
     assert refused.value.hint and "sqlite+aiosqlite:///" in refused.value.hint
+
+
+async def test_closing_answers_the_writes_handed_over_before_it(writer: SqliteThread) -> None:
+    async with writer.paused():
+        calls = [asyncio.ensure_future(writer.run(_insert(n))) for n in range(3)]
+        await asyncio.sleep(0)  # handed over
+        closing = asyncio.ensure_future(asyncio.to_thread(writer.close))
+        await asyncio.sleep(0.05)
+    await closing  # the thread ended after committing them
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+    assert _rows(writer) == [0, 1, 2]

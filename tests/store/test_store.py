@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from hangar.errors import LeaseLostError
+from hangar.errors import ConflictError, LeaseLostError
 from hangar.ids import now
 from hangar.roles import Role
 from hangar.spec import parse_document
@@ -127,6 +127,15 @@ async def test_keys_have_a_role_an_expiry_a_revocation_and_a_last_use(store: Sql
     await store.touch_api_key(other.id, used)
     [listed] = await store.list_api_keys("team-b")
     assert listed.last_used_at == used and listed.revoked_at is None
+
+
+async def test_a_run_created_twice_is_refused_and_the_first_kept(store: SqlStore) -> None:
+    run = await store.create_run(queued_run(input={"messages": [{"role": "user", "content": "a"}]}))
+    with pytest.raises(ConflictError, match="exists already"):
+        await store.create_run(queued_run(id=run.id))
+    stored = await store.get_run("default", run.id)
+    assert stored is not None and stored.input == run.input and stored.last_seq == 0
+    assert await store.list_events("default", run.id) == []
 
 
 async def test_claim_takes_runs_oldest_first_and_only_once(store: SqlStore) -> None:

@@ -180,3 +180,28 @@ WHERE s.relid = 'runs'::regclass
 SELECT CASE WHEN :take
             THEN pg_try_advisory_lock(hashtext('hangar analyse ' || current_schema()))
             ELSE pg_advisory_unlock(hashtext('hangar analyse ' || current_schema())) END
+
+
+-- name: create
+-- A new run and its first events (a run created claimed, handed to a worker at once,
+-- has its run_started) as one statement on the driver: through SQLAlchemy, a
+-- transaction and three round trips. The events' insert runs even when it selects
+-- nothing, as every data-changing part of a WITH does.
+WITH created AS (
+    INSERT INTO runs (id, namespace, agent, agent_generation, status, reason, input,
+        output, error, usage, last_seq, cancel_requested, worker, created_at, started_at,
+        parent_id, depth, trace_context, lease_expires_at, priority, session_id, user_id,
+        key_id)
+    VALUES (:id, :namespace, :agent, :agent_generation, :status, :reason, :input::jsonb,
+        :output::jsonb, :error::jsonb, :usage::jsonb, cardinality(:types::text[]), false,
+        :worker, :created_at, :started_at, :parent_id, :depth, :trace_context,
+        :lease_expires_at, :priority, :session_id, :user_id, :key_id)
+    RETURNING id
+)
+INSERT INTO run_events (run_id, seq, namespace, type, data, created_at)
+SELECT c.id, e.i, :namespace, e.type, e.data, :created_at
+FROM created c, unnest(:types::text[], :data::jsonb[]) WITH ORDINALITY AS e(type, data, i)
+
+
+-- name: get_run
+SELECT * FROM runs WHERE namespace = :namespace AND id = :run_id
