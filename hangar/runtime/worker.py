@@ -78,6 +78,7 @@ class Worker:
         self._tasks.append(asyncio.create_task(self._statistics(), name="hangar-statistics"))
 
     async def stop(self) -> None:
+        self._limit = 0  # no run is handed over to a worker stopping
         tasks = [*self._tasks, *self._carriers]
         for task in tasks:
             task.cancel()
