@@ -126,6 +126,10 @@ def _store_calls_run_whole(cls: type[T]) -> type[T]:
     return cls
 
 
+def _set_up_sqlite(connection: sqlite3.Connection) -> None:
+    sqlite_pragmas(connection, None)
+
+
 DRIVER_POOL_SIZE = 8
 """Connections of the driver's own pool (PostgreSQL), beside SQLAlchemy's."""
 
@@ -170,10 +174,8 @@ class SqlCore:
                     f"the store {url!r} is SQLite in memory, which only one connection sees",
                     hint="give the database a file: sqlite+aiosqlite:///PATH/hangar.db",
                 )
-            self._writer = SqliteThread(path, lambda connection: sqlite_pragmas(connection, None))
-            self._reader = SqliteThread(
-                path, lambda connection: sqlite_pragmas(connection, None), writes=False
-            )
+            self._writer = SqliteThread(path, _set_up_sqlite)
+            self._reader = SqliteThread(path, _set_up_sqlite, writes=False)
         self._announcer = Announcer(self._driver) if self.dialect.shared else None
         """Announces stored events to other processes (PostgreSQL)."""
         self.engine: AsyncEngine = self.dialect.engine(url, schema, echo)

@@ -68,7 +68,8 @@ def claim_values(
 
 
 def create_args(run: RunRecord, events: Events) -> dict[str, Any]:
-    """The ``create`` statement's parameters on PostgreSQL: the run and its first events."""
+    """The ``create`` statement's parameters (both databases): the run and its first
+    events, numbered up to ``last_seq``."""
     return {
         "id": run.id,
         "namespace": run.namespace,
@@ -80,6 +81,7 @@ def create_args(run: RunRecord, events: Events) -> dict[str, Any]:
         "output": json_or_none(run.output),
         "error": json_or_none(run.error),
         "usage": json.dumps(run.usage.to_dict()),
+        "last_seq": len(events),
         "types": [type for type, _ in events],
         "data": [json.dumps(data) for _, data in events],
         "worker": run.worker,

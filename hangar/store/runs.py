@@ -48,12 +48,6 @@ from hangar.store.tables import (
 )
 from hangar.usage import Usage
 
-_GET_RUN = sa.select(runs).where(
-    (runs.c.namespace == sa.bindparam("namespace")) & (runs.c.id == sa.bindparam("run_id"))
-)
-"""Built once: building the statement cost as much CPU as running it (a run is read
-twice by a caller waiting for it)."""
-
 
 class SqlRunQueue(SqlCore):
     """The store's runs calls, over the core's engine."""
@@ -76,10 +70,9 @@ class SqlRunQueue(SqlCore):
                 await pool.execute(create.text, *create.args(create_args(run, events)))
             except asyncpg.UniqueViolationError:
                 raise ConflictError(f"run {run.id!r} exists already") from None
-            self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
         else:  # a session's turn is claimed through the engine
             await self._insert_run_engine(run, events)
-            self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
+        self._announce(run.namespace, run.id, len(events), [kind for kind, _ in events])
         if run.status is RunStatus.QUEUED:
             self._queue_changed(run.namespace)
         return run
@@ -139,17 +132,13 @@ class SqlRunQueue(SqlCore):
     async def get_run(self, namespace: str, run_id: str) -> RunRecord | None:
         if self._reader is not None:
             return await self._read(lambda conn: on_sqlite.get_run(conn, namespace, run_id))
-        if self.dialect.driver_pool:  # twice a run, for a caller waiting for it
-            pool = await self._driver()
-            get = driver("get_run")
-            record = await pool.fetchrow(
-                get.text, *get.args({"namespace": namespace, "run_id": run_id})
-            )
-            return None if record is None else driver_run(record)
-        async with self.engine.connect() as conn:
-            found = await conn.execute(_GET_RUN, {"namespace": namespace, "run_id": run_id})
-            row = found.mappings().first()
-        return None if row is None else to_run(row)
+        # On PostgreSQL's driver: a caller waiting for a run reads it twice.
+        pool = await self._driver()
+        get = driver("get_run")
+        record = await pool.fetchrow(
+            get.text, *get.args({"namespace": namespace, "run_id": run_id})
+        )
+        return None if record is None else driver_run(record)
 
     async def list_runs(
         self,

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from hangar.ids import now
 from hangar.store.named_sql import statement
-from hangar.store.queue_sql import SQLITE_QUEUE
+from hangar.store.queue_sql import SQLITE_QUEUE, create_args
 from hangar.store.records import (
     LedgerEntry,
     RunEvent,
@@ -29,7 +29,7 @@ from hangar.store.records import (
     ToolAudit,
     started_data,
 )
-from hangar.store.rows import RUN_STARTED, Events, to_run
+from hangar.store.rows import RUN_STARTED, Events, json_or_none, to_run
 from hangar.store.tables import runs
 
 _JSON = frozenset(c.name for c in runs.c if isinstance(c.type, sa.JSON))
@@ -49,10 +49,6 @@ def _at(text: str) -> datetime:
 
 def _time(text: str | None) -> datetime | None:
     return None if text is None else _at(text)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
 
 
 def run_of(row: sqlite3.Row) -> RunRecord:
@@ -153,46 +149,17 @@ def insert_audit(conn: sqlite3.Connection, entry: ToolAudit) -> None:
     )
 
 
-_RUN_COLUMNS = (
-    "id, namespace, agent, agent_generation, status, reason, input, output, error, usage,"
-    " last_seq, cancel_requested, worker, created_at, started_at, parent_id, depth,"
-    " trace_context, lease_expires_at, priority, session_id, user_id, key_id"
-)
-
-
 def insert_run(conn: sqlite3.Connection, run: RunRecord, events: Events) -> None:
     """A new run and its first ``events`` (its session's turn, if it has one, is
     claimed through the engine)."""
-    conn.execute(
-        f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 23)})",
-        (
-            run.id,
-            run.namespace,
-            run.agent,
-            run.agent_generation,
-            run.status.value,
-            run.reason,
-            json.dumps(run.input),
-            _json(run.output),
-            _json(run.error),
-            json.dumps(run.usage.to_dict()),
-            len(events),
-            0,
-            run.worker,
-            stamp(run.created_at),
-            stamp(run.started_at),
-            run.parent_id,
-            run.depth,
-            run.trace_context,
-            stamp(run.lease_expires_at),
-            run.priority,
-            run.session_id,
-            run.user,
-            run.key_id,
-        ),
-    )
+    conn.execute(statement(SQLITE_QUEUE, "create"), _stamped(create_args(run, events)))
     if events:
         store_events(conn, run.id, run.namespace, len(events), events, run.created_at)
+
+
+def _stamped(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Statement parameters with their times as SQLite stores them."""
+    return {key: stamp(v) if isinstance(v, datetime) else v for key, v in values.items()}
 
 
 def claim(
@@ -200,8 +167,7 @@ def claim(
 ) -> RunRecord | None:
     """The queue's claim ``name`` (``queue.sqlite.sql``); with ``started``, the run's
     ``run_started`` event stored with it."""
-    params = {key: stamp(v) if isinstance(v, datetime) else v for key, v in values.items()}
-    row = conn.execute(statement(SQLITE_QUEUE, name), params).fetchone()
+    row = conn.execute(statement(SQLITE_QUEUE, name), _stamped(values)).fetchone()
     if row is None:
         return None
     run = run_of(row)
@@ -226,7 +192,7 @@ def change_run(
     ``holder`` if given (and only while running, if ``running``), and store ``events``
     with the change; None if the run is not there or not held."""
     params = {
-        name: _json(value) if name in _JSON else stamp(value) if name in _TIMES else value
+        name: json_or_none(value) if name in _JSON else stamp(value) if name in _TIMES else value
         for name, value in values.items()
     }
     sets = [f"{name} = :{name}" for name in params]

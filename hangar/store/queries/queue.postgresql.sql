@@ -193,7 +193,7 @@ WITH created AS (
         parent_id, depth, trace_context, lease_expires_at, priority, session_id, user_id,
         key_id)
     VALUES (:id, :namespace, :agent, :agent_generation, :status, :reason, :input::jsonb,
-        :output::jsonb, :error::jsonb, :usage::jsonb, cardinality(:types::text[]), false,
+        :output::jsonb, :error::jsonb, :usage::jsonb, :last_seq, false,
         :worker, :created_at, :started_at, :parent_id, :depth, :trace_context,
         :lease_expires_at, :priority, :session_id, :user_id, :key_id)
     RETURNING id

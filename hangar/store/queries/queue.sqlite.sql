@@ -73,3 +73,14 @@ SELECT h.namespace, h.p, h.n, h.cap,
     EXISTS (SELECT 1 FROM runs o
             WHERE o.status = 'running' AND o.lease_expires_at < :now) AS expired
 FROM heads h
+
+
+-- name: create
+-- A new run; the caller stores its first events (last_seq of them) in the same
+-- transaction.
+INSERT INTO runs (id, namespace, agent, agent_generation, status, reason, input, output,
+    error, usage, last_seq, cancel_requested, worker, created_at, started_at, parent_id,
+    depth, trace_context, lease_expires_at, priority, session_id, user_id, key_id)
+VALUES (:id, :namespace, :agent, :agent_generation, :status, :reason, :input, :output,
+    :error, :usage, :last_seq, 0, :worker, :created_at, :started_at, :parent_id, :depth,
+    :trace_context, :lease_expires_at, :priority, :session_id, :user_id, :key_id)
