@@ -9,6 +9,12 @@ running task why it waits (``reporting_waits``: the runtime records a ``model_wa
 event and counts it). A provider's 429 pauses every call to the Model, not just the
 one that met it, as long as the provider asks (``Retry-After``), and the call is made
 again; only a call that has waited ``rateLimitWaitSeconds`` in all fails.
+
+Past a limit, new runs are not started at all: a gate that is ``saturated`` (its calls
+would wait) holds the runs of the agents using it in the queue (``queued``, visible as
+such), and tells the runtime when it has room again (``on_free``). A run claimed for a
+gate counts against it as ``expected`` until its first call comes (``expecting``), so
+a burst of claims does not outrun the calls it will make.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class ModelWait:
 
 OnWait = Callable[[ModelWait], Awaitable[None]]
 _listener: ContextVar[OnWait | None] = ContextVar("hangar_model_waits", default=None)
+_expected: ContextVar[Expected | None] = ContextVar("hangar_model_expected", default=None)
 
 
 @contextlib.contextmanager
@@ -69,6 +76,36 @@ def reporting_waits(listener: OnWait) -> Iterator[None]:
         yield
     finally:
         _listener.reset(token)
+
+
+class Expected:
+    """A run claimed for ``gate`` whose first call to it has not come yet: it counts
+    against the gate's room (``ModelGate.expected``) until then, or until its run ends
+    without calling."""
+
+    def __init__(self, gate: ModelGate) -> None:
+        self.gate = gate
+        self.done = False
+        gate.expected += 1
+
+    def come(self) -> None:
+        if not self.done:
+            self.done = True
+            self.gate.expected -= 1
+            self.gate.freed()
+
+
+@contextlib.contextmanager
+def expecting(expected: Expected | None) -> Iterator[None]:
+    """Within the block (a run's execution), the first call to ``expected``'s gate
+    settles it; leaving the block settles it if none came."""
+    token = _expected.set(expected)
+    try:
+        yield
+    finally:
+        _expected.reset(token)
+        if expected is not None:
+            expected.come()
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -136,6 +173,10 @@ class _Bucket:
         self.level -= amount
         return 0.0 if self.level >= 0 else -self.level / self.rate
 
+    def available(self) -> float:
+        self._fill()
+        return self.level
+
     def give_back(self, amount: float) -> None:
         self._fill()
         self.level = min(self.capacity, self.level + amount)
@@ -158,6 +199,7 @@ class ModelGate:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_free: Callable[[ModelGate], None] | None = None,
     ) -> None:
         self.name = name
         self.limits = limits
@@ -166,6 +208,12 @@ class ModelGate:
         self.waiting: Counter[WaitReason] = Counter()
         self.paused_until = 0.0
         """Until when (``clock``) the provider asked every call to wait."""
+        self.in_flight = 0
+        """Calls admitted and not ended."""
+        self.expected = 0
+        """Runs claimed for this gate whose first call has not come (``Expected``)."""
+        self.on_free = on_free
+        """Told when a call or an expected run leaves the gate with room for more."""
         self._slots = (
             None if limits.max_concurrency is None else asyncio.Semaphore(limits.max_concurrency)
         )
@@ -178,11 +226,44 @@ class ModelGate:
             None if limits.tokens_per_minute is None else _Bucket(limits.tokens_per_minute, clock)
         )
 
+    @property
+    def limited(self) -> bool:
+        """Whether the Model sets any limit of its own (a 429's pause aside)."""
+        return self._slots is not None or self._requests is not None or self._tokens is not None
+
+    @property
+    def saturated(self) -> bool:
+        return self.full(0)
+
+    def full(self, claiming: int) -> bool:
+        """Whether a new run's call would wait now: the provider's pause, every slot
+        taken (by calls in flight, waiting, expected from runs just claimed, or the
+        runs ``claiming`` now may bring), or a minute's requests or tokens spent. The
+        runtime claims no run for a full gate."""
+        if self.clock() < self.paused_until:
+            return True
+        limit = self.limits.max_concurrency
+        lined_up = self.in_flight + self.expected + self.waiting["max_concurrency"]
+        if limit is not None and lined_up + claiming >= limit:
+            return True
+        if self._requests is not None and self._requests.available() < 1:
+            return True
+        return self._tokens is not None and self._tokens.available() <= 0
+
+    def freed(self) -> None:
+        """A place was given back: tell ``on_free`` if there is room now."""
+        if self.on_free is not None and not self.saturated:
+            self.on_free(self)
+
     @contextlib.asynccontextmanager
     async def admitted(self, request: ModelRequest) -> AsyncIterator[_Admission]:
         """Wait, in line, until the call may start; hold its place among the calls in
         flight until the block ends. The caller reports the call's usage
         (``_Admission.used``) so the tokens a minute are settled."""
+        expected = _expected.get()
+        if expected is not None and expected.gate is self and not expected.done:
+            expected.done = True  # now in line or in flight: counted as such
+            self.expected -= 1
         while self.clock() < self.paused_until:
             await self._wait("rate_limited", self.paused_until - self.clock())
         if self._slots is not None:
@@ -192,6 +273,7 @@ class ModelGate:
             else:
                 await self._slots.acquire()
         admission = _Admission(estimate_request_tokens(request) if self._tokens else 0)
+        self.in_flight += 1
         try:
             if self._requests is not None:
                 admission.requests = 1
@@ -201,6 +283,7 @@ class ModelGate:
             admission.started = True
             yield admission
         finally:
+            self.in_flight -= 1
             if self._slots is not None:
                 self._slots.release()
             if not admission.started:  # cancelled while waiting: its place goes back
@@ -210,6 +293,7 @@ class ModelGate:
                     self._tokens.give_back(admission.estimate)
             elif self._tokens is not None and admission.actual is not None:
                 self._tokens.give_back(admission.estimate - admission.actual)
+            self.freed()
 
     def pause(self, seconds: float) -> None:
         """The provider answered 429: every call to the Model waits this long."""
@@ -295,12 +379,14 @@ class LimitedModel:
 
 __all__ = [
     "WAIT_REASONS",
+    "Expected",
     "LimitedModel",
     "ModelGate",
     "ModelWait",
     "OnWait",
     "WaitReason",
     "answered_error",
+    "expecting",
     "reporting_waits",
     "retry_after",
 ]

@@ -30,7 +30,7 @@ from hangar.errors import (
 )
 from hangar.ids import new_id, now
 from hangar.memory.knowledge import Knowledge
-from hangar.models.limits import ModelWait, reporting_waits
+from hangar.models.limits import ModelWait, expecting, reporting_waits
 from hangar.models.messages import ToolDefinition
 from hangar.runtime.accounting import Accounts, Spent
 from hangar.runtime.bus import BusItem, EventBus
@@ -166,9 +166,11 @@ class RunExecutor:
         claims the next run for the same task, returned (when nothing follows the end: a run that
         learns about its user does that first). Its span continues the trace the run
         was started in (a child run's, the calling tool's span, which is current
-        already)."""
+        already). A run claimed holds its place in its Model's room until its first
+        call (``ModelCache.expect``)."""
         try:
-            return await self._execute_traced(run, resumed, then)
+            with expecting(self.models.expected(run.id)):
+                return await self._execute_traced(run, resumed, then)
         finally:
             self.ending.discard(run.id)
 
@@ -268,7 +270,7 @@ class RunExecutor:
         self, run: RunRecord, spent: Spent, held: HeldEvents, resumed: bool
     ) -> Outcome:
         spec = await self.agents.get(run.namespace, run.agent, run.agent_generation)
-        model, pricing, provider = await self.models.get(run.namespace, spec.model)
+        model, pricing, provider = await self.models.get(run.namespace, spec.model, run.agent)
         declared = caller_tools(run.input.get("tools", []))
         offered: set[str] = {d.name for d in declared}
         """The tools the run has: metrics name these, and any other call 'unknown'."""

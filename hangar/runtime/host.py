@@ -76,7 +76,10 @@ class Runtime:
         """What agents remember of their end users."""
         self.agents = AgentSpecs(self.store)
         self.models = ModelCache(self.store, settings, self.admission, self.secrets)
-        self.queue = FairShare(self.store)
+        self.queue = FairShare(
+            self.store, held_back=self.models.held_back, on_claimed=self.models.expect
+        )
+        self.models.on_room = self.bus.doorbell.ring_all
         accounts = Accounts(self.metrics)
         self.executor = RunExecutor(
             worker_id(),

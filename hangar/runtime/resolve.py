@@ -4,6 +4,7 @@ its ``ChatModel`` and its tools."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from hangar.admission import Admission
 from hangar.config import Settings
@@ -11,7 +12,7 @@ from hangar.errors import AgentNotFoundError, ConfigurationError, ModelNotFoundE
 from hangar.memory.knowledge import Knowledge
 from hangar.memory.retrieval import TOOL_NAME, KnowledgeTool
 from hangar.models.base import ChatModel
-from hangar.models.limits import WAIT_REASONS, LimitedModel, ModelGate, WaitReason
+from hangar.models.limits import WAIT_REASONS, Expected, LimitedModel, ModelGate, WaitReason
 from hangar.models.registry import Endpoint, build_chat_model, resolve_endpoint
 from hangar.runtime.subagents import AgentTool, ChildRunner
 from hangar.spec.agent import Agent, AgentSpec
@@ -49,7 +50,11 @@ class AgentSpecs:
 
 class ModelCache:
     """Chat models are built once per (namespace, name, generation, endpoint) and
-    reused: a Secret rotated or a grant changed builds the model anew."""
+    reused: a Secret rotated or a grant changed builds the model anew.
+
+    It also knows which Model each agent run here used last, so the runtime can hold
+    an agent's new runs in the queue while its Model has no room (``held_back``) and
+    claim them again when it has (``on_room``)."""
 
     def __init__(
         self,
@@ -63,9 +68,22 @@ class ModelCache:
         self.admission = admission
         self.secrets = secrets
         self._models: dict[tuple[str, str, int, Endpoint], tuple[LimitedModel, Pricing, str]] = {}
+        self._gates: dict[tuple[str, str], ModelGate] = {}
+        """(namespace, Model) to its current gate."""
+        self._agents: dict[tuple[str, str], str] = {}
+        """(namespace, agent) to the Model its last run here called."""
+        self._held: set[ModelGate] = set()
+        self._expected: dict[str, Expected] = {}
+        """Runs claimed here whose execution has not taken its ``Expected`` yet."""
+        """The gates the last ``held_back`` found without room."""
+        self.on_room: Callable[[], None] | None = None
+        """Told when a gate that held runs back has room again (the claimer looks)."""
 
-    async def get(self, namespace: str, name: str) -> tuple[ChatModel, Pricing, str]:
-        """The model, its prices, and its provider's name (for traces)."""
+    async def get(
+        self, namespace: str, name: str, agent: str | None = None
+    ) -> tuple[ChatModel, Pricing, str]:
+        """The model, its prices, and its provider's name (for traces). With ``agent``:
+        the Model that agent's runs use (``held_back``)."""
         stored = await self.store.cached_resource(namespace, Model.KIND, name)
         if stored is None:
             if name != LOCAL_MODEL:
@@ -82,9 +100,48 @@ class ModelCache:
             for old in [k for k in self._models if k[:2] == key[:2]]:
                 del self._models[old]  # an older generation, or a rotated credential
             built = build_chat_model(name, spec, self.settings, endpoint)
-            limited = LimitedModel(built, ModelGate(name, spec.limits))
-            self._models[key] = (limited, spec.pricing, spec.provider)
+            gate = ModelGate(name, spec.limits, on_free=self._room)
+            self._models[key] = (LimitedModel(built, gate), spec.pricing, spec.provider)
+            self._gates[namespace, name] = gate
+        if agent is not None:
+            self._agents[namespace, agent] = name
         return self._models[key]
+
+    def held_back(self, claiming: int = 0) -> frozenset[str]:
+        """The agents (``namespace/agent``) whose Model has no room in this process now,
+        counting ``claiming`` claims in flight as runs it may get: their queued runs
+        stay queued."""
+        held: set[str] = set()
+        self._held.clear()
+        for (namespace, agent), name in self._agents.items():
+            gate = self._gates.get((namespace, name))
+            if gate is not None and gate.full(claiming if gate.limited else 0):
+                held.add(f"{namespace}/{agent}")
+                self._held.add(gate)
+        return frozenset(held)
+
+    def expect(self, run_id: str, namespace: str, agent: str) -> None:
+        """A run of ``agent`` was claimed here: it counts against its Model's room
+        until its first call (``expected``, ``limits.expecting``) or ``settle``."""
+        name = self._agents.get((namespace, agent))
+        gate = None if name is None else self._gates.get((namespace, name))
+        if gate is not None and gate.limited:
+            self._expected[run_id] = Expected(gate)
+
+    def expected(self, run_id: str) -> Expected | None:
+        """The run's place in its Model's room, for its execution to settle."""
+        return self._expected.pop(run_id, None)
+
+    def settle(self, run_id: str) -> None:
+        """A claimed run will not execute here after all: its place is given back."""
+        expected = self._expected.pop(run_id, None)
+        if expected is not None:
+            expected.come()
+
+    def _room(self, gate: ModelGate) -> None:
+        if gate in self._held and self.on_room is not None:
+            self._held.discard(gate)
+            self.on_room()
 
     def waiting(self) -> list[tuple[str, str, WaitReason, int]]:
         """Calls waiting now on each Model's limits in this process: (namespace, model,

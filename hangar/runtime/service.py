@@ -156,7 +156,7 @@ class RunService:
                 user=run_input.user,
                 key_id=run_input.key_id,
             )
-            claim = await self._hand_off(namespace)
+            claim = await self._hand_off(run_id, namespace, agent)
             if claim is None:
                 await self.store.create_run(run)
             else:
@@ -165,7 +165,7 @@ class RunService:
             self.bus.wake_workers()
         return run
 
-    async def _hand_off(self, namespace: str) -> ClaimRequest | None:
+    async def _hand_off(self, run_id: str, namespace: str, agent: str) -> ClaimRequest | None:
         """A claim for the new run if this process's worker takes it at once
         (``Worker.hand_off``); never past a limit on the namespace's running runs, which
         only the queue's claim counts."""
@@ -173,7 +173,7 @@ class RunService:
             return None
         if await self.store.cached_resources(namespace, Quota.KIND):
             return None
-        return self.worker.hand_off()
+        return self.worker.hand_off(run_id, namespace, agent)
 
     async def _create_claimed(self, run: RunRecord, claim: ClaimRequest) -> RunRecord:
         """Create the run held under ``claim``, as a claim would have left it, and give
@@ -191,7 +191,7 @@ class RunService:
         try:
             await self.store.create_run(held, [(EventType.RUN_STARTED.value, claim.started or {})])
         except BaseException:
-            self.worker.release(claim)
+            self.worker.release(claim, run.id)
             raise
         self.worker.adopt(held, claim)
         return held

@@ -29,6 +29,9 @@ from hangar.usage import Usage
 log = logging.getLogger("hangar.runtime")
 
 POLL_SECONDS = 1.0
+HELD_POLL_SECONDS = 0.1
+"""How often the claimer looks while runs are held back for their Model: a slot freed
+rings at once, a minute's requests or tokens coming back does not."""
 STATISTICS_SECONDS = 2.0
 """How often a worker process asks whether the queue's statistics are stale."""
 
@@ -160,7 +163,8 @@ class Worker:
                 await self._freed.wait()
                 continue
             if not drain:
-                drain = not await self.bus.doorbell.wait(POLL_SECONDS)
+                poll = HELD_POLL_SECONDS if self.queue.held else POLL_SECONDS
+                drain = not await self.bus.doorbell.wait(poll)
             claim = self._claim_request()
             rung = self.bus.doorbell.rung
             self._found_none = False
@@ -178,7 +182,7 @@ class Worker:
                 continue
             self._carry_from(run, claim)
 
-    def hand_off(self) -> ClaimRequest | None:
+    def hand_off(self, run_id: str, namespace: str, agent: str) -> ClaimRequest | None:
         """A claim for a run about to be created, if this process can execute it at
         once: it has room, and nothing waits in the queue (its last claim found none
         and no run was queued since), so the claim would choose this run anyway. The
@@ -186,11 +190,15 @@ class Worker:
         ``run_started``) and gives it to ``adopt``, or gives the claim back to
         ``release``: no wake-up, no look at the queue, no claim statement, and the run
         is recorded as any claimed run is (if this process dies, its lease runs out and
-        another takes it over). None: queue the run."""
+        another takes it over). None: queue the run (also when the agent's Model has no
+        room here now: the run waits queued)."""
         room = len(self._carriers) + self._handing < self._limit
         if not (room and self._found_none and self.bus.doorbell.quiet):
             return None
+        if f"{namespace}/{agent}" in self.queue.held_now():
+            return None
         self._handing += 1
+        self.queue.claimed(run_id, namespace, agent)
         return self._claim_request()
 
     def adopt(self, run: RunRecord, claim: ClaimRequest) -> None:
@@ -198,9 +206,10 @@ class Worker:
         self._handing -= 1
         self._carry_from(run, claim)
 
-    def release(self, claim: ClaimRequest) -> None:
+    def release(self, claim: ClaimRequest, run_id: str) -> None:
         """Give back a ``hand_off`` claim whose run was not created."""
         self._handing -= 1
+        self.executor.models.settle(run_id)
         self._freed.set()
 
     def _carry_from(self, run: RunRecord, claim: ClaimRequest) -> None:
@@ -228,6 +237,7 @@ class Worker:
         started = RunStarted(self.id, resumed)
         self.bus.publish(BusItem(run.id, run.last_seq, started.TYPE.value, started.to_json()))
         if run.parent_id is not None:
+            self.executor.models.settle(run.id)
             return asyncio.create_task(self.executor.stop_orphan(run, claim))
         task = asyncio.create_task(
             self.executor.execute(run, resumed=resumed, then=claim), name=f"run-{run.id}"
@@ -253,6 +263,7 @@ class Worker:
             if task.cancelled():
                 # Cancelled before ``execute`` could catch it (before its first
                 # step): the run must still end, recorded as cancelled.
+                self.executor.models.settle(run.id)
                 with contextlib.suppress(LeaseLostError):  # unless it ended after all
                     await self.executor.finish(run, cancelled(Usage()))
             return None

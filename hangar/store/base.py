@@ -203,13 +203,16 @@ class RunQueue(Protocol):
         *,
         started: dict[str, Any] | None = None,
         next_of: str | None = None,
+        held_back: frozenset[str] = frozenset(),
     ) -> RunRecord | None:
         """Take the next claimable run (the fair choice, or ``next_of``'s next run) under
-        a lease, storing its ``run_started`` (``started``) with the claim."""
+        a lease, storing its ``run_started`` (``started``) with the claim; never a
+        queued run of an agent ``held_back`` names (``namespace/agent``)."""
         ...
 
-    async def queue_heads(self) -> list[QueueHead] | None:
-        """The namespaces with queued runs; None while the claim must choose itself."""
+    async def queue_heads(self, held_back: frozenset[str] = frozenset()) -> list[QueueHead] | None:
+        """The namespaces with queued runs (but those ``held_back``); None while the
+        claim must choose itself."""
         ...
 
     def watch_queue(self, changed: Callable[[str | None], None]) -> None:

@@ -42,17 +42,19 @@ def claim_values(
     started: dict[str, Any] | None,
     next_of: str | None = None,
     ending: str = "",
+    held_back: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The claim's parameters: its run's ``started`` data (as JSON, stored by the
     statement on PostgreSQL; on SQLite, by the caller in the same transaction); the
     namespace whose next run to take (``next_of``), or the limit the fair choice
     applies and the run it must not choose (``ending``, being ended by the same
-    statement; "": none)."""
+    statement; "": none); the agents whose runs stay queued (``held_back``)."""
     stamp = now()
     values: dict[str, Any] = {
         "now": stamp,
         "until": stamp + timedelta(seconds=lease_seconds),
         "worker": worker,
+        "held_back": held_back_value(dialect, held_back),
     }
     if next_of is None:
         values["max_running"] = NO_LIMIT if max_running is None else max_running
@@ -65,6 +67,15 @@ def claim_values(
     else:
         values["started_events"] = int(started is not None)
     return values
+
+
+def held_back_value(dialect: Dialect, held_back: frozenset[str]) -> Any:
+    """The ``:held_back`` parameter: NULL for none (the statements' common case, which
+    costs them nothing), else a text array (PostgreSQL) or a JSON array (SQLite) of
+    ``namespace/agent``."""
+    if not held_back:
+        return None
+    return sorted(held_back) if dialect.driver_pool else json.dumps(sorted(held_back))
 
 
 def create_args(run: RunRecord, events: Events) -> dict[str, Any]:

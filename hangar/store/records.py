@@ -495,3 +495,5 @@ class ClaimRequest:
     lease_seconds: float = 30.0
     max_running: int | None = None
     started: dict[str, Any] | None = None
+    held_back: frozenset[str] = frozenset()
+    """Agents (``namespace/agent``) whose queued runs this claim leaves queued."""

@@ -25,6 +25,7 @@ from hangar.store.queue_sql import (
     driver,
     end_args,
     end_values,
+    held_back_value,
 )
 from hangar.store.records import (
     ClaimRequest,
@@ -176,6 +177,7 @@ class SqlRunQueue(SqlCore):
         *,
         started: dict[str, Any] | None = None,
         next_of: str | None = None,
+        held_back: frozenset[str] = frozenset(),
     ) -> RunRecord | None:
         """Take the next run that is queued, or running under a lease that ran out (its
         worker died), or None. Next: the highest priority; among equals, the namespace
@@ -190,8 +192,17 @@ class SqlRunQueue(SqlCore):
         holds the run for ``lease_seconds``. With ``started``, the run's
         ``run_started`` event (that data, plus ``resumed`` when the run had events
         before) is stored with the claim: the returned run's ``last_seq`` is that
-        event's."""
-        values = claim_values(self.dialect, worker, lease_seconds, max_running, started, next_of)
+        event's. Queued runs of the agents ``held_back`` names (``namespace/agent``)
+        are left queued (their Model has no room in the claiming process)."""
+        values = claim_values(
+            self.dialect,
+            worker,
+            lease_seconds,
+            max_running,
+            started,
+            next_of,
+            held_back=held_back,
+        )
         if self.dialect.driver_pool:  # several times a run
             pool = await self._driver()
             claim = driver(claim_name(next_of))
@@ -206,20 +217,23 @@ class SqlRunQueue(SqlCore):
             lambda conn: on_sqlite.claim(conn, claim_name(next_of), values, started)
         )
 
-    async def queue_heads(self) -> list[QueueHead] | None:
-        """The namespaces with queued runs, for the runtime to choose from as the claim's
-        own statement would; None while the choice must be left to the claim: a run's
-        lease ran out (its run is claimable again), or a limit applies somewhere
-        (limits are counted exactly, by the claim)."""
+    async def queue_heads(self, held_back: frozenset[str] = frozenset()) -> list[QueueHead] | None:
+        """The namespaces with queued runs (but those of the agents ``held_back``), for
+        the runtime to choose from as the claim's own statement would; None while the
+        choice must be left to the claim: a run's lease ran out (its run is claimable
+        again), or a limit applies somewhere (limits are counted exactly, by the
+        claim)."""
         rows: list[dict[str, Any]]
+        held = held_back_value(self.dialect, held_back)
         if self.dialect.driver_pool:
             view = driver("queue_view")
             pool = await self._driver()
-            records = await pool.fetch(view.text, *view.args({"now": now(), "ending": ""}))
+            values = {"now": now(), "ending": "", "held_back": held}
+            records = await pool.fetch(view.text, *view.args(values))
             rows = [dict(record) for record in records]
         else:
             at = now()
-            rows = await self._read(lambda conn: on_sqlite.queue_view(conn, at))
+            rows = await self._read(lambda conn: on_sqlite.queue_view(conn, at, held))
         if any(row["expired"] or row["cap"] is not None for row in rows):
             return None
         return [QueueHead(row["namespace"], int(row["p"]), int(row["n"])) for row in rows]
@@ -299,6 +313,7 @@ class SqlRunQueue(SqlCore):
                 claim.max_running,
                 started=claim.started,
                 next_of=next_of,
+                held_back=claim.held_back,
             )
         pool = await self._driver()
         values = claim_values(
@@ -309,6 +324,7 @@ class SqlRunQueue(SqlCore):
             claim.started or {},
             next_of,
             ending=run_id,
+            held_back=claim.held_back,
         )
         values.update(end_args(run_id, ending, holder, events))
         both = driver("finish_and_claim_fair" if next_of is None else "finish_and_claim_next")
@@ -340,6 +356,7 @@ class SqlRunQueue(SqlCore):
             request.max_running,
             request.started,
             next_of,
+            held_back=request.held_back,
         )
 
         def both(conn: sqlite3.Connection) -> tuple[RunRecord | None, RunRecord | None]:

@@ -236,9 +236,13 @@ def list_events(
     ]
 
 
-def queue_view(conn: sqlite3.Connection, at: datetime) -> list[dict[str, Any]]:
-    """The queue's heads (``queue.sqlite.sql``'s ``queue_view``)."""
-    found = conn.execute(statement(SQLITE_QUEUE, "queue_view"), {"now": stamp(at)})
+def queue_view(
+    conn: sqlite3.Connection, at: datetime, held_back: str | None
+) -> list[dict[str, Any]]:
+    """The queue's heads (``queue.sqlite.sql``'s ``queue_view``), but the runs of the
+    agents ``held_back`` (a JSON array of ``namespace/agent``, or None)."""
+    values = {"now": stamp(at), "held_back": held_back}
+    found = conn.execute(statement(SQLITE_QUEUE, "queue_view"), values)
     return [dict(zip(row.keys(), row, strict=True)) for row in found]
 
 

@@ -21,10 +21,12 @@ from hangar.errors import ModelProviderError
 from hangar.models import Message, ModelRequest, complete
 from hangar.models.base import estimate_request_tokens
 from hangar.models.limits import (
+    Expected,
     LimitedModel,
     ModelGate,
     ModelWait,
     answered_error,
+    expecting,
     reporting_waits,
     retry_after,
 )
@@ -206,6 +208,33 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
     waits: list[ModelWait] = []
     await called(model, waits)
     assert [(w.reason, w.seconds) for w in waits] == [("requests_per_minute", 60.0)]
+
+
+async def test_a_gate_is_full_once_its_slots_are_promised_and_says_when_it_has_room() -> None:
+    """Runs are claimed only while the Model has room: calls in flight, runs claimed
+    whose first call has not come, and claims in flight all take a slot. A run's place
+    passes to its first call (not counted twice), or comes back when it ends without
+    one; each place given back with room again is told."""
+    freed: list[ModelGate] = []
+    gate = ModelGate("m", ModelLimits(max_concurrency=2), on_free=freed.append)
+    model = LimitedModel(Provider(delay=0.05), gate)
+    assert gate.limited and not gate.full(0) and not gate.full(1) and gate.full(2)
+    first, second = Expected(gate), Expected(gate)
+    assert gate.saturated and gate.expected == 2
+
+    async def run(expected: Expected) -> str:
+        with expecting(expected):
+            return await called(model, [])
+
+    call = asyncio.create_task(run(first))
+    await asyncio.sleep(0.01)
+    assert (gate.expected, gate.in_flight) == (1, 1) and gate.saturated
+    with expecting(second):  # ends without calling: its place comes back
+        pass
+    assert (gate.expected, gate.saturated, freed) == (0, False, [gate])
+    assert await call == "hi"
+    assert (gate.in_flight, gate.saturated, freed) == (0, False, [gate, gate])
+    assert not ModelGate("m", ModelLimits()).limited
 
 
 def test_retry_after_reads_seconds_milliseconds_and_dates() -> None:

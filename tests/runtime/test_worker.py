@@ -33,9 +33,15 @@ class WatchedClaims(SqlStore):
         *,
         started: dict[str, Any] | None = None,
         next_of: str | None = None,
+        held_back: frozenset[str] = frozenset(),
     ) -> RunRecord | None:
         run = await super().claim_run(
-            worker, lease_seconds, max_running, started=started, next_of=next_of
+            worker,
+            lease_seconds,
+            max_running,
+            started=started,
+            next_of=next_of,
+            held_back=held_back,
         )
         self.claimed(run, next_of)
         return run

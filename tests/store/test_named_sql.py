@@ -20,7 +20,7 @@ def test_a_statement_includes_its_parts_and_drops_the_comments() -> None:
 
 def test_parameters_are_numbered_in_the_order_they_first_appear() -> None:
     claim = for_driver("queue.postgresql.sql", "claim_next")
-    assert claim.parameters == ("namespace", "worker", "now", "until", "started")
+    assert claim.parameters == ("namespace", "held_back", "worker", "now", "until", "started")
     assert ":namespace" not in claim.text and "$1" in claim.text
     assert "::regclass" in for_driver("queue.postgresql.sql", "statistics_stale").text
 

@@ -335,6 +335,41 @@ async def test_a_namespace_at_its_limit_waits_while_others_go_on(store: SqlStore
     assert third is not None and third.namespace == "team-a"
 
 
+async def test_runs_of_an_agent_held_back_stay_queued_while_others_are_claimed(
+    store: SqlStore,
+) -> None:
+    """A claim leaves queued the runs of the agents it holds back (their Model has no
+    room in the claiming process): the fair choice, a namespace's next run, the look at
+    the queue, and a run's end claiming the next all skip them; nothing else does."""
+    held = frozenset({"team-a/writer"})
+    waiting = [await store.create_run(queued_run("team-a", "writer")) for _ in range(2)]
+    other = await store.create_run(queued_run("team-a", "reader"))
+    elsewhere = await store.create_run(queued_run("team-b", "writer"))
+
+    async def namespaces_queued(held_back: frozenset[str]) -> list[str]:
+        heads = await store.queue_heads(held_back)
+        assert heads is not None
+        return sorted(head.namespace for head in heads)
+
+    assert await namespaces_queued(held) == ["team-a", "team-b"]  # team a's reader
+    assert await namespaces_queued(held | {"team-a/reader"}) == ["team-b"]
+
+    first = await store.claim_run("w", next_of="team-a", held_back=held)
+    assert first is not None and first.id == other.id
+    assert await store.claim_run("w", next_of="team-a", held_back=held) is None
+    claim = ClaimRequest("w1/0", 30, held_back=held)
+    _, following = await store.finish_and_claim(
+        first.id, RunStatus.SUCCEEDED, claim, holder="w", events=[("run_finished", {})]
+    )
+    assert following is not None and following.id == elsewhere.id
+    assert await store.claim_run("w", held_back=held) is None
+    for run in waiting:  # still queued, and claimed in order once let go
+        stored = await store.get_run("team-a", run.id)
+        assert stored is not None and stored.status is RunStatus.QUEUED
+    taken = [await store.claim_run("w"), await store.claim_run("w")]
+    assert [run.id for run in taken if run is not None] == [r.id for r in waiting]
+
+
 async def test_a_database_restart_costs_no_store_call(
     pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

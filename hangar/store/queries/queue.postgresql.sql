@@ -12,18 +12,19 @@
 -- ordered by all of ix_runs_queued's columns so the planner takes that index (of
 -- queued runs only) over any other that leads with the namespace.
 ns(namespace) AS (
-    SELECT (SELECT r.namespace FROM runs r WHERE r.status = 'queued'
+    SELECT (SELECT r.namespace FROM runs r WHERE r.status = 'queued' AND {not_held_back}
             ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     UNION ALL
     SELECT (SELECT r.namespace FROM runs r
-            WHERE r.status = 'queued' AND r.namespace > ns.namespace
+            WHERE r.status = 'queued' AND r.namespace > ns.namespace AND {not_held_back}
             ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     FROM ns WHERE ns.namespace IS NOT NULL
 ),
 heads AS MATERIALIZED (
     SELECT ns.namespace,
            (SELECT max(r.priority) FROM runs r
-            WHERE r.status = 'queued' AND r.namespace = ns.namespace) AS p,
+            WHERE r.status = 'queued' AND r.namespace = ns.namespace
+              AND {not_held_back}) AS p,
            (SELECT count(*) FROM runs r
             WHERE r.status = 'running' AND r.namespace = ns.namespace
               AND r.lease_expires_at >= :now AND r.id <> :ending) AS n,
@@ -51,10 +52,10 @@ choice AS (
         (SELECT o.id FROM runs o
          WHERE o.status = 'running' AND o.lease_expires_at < :now AND o.id <> :ending
          ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1 FOR UPDATE SKIP LOCKED),
-        (SELECT q.id FROM runs q
-         WHERE q.status = 'queued' AND q.namespace = (SELECT namespace FROM chosen)
-           AND q.priority = (SELECT p FROM chosen)
-         ORDER BY q.created_at, q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+        (SELECT r.id FROM runs r
+         WHERE r.status = 'queued' AND r.namespace = (SELECT namespace FROM chosen)
+           AND r.priority = (SELECT p FROM chosen) AND {not_held_back}
+         ORDER BY r.created_at, r.id LIMIT 1 FOR UPDATE SKIP LOCKED)
     ) AS id
 )
 
@@ -65,7 +66,8 @@ choice AS (
 -- Under four busy worker processes the fair choice's probes in every claim cost a
 -- third of their throughput.
 WITH RECURSIVE choice AS (
-    SELECT r.id FROM runs r WHERE r.status = 'queued' AND r.namespace = :namespace
+    SELECT r.id FROM runs r
+    WHERE r.status = 'queued' AND r.namespace = :namespace AND {not_held_back}
     ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 
@@ -205,3 +207,10 @@ FROM created c, unnest(:types::text[], :data::jsonb[]) WITH ORDINALITY AS e(type
 
 -- name: get_run
 SELECT * FROM runs WHERE namespace = :namespace AND id = :run_id
+
+
+-- name: not_held_back
+-- Not a run of an agent whose Model has no room in the claiming process
+-- (:held_back: 'namespace/agent' each, NULL for none: then the check costs nothing).
+(CAST(:held_back AS text[]) IS NULL
+ OR r.namespace || '/' || r.agent <> ALL (CAST(:held_back AS text[])))

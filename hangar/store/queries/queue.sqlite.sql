@@ -7,18 +7,20 @@
 
 -- name: heads
 ns(namespace) AS (
-    SELECT (SELECT r.namespace FROM runs r INDEXED BY ix_runs_queued WHERE r.status = 'queued'
+    SELECT (SELECT r.namespace FROM runs r INDEXED BY ix_runs_queued
+            WHERE r.status = 'queued' AND {not_held_back}
             ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     UNION ALL
     SELECT (SELECT r.namespace FROM runs r INDEXED BY ix_runs_queued
-            WHERE r.status = 'queued' AND r.namespace > ns.namespace
+            WHERE r.status = 'queued' AND r.namespace > ns.namespace AND {not_held_back}
             ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1)
     FROM ns WHERE ns.namespace IS NOT NULL
 ),
 heads AS MATERIALIZED (
     SELECT ns.namespace,
            (SELECT max(r.priority) FROM runs r
-            WHERE r.status = 'queued' AND r.namespace = ns.namespace) AS p,
+            WHERE r.status = 'queued' AND r.namespace = ns.namespace
+              AND {not_held_back}) AS p,
            (SELECT count(*) FROM runs r
             WHERE r.status = 'running' AND r.namespace = ns.namespace
               AND r.lease_expires_at >= :now) AS n,
@@ -49,10 +51,10 @@ choice AS (
     SELECT coalesce(
         (SELECT o.id FROM runs o WHERE o.status = 'running' AND o.lease_expires_at < :now
          ORDER BY o.priority DESC, o.created_at, o.id LIMIT 1),
-        (SELECT q.id FROM runs q
-         WHERE q.status = 'queued' AND q.namespace = (SELECT namespace FROM chosen)
-           AND q.priority = (SELECT p FROM chosen)
-         ORDER BY q.created_at, q.id LIMIT 1)
+        (SELECT r.id FROM runs r
+         WHERE r.status = 'queued' AND r.namespace = (SELECT namespace FROM chosen)
+           AND r.priority = (SELECT p FROM chosen) AND {not_held_back}
+         ORDER BY r.created_at, r.id LIMIT 1)
     ) AS id
 )
 {take}
@@ -61,7 +63,7 @@ choice AS (
 -- name: claim_next
 WITH choice AS (
     SELECT r.id FROM runs r INDEXED BY ix_runs_queued
-    WHERE r.status = 'queued' AND r.namespace = :namespace
+    WHERE r.status = 'queued' AND r.namespace = :namespace AND {not_held_back}
     ORDER BY r.namespace, r.priority DESC, r.created_at, r.id LIMIT 1
 )
 {take}
@@ -84,3 +86,10 @@ INSERT INTO runs (id, namespace, agent, agent_generation, status, reason, input,
 VALUES (:id, :namespace, :agent, :agent_generation, :status, :reason, :input, :output,
     :error, :usage, :last_seq, 0, :worker, :created_at, :started_at, :parent_id, :depth,
     :trace_context, :lease_expires_at, :priority, :session_id, :user_id, :key_id)
+
+
+-- name: not_held_back
+-- Not a run of an agent whose Model has no room in the claiming process
+-- (:held_back: a JSON array of 'namespace/agent', NULL for none).
+(:held_back IS NULL
+ OR r.namespace || '/' || r.agent NOT IN (SELECT value FROM json_each(:held_back)))
