@@ -153,7 +153,7 @@ def hangar_loop(client: openai.AsyncOpenAI) -> Contender:
     from hangar.spec.agent import AgentSpec
     from hangar.tools.function import FunctionTool
 
-    model = OpenAIChatModel("fake", "fake", client=client)
+    model = OpenAIChatModel("fake", "fake", base_url=str(client.base_url))
     tools = {"current_time": FunctionTool(current_time)}
     spec = AgentSpec()
 
