@@ -13,9 +13,8 @@ from typing import Any
 import anthropic
 import httpx2
 
-from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
-from hangar.models.limits import answered_error
+from hangar.models.limits import answered_error, denied_error
 from hangar.models.messages import (
     Finish,
     Message,
@@ -137,11 +136,9 @@ class AnthropicChatModel:
             hint = "check the Model's model id and API key"
             raise answered_error(self.name, self.model, exc, hint) from exc
         except anthropic.APIError as exc:
-            denied = first_denial(exc)
+            denied = denied_error(self.name, exc)
             if denied is not None:
-                raise ModelProviderError(
-                    f"model {self.name!r}: {denied.message}", hint=denied.hint
-                ) from exc
+                raise denied from exc
             raise ModelProviderError(f"model {self.name!r}: {exc}") from exc
         for index in sorted(blocks):
             block = blocks[index]

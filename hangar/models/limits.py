@@ -31,6 +31,7 @@ from typing import Literal, Protocol
 
 import httpx2
 
+from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
 from hangar.models.base import ChatModel, estimate_request_tokens
 from hangar.models.messages import Finish, ModelRequest, StreamEvent
@@ -153,6 +154,15 @@ def answered_error(name: str, model: str, error: StatusError, hint: str) -> Mode
         hint=hint,
         details=details,
     )
+
+
+def denied_error(name: str, exc: BaseException) -> ModelProviderError | None:
+    """The egress refusal behind a transport error, said as the Model's (None: the
+    error was something else)."""
+    denied = first_denial(exc)
+    if denied is None:
+        return None
+    return ModelProviderError(f"model {name!r}: {denied.message}", hint=denied.hint)
 
 
 class _Bucket:
@@ -386,6 +396,7 @@ __all__ = [
     "OnWait",
     "WaitReason",
     "answered_error",
+    "denied_error",
     "expecting",
     "reporting_waits",
     "retry_after",

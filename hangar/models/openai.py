@@ -23,10 +23,9 @@ from typing import Any
 import httpx2
 
 from hangar import __version__
-from hangar.egress import first_denial
 from hangar.errors import ModelProviderError
 from hangar.models.base import estimate_request_tokens
-from hangar.models.limits import answered_error, retry_after
+from hangar.models.limits import answered_error, denied_error, retry_after
 from hangar.models.messages import (
     Finish,
     ModelRequest,
@@ -152,11 +151,9 @@ class OpenAIChatModel:
                             yield chunk
                     return
             except httpx2.TransportError as exc:
-                denied = first_denial(exc)
+                denied = denied_error(self.name, exc)
                 if denied is not None:
-                    raise ModelProviderError(
-                        f"model {self.name!r}: {denied.message}", hint=denied.hint
-                    ) from exc
+                    raise denied from exc
                 if attempt < self.max_retries and isinstance(
                     exc, httpx2.ConnectError | httpx2.ConnectTimeout
                 ):
