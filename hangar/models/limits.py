@@ -89,10 +89,14 @@ class Expected:
         self.done = False
         gate.expected += 1
 
-    def come(self) -> None:
-        if not self.done:
-            self.done = True
-            self.gate.expected -= 1
+    def come(self, *, in_line: bool = False) -> None:
+        """Its first call came (``in_line``: the gate counts that call from now on), or
+        its run ended without one (its place is given back)."""
+        if self.done:
+            return
+        self.done = True
+        self.gate.expected -= 1
+        if not in_line:
             self.gate.freed()
 
 
@@ -271,9 +275,8 @@ class ModelGate:
         flight until the block ends. The caller reports the call's usage
         (``_Admission.used``) so the tokens a minute are settled."""
         expected = _expected.get()
-        if expected is not None and expected.gate is self and not expected.done:
-            expected.done = True  # now in line or in flight: counted as such
-            self.expected -= 1
+        if expected is not None and expected.gate is self:
+            expected.come(in_line=True)
         while self.clock() < self.paused_until:
             await self._wait("rate_limited", self.paused_until - self.clock())
         if self._slots is not None:

@@ -73,9 +73,9 @@ class ModelCache:
         self._agents: dict[tuple[str, str], str] = {}
         """(namespace, agent) to the Model its last run here called."""
         self._held: set[ModelGate] = set()
+        """The gates the last ``held_back`` found without room."""
         self._expected: dict[str, Expected] = {}
         """Runs claimed here whose execution has not taken its ``Expected`` yet."""
-        """The gates the last ``held_back`` found without room."""
         self.on_room: Callable[[], None] | None = None
         """Told when a gate that held runs back has room again (the claimer looks)."""
 
@@ -115,7 +115,7 @@ class ModelCache:
         self._held.clear()
         for (namespace, agent), name in self._agents.items():
             gate = self._gates.get((namespace, name))
-            if gate is not None and gate.full(claiming if gate.limited else 0):
+            if gate is not None and gate.full(claiming):
                 held.add(f"{namespace}/{agent}")
                 self._held.add(gate)
         return frozenset(held)
