@@ -33,7 +33,7 @@ import httpx
 
 from bench.agent_loop import free_port, wait_http
 from bench.sandboxes import percentile
-from hangar.telemetry.tracing import FLUSH_SECONDS
+from hangar.telemetry.stored import FLUSH_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

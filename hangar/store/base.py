@@ -19,6 +19,7 @@ from hangar.store.records import (
     BatchItem,
     BudgetLine,
     ClaimRequest,
+    EncodedSpan,
     LedgerEntry,
     MemoryChanges,
     MemoryRecord,
@@ -328,8 +329,8 @@ class AuditLog(Protocol):
 class SpanSink(Protocol):
     """Trace spans, stored and read with their namespace."""
 
-    async def record_spans(self, spans: list[dict[str, Any]]) -> None:
-        """Keep spans, each in its stored form (``stored_span``)."""
+    async def record_spans(self, spans: list[EncodedSpan]) -> None:
+        """Keep spans, each encoded from its stored form (``encoded_span``)."""
 
     async def list_spans(self, namespace: str, trace_id: str) -> list[SpanRecord]:
         """The namespace's spans of a trace (another namespace's under the same trace id,

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+import orjson
+
 from hangar.roles import Permission, Role, allows
 from hangar.spec.base import API_VERSION
 from hangar.usage import Usage
@@ -349,6 +351,23 @@ def stored_span(
         "attributes": attributes,
         "events": events,
     }
+
+
+SPAN_NAMESPACE = "hangar.namespace"
+"""The span attribute naming the namespace whose work a span times."""
+
+EncodedSpan = tuple[str, str | None, bytes]
+"""A span on its way to the store: its trace id, its namespace and its stored form as
+JSON. Spans wait for the next flush (half a second) in this form because strings and
+bytes are not tracked by Python's garbage collector: kept as objects, a second's spans
+(thousands of dicts) survived the young collections into the oldest generation and
+made every full collection longer; measured, that cost the server 9% more CPU per run
+than making the spans did."""
+
+
+def encoded_span(span: dict[str, Any]) -> EncodedSpan:
+    """A span in its stored form (``stored_span``), ready to wait for the store."""
+    return span["traceId"], span["attributes"].get(SPAN_NAMESPACE), orjson.dumps(span)
 
 
 @dataclass(frozen=True)

@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from hangar.store import tables
 from hangar.store.engine import SqlCore
-from hangar.store.records import (
-    SpanRecord,
-)
-
-SPAN_NAMESPACE = "hangar.namespace"
-"""The span attribute naming the namespace whose work a span times."""
+from hangar.store.records import EncodedSpan, SpanRecord
 
 
-def span_rows(spans: list[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+def span_rows(spans: list[EncodedSpan]) -> list[tuple[str, str | None, str]]:
     """A row per trace and namespace: their spans of this flush as one JSON array."""
-    by_trace: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-    for span in spans:
-        namespace = span["attributes"].get(SPAN_NAMESPACE)
-        by_trace.setdefault((span["traceId"], namespace), []).append(span)
-    return [(trace, ns, orjson.dumps(batch).decode()) for (trace, ns), batch in by_trace.items()]
+    by_trace: dict[tuple[str, str | None], list[bytes]] = {}
+    for trace, namespace, encoded in spans:
+        by_trace.setdefault((trace, namespace), []).append(encoded)
+    return [
+        (trace, ns, f"[{b','.join(batch).decode()}]") for (trace, ns), batch in by_trace.items()
+    ]
 
 
-def _insert_spans(conn: sqlite3.Connection, spans: list[dict[str, Any]]) -> None:
+def _insert_spans(conn: sqlite3.Connection, spans: list[EncodedSpan]) -> None:
     conn.executemany(
         "INSERT INTO spans (trace_id, namespace, spans) VALUES (?, ?, ?)", span_rows(spans)
     )
@@ -37,16 +30,16 @@ def _insert_spans(conn: sqlite3.Connection, spans: list[dict[str, Any]]) -> None
 class SqlSpans(SqlCore):
     """The store's spans calls, over the core's engine."""
 
-    async def record_spans(self, spans: list[dict[str, Any]]) -> None:
+    async def record_spans(self, spans: list[EncodedSpan]) -> None:
         """Spans come by the dozen per run, so they are written on the driver: through
         SQLAlchemy's execution and transaction a flush cost about 1 ms of CPU, ten times
-        the insert itself. A row per trace (its spans of this flush as one JSON array),
-        encoded off the event loop; on SQLite by the writer thread, on PostgreSQL in one
-        ``executemany`` on the asyncpg pool."""
+        the insert itself. A row per trace (its spans of this flush as one JSON array);
+        on SQLite by the writer thread, on PostgreSQL in one ``executemany`` on the
+        asyncpg pool."""
         if not spans:
             return
         if self.dialect.driver_pool:
-            rows = await asyncio.to_thread(span_rows, spans)
+            rows = span_rows(spans)
             pool = await self._driver()
             await pool.executemany(
                 "INSERT INTO spans (trace_id, namespace, spans) VALUES ($1, $2, $3)", rows

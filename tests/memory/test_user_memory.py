@@ -22,7 +22,7 @@ from hangar.memory.users import UserMemories, parse_facts
 from hangar.models.scripted import ScriptedModel
 from hangar.spec.model import ScriptStep
 from hangar.store.sql import SqlStore
-from hangar.telemetry.tracing import FLUSH_SECONDS
+from hangar.telemetry.stored import FLUSH_SECONDS
 from tests.conftest import POSTGRES_URL
 from tests.helpers import (
     ServerThread,

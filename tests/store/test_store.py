@@ -16,7 +16,13 @@ from hangar.ids import now
 from hangar.roles import Role
 from hangar.spec import parse_document
 from hangar.spec.base import Resource
-from hangar.store.records import ClaimRequest, RunStatus, stored_span
+from hangar.store.records import (
+    ClaimRequest,
+    EncodedSpan,
+    RunStatus,
+    encoded_span,
+    stored_span,
+)
 from hangar.store.sql import SqlStore
 from hangar.store.tables import metadata
 from hangar.telemetry.genai import NAMESPACE
@@ -485,11 +491,11 @@ async def test_a_model_calls_event_and_its_ledger_line_are_stored_together(
 
 
 async def test_spans_are_kept_by_trace_in_time_order_across_flushes(store: SqlStore) -> None:
-    def span(trace: str, span_id: str, start: int, **attributes: Any) -> dict[str, Any]:
-        return stored_span(
+    def span(trace: str, span_id: str, start: int, **attributes: Any) -> EncodedSpan:
+        return encoded_span(stored_span(
             trace, span_id, None, f"op {span_id}", "internal", start, start + 2_000_000,
             "unset", attributes, [],
-        )  # fmt: skip
+        ))  # fmt: skip
 
     first, second = "a" * 32, "b" * 32
     ns = {NAMESPACE: "team-a"}
@@ -510,9 +516,11 @@ async def test_a_trace_shows_each_namespace_only_its_own_spans(store: SqlStore) 
     """Another namespace's caller may bring the same trace id: what it records under it
     is its own, and neither sees the other's (nor what no namespace made)."""
 
-    def span(span_id: str, namespace: str | None) -> dict[str, Any]:
+    def span(span_id: str, namespace: str | None) -> EncodedSpan:
         attributes = {} if namespace is None else {NAMESPACE: namespace}
-        return stored_span("d" * 32, span_id, None, "op", "internal", 1, 2, "unset", attributes, [])
+        return encoded_span(
+            stored_span("d" * 32, span_id, None, "op", "internal", 1, 2, "unset", attributes, [])
+        )
 
     await store.record_spans([span("1" * 16, "team-a"), span("2" * 16, "team-b")])
     await store.record_spans([span("3" * 16, None)])
