@@ -310,6 +310,14 @@ class StoreError(HangarError):
     retryable = True
 
 
+class NotReadyError(HangarError):
+    """This process cannot serve yet (starting) or now (its store does not answer)."""
+
+    code = "not_ready"
+    status = 503
+    retryable = True
+
+
 class LeaseLostError(StoreError):
     """A worker's run was taken over by another worker after its lease ran out."""
 

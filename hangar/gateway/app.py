@@ -86,6 +86,14 @@ def create_app(
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
+        """Alive: the process answers (a liveness probe)."""
         return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> dict[str, Any]:
+        """Ready: started and its store answering (a readiness probe); 503 with code
+        ``not_ready`` and the reason otherwise."""
+        await runtime.ready()
+        return {"status": "ready", "version": __version__}
 
     return app

@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hangar.telemetry.tracing import Telemetry, extract_from_headers
 
-UNTRACED = frozenset({"/healthz", "/metrics"})
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
 PERSONAL = ("/v1/users/",)
 """Paths that name an end user: their spans keep the route (``/v1/users/{user}``), never
 the path, so no trace holds the id of a user who was (or is being) forgotten."""

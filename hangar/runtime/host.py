@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 
 from hangar.admission import Admission
 from hangar.config import Settings
+from hangar.errors import NotReadyError, StoreError
 from hangar.memory.embedders import LocalEmbedder
 from hangar.memory.index import index_for
 from hangar.memory.knowledge import Knowledge
@@ -38,8 +39,16 @@ from hangar.telemetry.budgets import Budgets
 from hangar.telemetry.metrics import Metrics
 from hangar.tools.mcp import MCPHub
 
+READY_SECONDS = 0.8
+"""How long a readiness probe waits for the store: under Kubernetes' default probe
+timeout (1 s), so the probe gets Hangar's answer, with its reason, not its own timeout."""
+
 
 class Runtime:
+    started = False
+    """Set once ``start`` has migrated the store and started everything this process
+    runs; until then (and after ``stop``) it is not ready to serve."""
+
     def __init__(
         self,
         settings: Settings,
@@ -154,6 +163,7 @@ class Runtime:
             self.schedules.start()  # processes that run work keep the schedules' clock
             self.knowledge.start_resuming()  # and take over ingestions whose process died
             await self.warm_sandbox_pools()
+        self.started = True
 
     async def warm_sandbox_pools(self) -> None:
         """Start the warm pools every stored SandboxTemplate asks for (in the background)."""
@@ -162,7 +172,23 @@ class Runtime:
             if spec.warm_pool and (await probe(spec.backend)).available:
                 self.sandboxes.warm_soon(spec, stored.namespace)
 
+    async def ready(self) -> None:
+        """Raise ``NotReadyError`` unless this process can serve: started (migrated,
+        listening) and its store answering within ``READY_SECONDS``."""
+        if not self.started:
+            raise NotReadyError("Hangar is starting", hint="wait for the start to finish")
+        try:
+            async with asyncio.timeout(READY_SECONDS):
+                await self.store.ping()
+        except (TimeoutError, StoreError) as exc:
+            raise NotReadyError(
+                "the store does not answer"
+                + ("" if isinstance(exc, TimeoutError) else f": {type(exc.__cause__).__name__}"),
+                hint="check that the database is up and reachable from this process",
+            ) from exc
+
     async def stop(self) -> None:
+        self.started = False
         if self.triggers is not None:
             await self.triggers.stop()
         await self.schedules.stop()

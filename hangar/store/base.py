@@ -427,6 +427,10 @@ class Store(
     """Where the store reports its writes as spans (set by the runtime's telemetry)."""
 
     async def migrate(self) -> None: ...
+    async def ping(self) -> None:
+        """Raise unless the database answers a statement now (a readiness probe)."""
+        ...
+
     async def close(self) -> None: ...
     async def listen(self, on_notice: Callable[[Notice], None], *, events: bool = True) -> None:
         """Tell ``on_notice`` of changes that any process commits, until cancelled.

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hangar.errors import ConfigurationError
+from hangar.errors import ConfigurationError, StoreError
 from hangar.store import dialect as dialects
 from hangar.store.dialect import dialect_of, sqlite_path, sqlite_pragmas
 from hangar.store.notices import Announcer, listen_postgres
@@ -225,6 +225,13 @@ class SqlCore:
         async with self.engine.begin() as conn:
             await self.dialect.lock_migrations(conn)
             await conn.run_sync(_upgrade)
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            raise StoreError(f"the database does not answer: {exc}") from exc
 
     async def close(self) -> None:
         if self._announcer is not None:
