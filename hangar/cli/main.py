@@ -559,6 +559,19 @@ def schema(kind: str) -> None:
     console.print_json(json.dumps(json_schema(kind)))
 
 
+@app.command()
+def crds(
+    folder: Annotated[Path, typer.Argument(help="Where to write them, one file per kind.")] = Path(
+        "deploy/crds"
+    ),
+) -> None:
+    """Write the Kubernetes CustomResourceDefinitions of every kind (works offline)."""
+    from hangar.spec.crds import write_crds
+
+    for path in write_crds(folder):
+        console.print(str(path))
+
+
 def main() -> None:
     try:
         app()

@@ -40,6 +40,17 @@ class ToolRef(SpecModel):
     def _names(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value, "name")
 
+    CEL = (
+        {
+            "rule": "[has(self.builtin), has(self.mcp), has(self.agent)].filter(x, x).size() == 1",
+            "message": "a tool entry needs exactly one of 'builtin', 'mcp' or 'agent'",
+        },
+        {
+            "rule": "!has(self.include) || size(self.include) == 0 || has(self.mcp)",
+            "message": "'include' narrows an 'mcp' entry; a builtin is one tool already",
+        },
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> ToolRef:
         if sum(x is not None for x in (self.builtin, self.mcp, self.agent)) != 1:
@@ -150,7 +161,12 @@ class AgentSpec(SpecModel):
     description: str = ""
     model: str = Field(default="local", description="Name of a Model in the same namespace.")
     instructions: str = Field(default="", description="The system prompt.")
-    tools: list[ToolRef] = Field(default_factory=list)
+    tools: list[ToolRef] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Where the agent's tools come from (at most 128 entries: a bound a "
+        "cluster needs to price the CEL rule on each entry).",
+    )
     knowledge: list[KnowledgeRef] = Field(default_factory=list)
     memory: MemorySpec = Field(default_factory=MemorySpec)
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
@@ -181,6 +197,9 @@ class AgentSpec(SpecModel):
 
 
 class Agent(Resource):
+    """An agent: a model, its instructions, its tools and knowledge, and the limits and
+    policy its runs keep to."""
+
     KIND: ClassVar[str] = "Agent"
     PLURAL: ClassVar[str] = "agents"
     kind: Literal["Agent"]

@@ -54,6 +54,12 @@ class SpecModel(BaseModel):
         frozen=True,
     )
 
+    CEL: ClassVar[tuple[dict[str, str], ...]] = ()
+    """The model's cross-field rules as CEL, for its CustomResourceDefinition
+    (``x-kubernetes-validations``: ``rule`` and ``message`` or ``messageExpression``):
+    what its ``model_validator`` refuses, with the same message. Beside the validator,
+    so the two change together; ``tests/spec/test_crds.py`` runs both on each case."""
+
 
 class Metadata(SpecModel):
     name: str = Field(description="DNS-1123 label, unique per kind in a namespace.")

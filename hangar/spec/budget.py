@@ -24,6 +24,13 @@ class BudgetSpec(SpecModel):
     def _agent(cls, value: str | None) -> str | None:
         return None if value is None else check_name(value, "agent name")
 
+    CEL = (
+        {
+            "rule": "has(self.maxTokens) || has(self.maxCost)",
+            "message": "a Budget needs 'maxTokens', 'maxCost' or both",
+        },
+    )
+
     @model_validator(mode="after")
     def _some_limit(self) -> BudgetSpec:
         if self.max_tokens is None and self.max_cost is None:
@@ -32,6 +39,9 @@ class BudgetSpec(SpecModel):
 
 
 class Budget(Resource):
+    """A ceiling on tokens or spend per day or month, for a namespace or one agent: runs
+    past it do not start."""
+
     KIND: ClassVar[str] = "Budget"
     PLURAL: ClassVar[str] = "budgets"
     kind: Literal["Budget"]

@@ -33,6 +33,17 @@ class EmbedderSpec(SpecModel):
         "the administrator granted the namespace).",
     )
 
+    CEL = (
+        {
+            "rule": "!(self.provider == 'local' && has(self.baseUrl))",
+            "message": "'baseUrl' is for provider 'openai'; 'local' runs in the server",
+        },
+        {
+            "rule": "!(has(self.apiKey) && has(self.apiKeyEnv))",
+            "message": "give the API key once: 'apiKey' (a Secret) or 'apiKeyEnv'",
+        },
+    )
+
     @model_validator(mode="after")
     def _endpoint(self) -> EmbedderSpec:
         if self.provider == "local" and self.base_url is not None:
@@ -50,6 +61,14 @@ class ChunkingSpec(SpecModel):
         description="Tokens per chunk, in the embedder's own count (at most what it reads).",
     )
     overlap: int = Field(default=40, ge=0, description="Tokens each chunk repeats of the last.")
+
+    CEL = (
+        {
+            "rule": "self.overlap < self.maxTokens",
+            "messageExpression": "'overlap (' + string(self.overlap) + ') must be less than "
+            "maxTokens (' + string(self.maxTokens) + ')'",
+        },
+    )
 
     @model_validator(mode="after")
     def _overlap(self) -> ChunkingSpec:
@@ -74,6 +93,13 @@ class SourceSpec(SpecModel):
     )
     url: str | None = Field(default=None, description="A page or file, fetched with GET.")
 
+    CEL = (
+        {
+            "rule": "has(self.folder) != has(self.url)",
+            "message": "a source needs exactly one of 'folder' or 'url'",
+        },
+    )
+
     @model_validator(mode="after")
     def _one(self) -> SourceSpec:
         if (self.folder is None) == (self.url is None):
@@ -85,13 +111,15 @@ class KnowledgeBaseSpec(SpecModel):
     description: str = Field(default="", description="What it holds; the search tool says it.")
     embedder: EmbedderSpec = Field(default_factory=EmbedderSpec)
     chunking: ChunkingSpec = Field(default_factory=ChunkingSpec)
-    sources: list[SourceSpec] = Field(default_factory=list)
+    sources: list[SourceSpec] = Field(default_factory=list, max_length=1000)
     egress: Egress = Field(
         default_factory=Egress, description="Hosts the 'url' sources may be fetched from."
     )
 
 
 class KnowledgeBase(Resource):
+    """Documents agents search: where they come from, how they are chunked and embedded."""
+
     KIND: ClassVar[str] = "KnowledgeBase"
     PLURAL: ClassVar[str] = "knowledgebases"
     kind: Literal["KnowledgeBase"]

@@ -99,6 +99,13 @@ class MCPServerSpec(SpecModel):
         "re-runs only these. Tools annotated idempotentHint or readOnlyHint count too.",
     )
 
+    CEL = (
+        {
+            "rule": "[has(self.stdio), has(self.http), has(self.catalog)].filter(x, x).size() == 1",
+            "message": "set exactly one transport: 'stdio', 'http' or 'catalog'",
+        },
+    )
+
     @model_validator(mode="after")
     def _one_transport(self) -> MCPServerSpec:
         if sum(x is not None for x in (self.stdio, self.http, self.catalog)) != 1:
@@ -107,6 +114,9 @@ class MCPServerSpec(SpecModel):
 
 
 class MCPServer(Resource):
+    """An MCP server whose tools agents use: started in a sandbox over stdio, reached over
+    HTTP, or taken from the catalog."""
+
     KIND: ClassVar[str] = "MCPServer"
     PLURAL: ClassVar[str] = "mcpservers"
     kind: Literal["MCPServer"]

@@ -36,6 +36,14 @@ class ScriptStep(SpecModel):
     output_tokens: int | None = Field(default=None, ge=0)
     cached_input_tokens: int = Field(default=0, ge=0, description="Of the input, from cache.")
 
+    CEL = (
+        {
+            "rule": "has(self.text) || (has(self.toolCalls) && size(self.toolCalls) > 0)"
+            " || has(self.error)",
+            "message": "a script step needs 'text', 'toolCalls' or 'error'",
+        },
+    )
+
     @model_validator(mode="after")
     def _one_kind(self) -> ScriptStep:
         if self.text is None and not self.tool_calls and self.error is None:
@@ -92,12 +100,34 @@ class ModelSpec(SpecModel):
     path: str | None = Field(default=None, description="GGUF file for the local provider.")
     script: list[ScriptStep] = Field(
         default_factory=list,
+        max_length=1000,
         description="Replies of the scripted provider. The n-th model call after the last "
         "user message gets step n; the last step repeats when the script runs out.",
     )
     context_window: int | None = Field(default=None, ge=128)
     pricing: Pricing = Field(default_factory=Pricing)
     limits: ModelLimits = Field(default_factory=ModelLimits)
+
+    CEL = (
+        {
+            "rule": "self.provider != 'scripted' || (has(self.script) && size(self.script) > 0)",
+            "message": "provider 'scripted' needs a non-empty 'script'",
+        },
+        {
+            "rule": "!(self.provider in ['openai', 'anthropic'])"
+            " || (has(self.model) && size(self.model) > 0)",
+            "messageExpression": "\"provider '\" + self.provider + \"' needs 'model', the "
+            "provider's model id\"",
+        },
+        {
+            "rule": "!(has(self.apiKey) && has(self.apiKeyEnv))",
+            "message": "give the API key once: 'apiKey' (a Secret) or 'apiKeyEnv'",
+        },
+        {
+            "rule": "!(has(self.baseUrl) && has(self.baseUrlEnv))",
+            "message": "give the endpoint once: 'baseUrl' or 'baseUrlEnv'",
+        },
+    )
 
     @model_validator(mode="after")
     def _provider_fields(self) -> ModelSpec:
@@ -113,6 +143,8 @@ class ModelSpec(SpecModel):
 
 
 class Model(Resource):
+    """A model agents call: its provider, model id, endpoint and key, prices and limits."""
+
     KIND: ClassVar[str] = "Model"
     PLURAL: ClassVar[str] = "models"
     kind: Literal["Model"]

@@ -19,6 +19,8 @@ class QuotaSpec(SpecModel):
 
 
 class Quota(Resource):
+    """How many runs the namespace may have running at once; more wait, queued."""
+
     KIND: ClassVar[str] = "Quota"
     PLURAL: ClassVar[str] = "quotas"
     kind: Literal["Quota"]

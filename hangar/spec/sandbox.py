@@ -34,6 +34,15 @@ class SandboxNetwork(SpecModel):
         description="Hosts reachable in mode 'allowlist', e.g. 'pypi.org' or '*.example.com'.",
     )
 
+    CEL = (
+        {
+            "rule": "!has(self.allowHosts) || size(self.allowHosts) == 0"
+            " || self.mode == 'allowlist'",
+            "message": "allowHosts is set but mode is 'none', so no host would be reachable; "
+            "set mode: allowlist",
+        },
+    )
+
     @model_validator(mode="after")
     def _hosts_need_allowlist(self) -> SandboxNetwork:
         if self.allow_hosts and self.mode != "allowlist":
@@ -61,6 +70,15 @@ class SandboxTemplateSpec(SpecModel):
         "when the call ends, or kept for the session's later calls.",
     )
 
+    CEL = (
+        {
+            "rule": "!has(self.network) || self.network.mode != 'allowlist'"
+            " || self.backend in ['bwrap', 'gvisor']",
+            "messageExpression": "'the ' + self.backend + ' backend has no network, so network "
+            "mode \\'allowlist\\' cannot work there; use backend bwrap or gvisor'",
+        },
+    )
+
     @model_validator(mode="after")
     def _network_needs_processes(self) -> SandboxTemplateSpec:
         if self.network.mode == "allowlist" and self.backend not in NETWORKED_BACKENDS:
@@ -72,6 +90,9 @@ class SandboxTemplateSpec(SpecModel):
 
 
 class SandboxTemplate(Resource):
+    """How sandboxes for code are made: the backend, their limits, their network and a warm
+    pool."""
+
     KIND: ClassVar[str] = "SandboxTemplate"
     PLURAL: ClassVar[str] = "sandboxtemplates"
     kind: Literal["SandboxTemplate"]

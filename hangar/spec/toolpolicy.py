@@ -21,6 +21,9 @@ class ToolPolicySpec(ToolPolicy):
 
 
 class NamespaceToolPolicy(Resource):
+    """Which tools any agent of the namespace may run, need approval for, or may not run;
+    agents' own policies apply within it."""
+
     KIND: ClassVar[str] = "ToolPolicy"
     PLURAL: ClassVar[str] = "toolpolicies"
     kind: Literal["ToolPolicy"]

@@ -97,6 +97,14 @@ class TriggerSpec(SpecModel):
             )
         return value
 
+    CEL = (
+        {
+            "rule": "[has(self.webhook), has(self.nats), has(self.schedule)]"
+            ".filter(x, x).size() == 1",
+            "message": "a Trigger needs exactly one of 'webhook', 'nats' or 'schedule'",
+        },
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> TriggerSpec:
         sources = [x for x in (self.webhook, self.nats, self.schedule) if x is not None]
@@ -106,6 +114,9 @@ class TriggerSpec(SpecModel):
 
 
 class Trigger(Resource):
+    """What starts an agent's runs without a caller: a signed webhook, a NATS subject or a
+    schedule."""
+
     KIND: ClassVar[str] = "Trigger"
     PLURAL: ClassVar[str] = "triggers"
     kind: Literal["Trigger"]
