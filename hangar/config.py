@@ -62,6 +62,11 @@ class Settings(BaseSettings):
 
     default_namespace: str = "default"
 
+    admin_key: str | None = Field(default=None, repr=False)
+    """The admin API key, chosen by the administrator (on Kubernetes, from a Secret):
+    every gateway replica makes sure this key exists, instead of each minting its own
+    into its ``home``. ``hgr_`` and at least 32 more characters."""
+
     nats_url: str | None = None
     """NATS server for Triggers on JetStream subjects, e.g. ``nats://127.0.0.1:4222``;
     without it such Triggers are idle."""

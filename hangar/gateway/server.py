@@ -15,18 +15,22 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import uvicorn
 
 from hangar.admission import write_default
 from hangar.config import Settings
+from hangar.errors import ConfigurationError, ConflictError
 from hangar.gateway.app import create_app
 from hangar.gateway.processes import check_processes, serve_processes
 from hangar.roles import Role
 from hangar.runtime.host import Runtime
 from hangar.runtime.resolve import LOCAL_MODEL, LOCAL_MODEL_SPEC
 from hangar.spec import API_VERSION, Model
+from hangar.store.base import Store
+from hangar.store.keys import KEY_PREFIX
 
 CLIENT_FILE = "client.json"
 ADMIN_KEY_FILE = "admin.key"
@@ -47,6 +51,28 @@ def private_home(home: Path) -> None:
         home.chmod(0o700)
 
 
+async def _chosen_admin_key(store: Store, secret: str, namespace: str) -> str:
+    """The administrator's admin key (``HANGAR_ADMIN_KEY``), stored if it is not yet:
+    replicas starting together race to store it, and the losers find it stored."""
+    secret = secret.strip()
+    if not secret.startswith(KEY_PREFIX) or len(secret) < len(KEY_PREFIX) + 32:
+        raise ConfigurationError(
+            "HANGAR_ADMIN_KEY must be 'hgr_' and at least 32 more characters",
+            hint="make one with: echo hgr_$(openssl rand -hex 24)",
+        )
+    found = await store.authenticate(secret)
+    unusable = None if found is None else found.unusable(datetime.now(UTC))
+    if found is not None and (not found.admin or unusable):
+        raise ConfigurationError(
+            f"HANGAR_ADMIN_KEY is the secret of a key that {unusable or 'is not an admin key'}",
+            hint="choose a new secret for the admin key",
+        )
+    if found is None:
+        with contextlib.suppress(ConflictError):
+            await store.create_api_key(namespace, "admin", role=Role.ADMIN, secret=secret)
+    return secret
+
+
 async def bootstrap(runtime: Runtime) -> str:
     """Migrate, make sure the admin key and the ``local`` Model exist; return the key."""
     settings = runtime.settings
@@ -54,10 +80,13 @@ async def bootstrap(runtime: Runtime) -> str:
     private_home(settings.home)
     await store.migrate()
     key_file = settings.home / ADMIN_KEY_FILE
-    secret = key_file.read_text().strip() if key_file.exists() else ""
+    if settings.admin_key is not None:
+        secret = await _chosen_admin_key(store, settings.admin_key, settings.default_namespace)
+    else:
+        secret = key_file.read_text().strip() if key_file.exists() else ""
     if not secret or await store.authenticate(secret) is None:
         _, secret = await store.create_api_key(settings.default_namespace, "admin", role=Role.ADMIN)
-        _write_private(key_file, secret + "\n")
+    _write_private(key_file, secret + "\n")
     local = Model.model_validate(
         {
             "apiVersion": API_VERSION,
@@ -67,7 +96,8 @@ async def bootstrap(runtime: Runtime) -> str:
         }
     )
     if await store.get_resource(settings.default_namespace, Model.KIND, LOCAL_MODEL) is None:
-        await store.apply_resource(settings.default_namespace, local)
+        with contextlib.suppress(ConflictError):  # a replica starting beside this one did
+            await store.apply_resource(settings.default_namespace, local)
     return secret
 
 

@@ -85,8 +85,11 @@ class KeyStore(Protocol):
         *,
         role: Role = Role.NAMESPACE_ADMIN,
         expires_at: datetime | None = None,
+        secret: str | None = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its secret (shown once; only its hash is kept)."""
+        """A new key and its secret (shown once; only its hash is kept). ``secret``: the
+        one an administrator chose (a deployment's admin key from its Secret); a key
+        with that secret already stored raises ``ConflictError``."""
         ...
 
     async def authenticate(self, secret: str) -> ApiKey | None:

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 
+from hangar.errors import ConflictError
 from hangar.ids import utc
 from hangar.roles import Role
 from hangar.store.engine import SqlCore
@@ -58,10 +60,11 @@ class SqlKeys(SqlCore):
         *,
         role: Role = Role.NAMESPACE_ADMIN,
         expires_at: datetime | None = None,
+        secret: str | None = None,
     ) -> tuple[ApiKey, str]:
         import uuid
 
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        secret = secret or KEY_PREFIX + secrets.token_urlsafe(32)
         key = ApiKey(
             id=f"key_{uuid.uuid4().hex[:24]}",
             namespace=namespace,
@@ -71,20 +74,25 @@ class SqlKeys(SqlCore):
             created_at=datetime.now(UTC),
             expires_at=expires_at,
         )
-        async with self.writing() as conn:
-            await conn.execute(
-                api_keys.insert().values(
-                    id=key.id,
-                    namespace=namespace,
-                    name=name,
-                    key_hash=hash_key(secret),
-                    prefix=key.prefix,
-                    admin=key.admin,
-                    role=role.value,
-                    created_at=key.created_at,
-                    expires_at=expires_at,
+        try:
+            async with self.writing() as conn:
+                await conn.execute(
+                    api_keys.insert().values(
+                        id=key.id,
+                        namespace=namespace,
+                        name=name,
+                        key_hash=hash_key(secret),
+                        prefix=key.prefix,
+                        admin=key.admin,
+                        role=role.value,
+                        created_at=key.created_at,
+                        expires_at=expires_at,
+                    )
                 )
-            )
+        except IntegrityError:  # only a chosen secret can be taken already
+            raise ConflictError(
+                "a key with this secret exists already", hint="choose another secret"
+            ) from None
         return key, secret
 
     async def authenticate(self, secret: str) -> ApiKey | None:
