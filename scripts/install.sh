@@ -36,9 +36,11 @@ command -v runsc >/dev/null || missing+=(runsc)
 # The process sandboxes' root is the host's /usr: give its Python numpy, pandas, plots.
 /usr/bin/python3 -c "import numpy, pandas, matplotlib" 2>/dev/null \
     || missing+=(python3-numpy python3-pandas python3-matplotlib)
+# kubectl renders the Kustomize manifests under deploy/ offline (their tests).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "installing ${missing[*]} for the sandboxes..."
+        echo "installing ${missing[*]} (sandboxes, manifests)..."
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
         echo "note: install ${missing[*]} (Debian) for the bwrap sandbox; the wasm one works without" >&2

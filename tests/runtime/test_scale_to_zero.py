@@ -62,20 +62,3 @@ async def test_a_cold_worker_drains_the_queue_then_exits_when_idle(tmp_path: Pat
         assert queue_depth(await runtime.exposition()) == 0
     finally:
         await runtime.stop()
-
-
-def test_the_keda_example_reads_a_metric_hangar_exports() -> None:
-    import yaml
-
-    from hangar.telemetry.metrics import Metrics
-
-    root = Path(__file__).resolve().parents[2]
-    scaled = yaml.safe_load((root / "deploy/keda/scaledobject.yaml").read_text())
-    (trigger,) = scaled["spec"]["triggers"]
-    assert scaled["spec"]["minReplicaCount"] == 0
-    exported = {m.name for m in Metrics().registry.collect()}
-    assert "hangar_queue_depth" in exported and "hangar_queue_depth" in trigger["metadata"]["query"]
-    worker = yaml.safe_load((root / "deploy/keda/worker-deployment.yaml").read_text())
-    assert worker["metadata"]["name"] == scaled["spec"]["scaleTargetRef"]["name"]
-    command = worker["spec"]["template"]["spec"]["containers"][0]["command"]
-    assert command == ["hangar", "worker"]
