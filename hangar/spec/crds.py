@@ -28,6 +28,7 @@ from hangar.spec.base import API_GROUP, SpecModel
 from hangar.spec.registry import KINDS
 
 VERSION = "v1alpha1"
+HEADER = "# Generated from hangar/spec by `hangar crds`: do not edit.\n"
 CATEGORY = "hangar"
 NATIVE = frozenset({"Secret"})
 """Kinds a cluster already has: Hangar's ``Secret`` is Kubernetes' own."""
@@ -183,21 +184,34 @@ def crd(kind: str) -> dict[str, Any]:
 
 def crd_yaml(kind: str) -> str:
     """One CRD as its committed file holds it."""
-    body = yaml.safe_dump(crd(kind), sort_keys=False, width=100, allow_unicode=True)
-    return f"# Generated from hangar/spec by `hangar crds`: do not edit.\n{body}"
+    return HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=100, allow_unicode=True)
+
+
+def crd_files() -> dict[str, str]:
+    """Every file of the CRDs' folder by name: one per kind, and the Kustomization
+    that lists them (``kubectl apply -k deploy/crds``)."""
+    files = {f"{KINDS[kind].PLURAL}.yaml": crd_yaml(kind) for kind in crd_kinds()}
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": list(files),
+    }
+    files["kustomization.yaml"] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
+    return files
 
 
 def write_crds(folder: Path) -> list[Path]:
-    """Every CRD into ``folder``, one file per kind (``agents.yaml``); the files
-    written. Files of kinds that no longer exist are removed."""
+    """The CRDs' folder written; the files written. Generated files of kinds that no
+    longer exist are removed (only those: a file without the header is left alone)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in crd_kinds():
-        path = folder / f"{KINDS[kind].PLURAL}.yaml"
-        path.write_text(crd_yaml(kind))
+    for name, text in crd_files().items():
+        path = folder / name
+        path.write_text(text)
         written.append(path)
     for stale in set(folder.glob("*.yaml")) - set(written):
-        stale.unlink()
+        if stale.read_text().startswith(HEADER):
+            stale.unlink()
     return written
 
 
