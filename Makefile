@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hangar-installed
 
-.PHONY: up install test lint typecheck pytest bench clean
+.PHONY: up install test lint typecheck pytest bench clean image image-test
 
 $(STAMP): pyproject.toml scripts/install.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
@@ -35,3 +35,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The OCI image (Containerfile), from a Debian base made here: VARIANT=local|slim.
+VARIANT ?= local
+image: install
+	scripts/image.sh $(VARIANT)
+
+# Build it and answer runs from its read-only filesystem (under bubblewrap).
+image-test: install
+	scripts/image-test.sh $(VARIANT)
+
