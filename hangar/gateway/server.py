@@ -30,7 +30,7 @@ from hangar.runtime.host import Runtime
 from hangar.runtime.resolve import LOCAL_MODEL, LOCAL_MODEL_SPEC
 from hangar.spec import API_VERSION, Model
 from hangar.store.base import Store
-from hangar.store.keys import KEY_PREFIX
+from hangar.store.records import KEY_PREFIX
 
 CLIENT_FILE = "client.json"
 ADMIN_KEY_FILE = "admin.key"

@@ -21,13 +21,11 @@ from hangar.errors import ConflictError
 from hangar.ids import utc
 from hangar.roles import Role
 from hangar.store.engine import SqlCore
-from hangar.store.records import ApiKey
+from hangar.store.records import KEY_PREFIX, ApiKey
 from hangar.store.tables import api_keys
 
 if TYPE_CHECKING:
     pass
-
-KEY_PREFIX = "hgr_"
 
 
 def hash_key(secret: str) -> str:

@@ -353,6 +353,9 @@ def stored_span(
     }
 
 
+KEY_PREFIX = "hgr_"
+"""How every API key's secret starts (a leaked one is easy to find and revoke)."""
+
 SPAN_NAMESPACE = "hangar.namespace"
 """The span attribute naming the namespace whose work a span times."""
 
