@@ -84,8 +84,10 @@ async def bootstrap(runtime: Runtime) -> str:
         secret = await _chosen_admin_key(store, settings.admin_key, settings.default_namespace)
     else:
         secret = key_file.read_text().strip() if key_file.exists() else ""
-    if not secret or await store.authenticate(secret) is None:
-        _, secret = await store.create_api_key(settings.default_namespace, "admin", role=Role.ADMIN)
+        if not secret or await store.authenticate(secret) is None:
+            _, secret = await store.create_api_key(
+                settings.default_namespace, "admin", role=Role.ADMIN
+            )
     _write_private(key_file, secret + "\n")
     local = Model.model_validate(
         {

@@ -165,7 +165,7 @@ def crd(kind: str) -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": " ".join(doc.split()),
+                            "description": _prose(doc),
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},
@@ -215,6 +215,11 @@ def write_crds(folder: Path) -> list[Path]:
     return written
 
 
+def _prose(text: object) -> str:
+    """A docstring or description on one line: ``kubectl explain`` wraps it itself."""
+    return " ".join(str(text).split())
+
+
 def _cel_rules() -> dict[str, list[dict[str, str]]]:
     """Every spec model's CEL rules by its JSON Schema title (its class name)."""
     found: dict[str, list[dict[str, str]]] = {}
@@ -246,7 +251,7 @@ class _Structural:
             return self._union(node)
         out: dict[str, Any] = {k: node[k] for k in _KEPT if k in node}
         if "description" in out:
-            out["description"] = " ".join(str(out["description"]).split())
+            out["description"] = _prose(out["description"])
         if "const" in node:
             out["enum"] = [node["const"]]
         if node.get("format") in _FORMATS:
@@ -293,5 +298,5 @@ class _Structural:
         else:  # a value or an object, say: the loader checks which
             merged = {"x-kubernetes-preserve-unknown-fields": True}
         if "description" in node:
-            merged["description"] = " ".join(str(node["description"]).split())
+            merged["description"] = _prose(node["description"])
         return merged

@@ -190,7 +190,9 @@ class StoredTracer(Tracer):
     SDK's default (parent-based, always on): a caller's trace that it marked unsampled
     is recorded nowhere, a new trace always is."""
 
-    def __init__(self, pending: deque[Any], namespace: contextvars.ContextVar[str | None]) -> None:
+    def __init__(
+        self, pending: deque[EncodedSpan], namespace: contextvars.ContextVar[str | None]
+    ) -> None:
         self.pending = pending
         self.namespace = namespace
         """The context variable naming the namespace a span is stamped with."""
@@ -218,17 +220,13 @@ class StoredTracer(Tracer):
             )
         else:
             trace_id = parent.trace_id
-        stamped = dict(attributes) if attributes else {}
-        namespace = self.namespace.get()
-        if namespace is not None:
-            stamped[NAMESPACE] = namespace
         return StoredSpan(
             self.pending,
             name,
             SpanContext(trace_id, span_id, False, SAMPLED),
             parent,
             kind,
-            stamped,
+            self._stamped(attributes),
             start_time or time.time_ns(),
         )
 
@@ -247,15 +245,20 @@ class StoredTracer(Tracer):
         span = self.start_span(name, context, kind, attributes, links, start_time)
         return _Current(span, end_on_exit, record_exception, set_status_on_exception)
 
+    def _stamped(self, attributes: Attributes) -> dict[str, Any]:
+        """A span's own copy of ``attributes``, with the namespace its work is for."""
+        stamped = dict(attributes) if attributes else {}
+        namespace = self.namespace.get()
+        if namespace is not None:
+            stamped[NAMESPACE] = namespace
+        return stamped
+
     def leaf(self, name: str, start_ns: int, attributes: dict[str, Any]) -> None:
         """A span from ``start_ns`` to now, a child of the current span, that nothing
         nests in: encoded at once, without a span object (a store write's)."""
         parent = get_current_span().get_span_context()
         if not parent.is_valid or not parent.trace_flags.sampled:
             return
-        namespace = self.namespace.get()
-        if namespace is not None:
-            attributes = {**attributes, NAMESPACE: namespace}
         self.pending.append(
             encoded_span(
                 stored_span(
@@ -267,7 +270,7 @@ class StoredTracer(Tracer):
                     start_ns,
                     time.time_ns(),
                     "unset",
-                    attributes,
+                    self._stamped(attributes),
                     [],
                 )
             )
